@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine (Python >= 3.10, gcc, pip):
+#   make demo   build everything, run the flagship example
+#   make test   build everything, run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/*) uintr_loop/_core.pxd setup.py
+
+.PHONY: all build test demo clean info
+
+all: build
+
+$(VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "setuptools>=64" wheel "Cython>=3.0"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	touch $@
+
+$(VENV)/.built: $(VENV)/.deps $(CORE_SOURCES)
+	$(PY) setup.py -q build_ext --inplace
+	touch $@
+
+build: $(VENV)/.built
+
+test: build
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: build
+	$(PY) examples/offload_server.py --demo
+
+info: build
+	$(PY) -m uintr_loop info
+
+clean:
+	rm -rf build $(VENV) *.egg-info cython_src/*.c uintr_loop/*.so
