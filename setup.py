@@ -36,7 +36,7 @@ extensions = [
 setup(
     ext_modules=cythonize(
         extensions,
-        include_path=["."],
+        include_path=[".", "cython_src/includes"],
         language_level=3,
         compiler_directives={"binding": True, "embedsignature": True},
     )

@@ -1,0 +1,42 @@
+# cython: language_level=3
+"""Native senders for tests and benchmarks: pthreads that send through the
+public nogil cimport API (uintr_loop/_core.pxd), exactly as a third-party
+Cython extension would, without ever holding the GIL."""
+from libc.stdint cimport uint64_t
+from libc.string cimport memset
+
+from uintr_loop._core cimport uintr_send, uintr_sender_handle
+from threads cimport native_sender_job, native_sender_join, native_sender_start
+
+
+cdef class NativeSender:
+    """Start with ``NativeSender(sender, count, pause_ns)``; ``join()`` waits
+    and returns ``(sent, first_error)`` where first_error is 0 or -errno."""
+    cdef native_sender_job job
+    cdef object sender
+    cdef bint started
+    cdef bint joined
+
+    def __init__(self, sender, uint64_t count, uint64_t pause_ns=0):
+        memset(&self.job, 0, sizeof(self.job))
+        self.job.handle = uintr_sender_handle(sender)
+        self.job.send = uintr_send
+        self.job.count = count
+        self.job.pause_ns = pause_ns
+        self.sender = sender          # keeps the handle valid
+        cdef int rc = native_sender_start(&self.job)
+        if rc != 0:
+            raise OSError(rc, "pthread_create failed")
+        self.started = True
+
+    def join(self):
+        if self.started and not self.joined:
+            with nogil:
+                native_sender_join(&self.job)
+            self.joined = True
+        return self.job.sent, self.job.error
+
+    def __dealloc__(self):
+        if self.started and not self.joined:
+            with nogil:
+                native_sender_join(&self.job)

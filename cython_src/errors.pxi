@@ -1,0 +1,36 @@
+import errno as _errno
+
+
+class ReceiverClosedError(BrokenPipeError):
+    """The receiver (or the loop it belongs to) is closed.
+
+    Mirrors the kernel ABI's ESHUTDOWN for a send to a receiver that is gone:
+    the post is refused loudly, never dropped in silence.
+    """
+
+    def __init__(self, message="the receiver is closed"):
+        super().__init__(_errno.ESHUTDOWN, message)
+
+
+class SenderClosedError(ValueError):
+    """The Sender (or the VectorFd it would be made from) was closed."""
+
+
+class HardwareUnavailableError(RuntimeError):
+    """Hardware delivery was asked for where UINTR cannot be used."""
+
+
+cdef int raise_send_error(int rc) except -1:
+    if rc == -_errno.ESHUTDOWN:
+        raise ReceiverClosedError()
+    if rc == -_errno.EBADF:
+        raise SenderClosedError("send on a closed Sender")
+    raise OSError(-rc, "uintr_loop: notification failed")
+
+
+cdef inline int check_vector(object vector) except -1:
+    if isinstance(vector, bool) or not isinstance(vector, int):
+        raise TypeError("vector must be an int, got %s" % type(vector).__name__)
+    if not 0 <= vector < UINTR_NVEC:
+        raise ValueError("vector must be in 0..63, got %d" % vector)
+    return 0

@@ -1,0 +1,153 @@
+# A loop's port: the page of UPIDs and the channel its notifications travel.
+#
+# Block 0 is the loop's own receiver. The loop keeps SN set on it while it
+# runs callbacks and clears it only around the one place it blocks (the
+# selector), mirroring switch_uintr_prepare/switch_uintr_return:
+#
+#     restore()    just before select: clear SN, then look at PIR; pending
+#                  posts turn the select into a poll (timeout 0).
+#     recognise()  just after select: set SN again, then take PIR and
+#                  dispatch (vector 0: wakeup; vector i: Receiver in block i).
+#
+# While SN is set, call_soon_threadsafe from any thread is two locked
+# instructions and no syscall; while the loop is blocked, the first post sets
+# ON and writes the eventfd once, the rest coalesce until recognise.
+
+cdef size_t TABLE_SIZE = sizeof(uintr_table_t)
+
+
+cdef class Port:
+    cdef uintr_table_t *table
+    cdef int memfd
+    cdef uintr_channel_t channel
+    cdef uint64_t slots_used
+    cdef dict receivers
+    cdef readonly str mode
+    cdef readonly bint closed
+    cdef uint64_t recognised
+    cdef uint64_t spurious
+
+    def __cinit__(self, str mode="software"):
+        self.memfd = -1
+        self.channel.kind = UINTR_CHANNEL_NONE
+        self.channel.fd = -1
+        self.table = NULL
+        if mode != "software":
+            raise HardwareUnavailableError(
+                "delivery mode %r is not available in this build; see "
+                "uintr_loop.capabilities()" % (mode,))
+        self.mode = mode
+        self.table = <uintr_table_t *>uintr_map_table(&self.memfd, TABLE_SIZE)
+        if self.table == NULL:
+            raise OSError(errno, "uintr_loop: cannot map the UPID table")
+        cdef int rc = uintr_channel_open(&self.channel)
+        if rc < 0:
+            raise OSError(-rc, "uintr_loop: cannot open the notification channel")
+        uintr_upid_init(&self.table.block[0], 0, 0)   # SN set: not running
+        self.slots_used = 1
+        self.receivers = {}
+
+    def __dealloc__(self):
+        # Reached only when no Sender, Receiver or loop refers to this port any
+        # more: nobody can write to the channel or the table after this.
+        uintr_channel_close(&self.channel)
+        if self.table != NULL:
+            uintr_unmap_table(self.table, TABLE_SIZE, self.memfd)
+            self.table = NULL
+
+    def fileno(self):
+        """The channel's fd, for the loop's selector (edge-triggered)."""
+        return self.channel.fd
+
+    cpdef bint restore(self):
+        """Clear SN before blocking; True if posts are pending (do not block)."""
+        return uintr_upid_restore(&self.table.block[0])
+
+    cpdef recognise(self):
+        """Set SN again after blocking; take and dispatch pending vectors."""
+        cdef uintr_block_t *b = &self.table.block[0]
+        cdef int had_on = 0
+        cdef uint64_t bits
+        cdef unsigned i
+        cdef Receiver receiver
+        uintr_upid_suppress(b)
+        if not uintr_upid_pending(b):
+            return
+        bits = uintr_upid_recognise(b, &had_on)
+        if bits == 0:
+            if had_on:
+                self.spurious += 1
+            return
+        while bits:
+            i = uintr_highest(bits)
+            bits &= ~((<uint64_t>1) << i)
+            self.recognised += 1
+            if i != UINTR_WAKEUP_VECTOR:
+                receiver = self.receivers.get(i)
+                if receiver is not None:
+                    receiver.recognise()
+
+    def wakeup(self):
+        """Post the wakeup vector (the loop's _write_to_self).
+
+        Returns silently when the loop is shut down, as asyncio's self-pipe
+        write does: call_soon_threadsafe has checked for a closed loop first.
+        """
+        cdef int rc = uintr_upid_post(&self.table.block[0], UINTR_WAKEUP_VECTOR)
+        if rc == UINTR_POST_NOTIFY:
+            with nogil:
+                rc = uintr_channel_notify(&self.channel)
+            if rc < 0:
+                raise OSError(-rc, "uintr_loop: notification failed")
+
+    def statistics(self):
+        return block_statistics(&self.table.block[0], self.mode,
+                                self.recognised, self.spurious)
+
+    def close(self):
+        """Shut every block down: later posts fail with ReceiverClosedError."""
+        cdef Receiver receiver
+        if self.closed:
+            return
+        self.closed = True
+        uintr_upid_shutdown(&self.table.block[0])
+        for receiver in list(self.receivers.values()):
+            receiver.close()
+
+    cdef unsigned attach(self, Receiver receiver) except 0:
+        cdef unsigned slot
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        for slot in range(1, UINTR_TABLE_SLOTS):
+            if not (self.slots_used >> slot) & 1:
+                self.slots_used |= (<uint64_t>1) << slot
+                uintr_upid_init(&self.table.block[slot], slot, 0)
+                self.receivers[slot] = receiver
+                return slot
+        raise RuntimeError(
+            "uintr_loop: a loop holds at most %d receivers (one per "
+            "notification vector); close some first" % (UINTR_TABLE_SLOTS - 1))
+
+    cdef void detach(self, unsigned slot):
+        self.receivers.pop(slot, None)
+
+    cdef void release(self, unsigned slot):
+        # Only once no Sender can refer to the block (the Receiver is being
+        # deallocated), so a reused slot never receives a stale sender's post.
+        self.slots_used &= ~((<uint64_t>1) << slot)
+
+
+cdef object block_statistics(uintr_block_t *b, str mode, uint64_t delivered,
+                             uint64_t spurious):
+    cdef uint64_t c[4]
+    uintr_block_counters(b, c)
+    return ReceiverStatistics(
+        mode=mode,
+        posted=c[0] + c[1] + c[2],
+        notifications=c[0],
+        coalesced=c[1],
+        suppressed=c[2],
+        refused=c[3],
+        delivered=delivered,
+        spurious=spurious,
+    )

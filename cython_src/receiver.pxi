@@ -1,0 +1,173 @@
+# Receivers: recognition into UIRR, delivery highest first, masking (UIF).
+#
+# Everything here runs on the loop thread except close(), which only sets
+# flags and the UPID's shut-down bit (atomic) and is safe from any thread.
+
+
+cdef class Receiver:
+    """A user-interrupt receiver bound to a uintr_loop event loop.
+
+    ``handler(vector)`` runs on the loop's thread as a loop callback, once per
+    delivered vector, highest vector first, never nested; its exceptions go to
+    the loop's exception handler. Posts of one vector before its delivery
+    coalesce into one call, as in hardware.
+    """
+    cdef Port port
+    cdef uintr_block_t *block
+    cdef unsigned slot
+    cdef readonly object handler
+    cdef readonly object loop
+    cdef uint64_t uirr
+    cdef int mask_depth
+    cdef bint delivery_scheduled
+    cdef bint in_handler
+    cdef readonly bint closed
+    cdef uint64_t delivered
+    cdef uint64_t spurious
+
+    def __init__(self, handler, *, loop=None):
+        if not callable(handler):
+            raise TypeError("handler must be callable, got %r" % (handler,))
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        port = getattr(loop, "_uintr_port", None)
+        if not isinstance(port, Port):
+            raise TypeError(
+                "a Receiver needs a uintr_loop event loop (uintr_loop."
+                "new_event_loop()), got %s" % type(loop).__name__)
+        if loop.is_closed():
+            raise RuntimeError("Event loop is closed")
+        self.handler = handler
+        self.loop = loop
+        self.port = <Port>port
+        self.slot = self.port.attach(self)
+        self.block = &self.port.table.block[self.slot]
+        uintr_upid_restore(self.block)   # a loop receiver always takes notifications
+
+    def __dealloc__(self):
+        if self.slot and self.port is not None:
+            self.port.release(self.slot)
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return "<Receiver nv=%d %s handler=%r>" % (self.slot, state, self.handler)
+
+    def vector_fd(self, vector):
+        """The capability to send ``vector`` (0..63) to this receiver.
+
+        The analogue of uintr_vector_fd(): give it to ``Sender(...)``.
+        """
+        check_vector(vector)
+        if self.closed:
+            raise ReceiverClosedError()
+        return VectorFd(self, vector)
+
+    def masked(self):
+        """Defer delivery (CLUI) inside the block; deliver what arrived on
+        exit (STUI). Nests. Only on the loop's thread."""
+        self.check_thread("masked")
+        return MaskedSection(self)
+
+    def statistics(self):
+        """An immutable ReceiverStatistics record of this receiver."""
+        return block_statistics(self.block, self.port.mode,
+                                self.delivered, self.spurious)
+
+    def close(self):
+        """Shut the receiver down: pending vectors are dropped, later sends
+        raise ReceiverClosedError. Idempotent; safe from any thread."""
+        if self.closed:
+            return
+        self.closed = True
+        self.uirr = 0
+        uintr_upid_shutdown(self.block)
+        self.port.detach(self.slot)
+
+    cdef int check_thread(self, str what) except -1:
+        owner = getattr(self.loop, "_thread_id", None)
+        if owner is not None and owner != threading.get_ident():
+            raise RuntimeError(
+                "Receiver.%s() must be called from the thread running its "
+                "loop" % what)
+        return 0
+
+    cdef recognise(self):
+        cdef int had_on = 0
+        cdef uint64_t bits
+        if self.closed:
+            return
+        bits = uintr_upid_recognise(self.block, &had_on)
+        if bits == 0:
+            if had_on:
+                self.spurious += 1
+            return
+        self.uirr |= bits
+        self.schedule_delivery()
+
+    cdef schedule_delivery(self):
+        if (self.uirr and self.mask_depth == 0 and not self.delivery_scheduled
+                and not self.in_handler):
+            self.delivery_scheduled = True
+            self.loop.call_soon(self.deliver)
+
+    def deliver(self):
+        """Loop callback: hand each pending vector to the handler."""
+        cdef unsigned vector
+        self.delivery_scheduled = False
+        if self.in_handler:
+            return
+        while self.uirr and self.mask_depth == 0 and not self.closed:
+            vector = uintr_highest(self.uirr)
+            self.uirr &= ~((<uint64_t>1) << vector)
+            self.delivered += 1
+            self.in_handler = True
+            try:
+                self.handler(vector)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self.loop.call_exception_handler({
+                    "message": "Exception in user-interrupt handler for vector %d"
+                               % vector,
+                    "exception": exc,
+                    "receiver": self,
+                })
+            finally:
+                self.in_handler = False
+
+
+cdef class MaskedSection:
+    cdef Receiver receiver
+
+    def __cinit__(self, Receiver receiver):
+        self.receiver = receiver
+
+    def __enter__(self):
+        self.receiver.mask_depth += 1
+        return self.receiver
+
+    def __exit__(self, *exc_info):
+        cdef Receiver r = self.receiver
+        r.mask_depth -= 1
+        if r.mask_depth == 0 and r.uirr and not r.in_handler:
+            r.deliver()     # STUI: what is pending is taken right away
+        return False
+
+
+cdef class VectorFd:
+    """The right to send one vector to one receiver (uintr_vector_fd)."""
+    cdef readonly Receiver receiver
+    cdef readonly unsigned vector
+    cdef readonly bint closed
+
+    def __cinit__(self, Receiver receiver, unsigned vector):
+        self.receiver = receiver
+        self.vector = vector
+
+    def close(self):
+        """Give up the capability. Senders already registered keep working."""
+        self.closed = True
+
+    def __repr__(self):
+        return "<VectorFd vector=%d of %r%s>" % (
+            self.vector, self.receiver, " closed" if self.closed else "")

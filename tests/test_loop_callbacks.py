@@ -1,0 +1,730 @@
+"""Callback scheduling conformance: call_soon, timers, thread-safe calls,
+run_coroutine_threadsafe, the exception handler and debug mode.
+
+Every test runs on stock asyncio and on uintr_loop (see conftest.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import gc
+import logging
+import os
+import random
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import pytest
+
+HANG_GUARD = 10.0
+CLOCK_SLACK = 1e-3
+
+pytestmark = pytest.mark.asyncio
+
+
+def _start_thread(target: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+async def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    """Return once every callback queued before this call has run."""
+    fut = loop.create_future()
+    loop.call_soon(fut.set_result, None)
+    await asyncio.wait_for(fut, HANG_GUARD)
+
+
+# --- call_soon ----------------------------------------------------------------
+
+
+async def test_call_soon_runs_callbacks_in_fifo_order() -> None:
+    loop = asyncio.get_running_loop()
+    order: list[int] = []
+    for i in range(500):
+        loop.call_soon(order.append, i)
+    await _drain(loop)
+    assert order == list(range(500))
+
+
+async def test_call_soon_passes_positional_args() -> None:
+    loop = asyncio.get_running_loop()
+    seen: list[tuple[Any, ...]] = []
+    loop.call_soon(lambda *args: seen.append(args), 1, "two", None)
+    loop.call_soon(lambda: seen.append(()))
+    await _drain(loop)
+    assert seen == [(1, "two", None), ()]
+
+
+async def test_callback_scheduled_from_callback_runs_after_queued_ones() -> None:
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+
+    def first() -> None:
+        order.append("first")
+        loop.call_soon(order.append, "nested")
+
+    loop.call_soon(first)
+    loop.call_soon(order.append, "second")
+    await _drain(loop)
+    await _drain(loop)
+    assert order == ["first", "second", "nested"]
+
+
+async def test_cancelled_handle_does_not_run() -> None:
+    loop = asyncio.get_running_loop()
+    ran: list[str] = []
+    handle = loop.call_soon(ran.append, "cancelled")
+    loop.call_soon(ran.append, "kept")
+    assert isinstance(handle, asyncio.Handle)
+    assert not handle.cancelled()
+    handle.cancel()
+    assert handle.cancelled()
+    await _drain(loop)
+    assert ran == ["kept"]
+
+
+async def test_call_soon_context_argument() -> None:
+    loop = asyncio.get_running_loop()
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="outer")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "inner")
+    seen: list[str] = []
+
+    def record_and_set() -> None:
+        seen.append(var.get())
+        var.set("changed-inside")
+
+    loop.call_soon(record_and_set, context=ctx)
+    loop.call_soon(lambda: seen.append(var.get()))
+    await _drain(loop)
+    assert seen == ["inner", "outer"]
+    assert ctx[var] == "changed-inside"
+    assert var.get() == "outer"
+
+
+async def test_call_soon_without_context_copies_current_context() -> None:
+    loop = asyncio.get_running_loop()
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var2", default="unset")
+    token = var.set("at-schedule-time")
+    try:
+        seen: list[str] = []
+        loop.call_soon(lambda: seen.append(var.get()))
+        var.set("after-schedule")
+        await _drain(loop)
+        assert seen == ["at-schedule-time"]
+    finally:
+        var.reset(token)
+
+
+async def test_debug_mode_rejects_non_callables_and_coroutine_functions() -> None:
+    loop = asyncio.get_running_loop()
+    original = loop.get_debug()
+
+    async def coro_fn() -> None:
+        pass
+
+    loop.set_debug(True)
+    try:
+        with pytest.raises(TypeError):
+            loop.call_soon(42)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            loop.call_soon(coro_fn)
+        with pytest.raises(TypeError):
+            loop.call_later(0, coro_fn)
+        with pytest.raises(TypeError):
+            loop.call_soon_threadsafe(coro_fn)
+    finally:
+        loop.set_debug(original)
+
+
+# --- timers -------------------------------------------------------------------
+
+
+async def test_call_at_runs_in_deadline_order() -> None:
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    offsets = [0.05, 0.01, 0.04, 0.0, 0.03, 0.02, -1.0]
+    order: list[float] = []
+    done = loop.create_future()
+    for off in offsets:
+        loop.call_at(now + off, order.append, off)
+    loop.call_at(now + 0.06, done.set_result, None)
+    await asyncio.wait_for(done, HANG_GUARD)
+    assert order == sorted(offsets)
+
+
+async def test_call_later_runs_in_order_of_when() -> None:
+    loop = asyncio.get_running_loop()
+    delays = [0.03, 0.0, 0.05, 0.01, 0.02, 0.04]
+    random.Random(1).shuffle(delays)
+    order: list[asyncio.TimerHandle] = []
+    handles: list[asyncio.TimerHandle] = []
+    remaining = len(delays)
+    done = loop.create_future()
+
+    def fire(i: int) -> None:
+        nonlocal remaining
+        order.append(handles[i])
+        remaining -= 1
+        if remaining == 0:
+            done.set_result(None)
+
+    for i, delay in enumerate(delays):
+        before = loop.time()
+        handle = loop.call_later(delay, fire, i)
+        after = loop.time()
+        assert isinstance(handle, asyncio.TimerHandle)
+        assert before + delay <= handle.when() <= after + delay
+        handles.append(handle)
+    await asyncio.wait_for(done, HANG_GUARD)
+    assert order == sorted(handles, key=lambda h: h.when())
+
+
+async def test_timer_does_not_fire_before_its_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    fired = loop.create_future()
+    handle = loop.call_later(0.05, lambda: fired.set_result(loop.time()))
+    fired_at = await asyncio.wait_for(fired, HANG_GUARD)
+    assert fired_at >= handle.when() - CLOCK_SLACK
+
+
+async def test_timer_handle_cancel() -> None:
+    loop = asyncio.get_running_loop()
+    ran: list[str] = []
+    cancelled = loop.call_later(0.01, ran.append, "cancelled")
+    kept = loop.call_later(0.02, ran.append, "kept")
+    done = loop.create_future()
+    loop.call_later(0.04, done.set_result, None)
+    cancelled.cancel()
+    assert cancelled.cancelled()
+    assert not kept.cancelled()
+    await asyncio.wait_for(done, HANG_GUARD)
+    assert ran == ["kept"]
+
+
+async def test_cancel_timer_from_another_timer() -> None:
+    loop = asyncio.get_running_loop()
+    ran: list[str] = []
+    victim = loop.call_later(0.03, ran.append, "victim")
+    loop.call_later(0.01, victim.cancel)
+    done = loop.create_future()
+    loop.call_later(0.05, done.set_result, None)
+    await asyncio.wait_for(done, HANG_GUARD)
+    assert ran == []
+    assert victim.cancelled()
+
+
+async def test_call_at_in_the_past_runs_promptly() -> None:
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    loop.call_at(loop.time() - 100.0, fut.set_result, "late")
+    assert await asyncio.wait_for(fut, HANG_GUARD) == "late"
+
+
+async def test_call_later_context_argument() -> None:
+    loop = asyncio.get_running_loop()
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("timer_var", default=0)
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, 7)
+    fut = loop.create_future()
+    loop.call_later(0.001, lambda: fut.set_result(var.get()), context=ctx)
+    assert await asyncio.wait_for(fut, HANG_GUARD) == 7
+
+
+async def test_loop_time_is_monotonic() -> None:
+    loop = asyncio.get_running_loop()
+    samples = []
+    for _ in range(200):
+        samples.append(loop.time())
+        await asyncio.sleep(0)
+    assert samples == sorted(samples)
+    before = loop.time()
+    await asyncio.sleep(0.02)
+    assert loop.time() >= before + 0.02 - CLOCK_SLACK
+
+
+async def test_many_timers_all_fire_exactly_once() -> None:
+    loop = asyncio.get_running_loop()
+    count = 1000
+    fired: collections.Counter[int] = collections.Counter()
+    done = loop.create_future()
+    rng = random.Random(7)
+
+    def fire(i: int) -> None:
+        fired[i] += 1
+        if len(fired) == count and not done.done():
+            done.set_result(None)
+
+    for i in range(count):
+        loop.call_later(rng.random() * 0.05, fire, i)
+    await asyncio.wait_for(done, HANG_GUARD)
+    await asyncio.sleep(0.06)
+    assert set(fired) == set(range(count))
+    assert set(fired.values()) == {1}
+
+
+# --- call_soon_threadsafe ------------------------------------------------------
+
+
+async def test_call_soon_threadsafe_from_many_threads_none_lost() -> None:
+    loop = asyncio.get_running_loop()
+    n_threads, per_thread = 8, 500
+    total = n_threads * per_thread
+    received: list[tuple[int, int]] = []
+    done = loop.create_future()
+    barrier = threading.Barrier(n_threads)
+
+    def on_loop(tid: int, i: int) -> None:
+        received.append((tid, i))
+        if len(received) == total:
+            done.set_result(None)
+
+    def worker(tid: int) -> None:
+        barrier.wait()
+        for i in range(per_thread):
+            loop.call_soon_threadsafe(on_loop, tid, i)
+            if i % 50 == 0:
+                time.sleep(0)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
+    for t in threads:
+        t.start()
+    try:
+        await asyncio.wait_for(done, HANG_GUARD)
+    finally:
+        for t in threads:
+            t.join(HANG_GUARD)
+    await _drain(loop)
+    counts = collections.Counter(received)
+    assert len(counts) == total
+    assert set(counts.values()) == {1}
+    for tid in range(n_threads):
+        assert [i for (t, i) in received if t == tid] == list(range(per_thread))
+
+
+async def test_call_soon_threadsafe_wakes_an_idle_loop_ping_pong() -> None:
+    """Each round the loop blocks on its selector until another thread calls in."""
+    loop = asyncio.get_running_loop()
+    rounds = 300
+    request = threading.Semaphore(0)
+    stop = threading.Event()
+    current: list[asyncio.Future[int]] = []
+
+    def responder() -> None:
+        for n in range(rounds):
+            if not request.acquire(timeout=HANG_GUARD) or stop.is_set():
+                return
+            fut = current[-1]
+            loop.call_soon_threadsafe(fut.set_result, n)
+
+    thread = _start_thread(responder)
+    try:
+        for n in range(rounds):
+            fut: asyncio.Future[int] = loop.create_future()
+            current.append(fut)
+            request.release()
+            assert await asyncio.wait_for(fut, HANG_GUARD) == n
+    finally:
+        stop.set()
+        request.release()
+        thread.join(HANG_GUARD)
+
+
+async def test_call_soon_threadsafe_after_delay_wakes_blocked_loop() -> None:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[str] = loop.create_future()
+
+    def later() -> None:
+        time.sleep(0.05)
+        loop.call_soon_threadsafe(fut.set_result, "woken")
+
+    thread = _start_thread(later)
+    try:
+        assert await asyncio.wait_for(fut, HANG_GUARD) == "woken"
+    finally:
+        thread.join(HANG_GUARD)
+
+
+async def test_call_soon_threadsafe_from_loop_thread_and_args() -> None:
+    loop = asyncio.get_running_loop()
+    seen: list[tuple[Any, ...]] = []
+    for i in range(5):
+        loop.call_soon_threadsafe(lambda *a: seen.append(a), i, str(i))
+    handle = loop.call_soon_threadsafe(seen.append, ("cancelled",))
+    assert isinstance(handle, asyncio.Handle)
+    handle.cancel()
+    await _drain(loop)
+    assert seen == [(i, str(i)) for i in range(5)]
+
+
+async def test_call_soon_threadsafe_context_argument() -> None:
+    loop = asyncio.get_running_loop()
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("ts_var", default="none")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "from-ctx")
+    fut: asyncio.Future[str] = loop.create_future()
+
+    def worker() -> None:
+        loop.call_soon_threadsafe(lambda: fut.set_result(var.get()), context=ctx)
+
+    thread = _start_thread(worker)
+    try:
+        assert await asyncio.wait_for(fut, HANG_GUARD) == "from-ctx"
+    finally:
+        thread.join(HANG_GUARD)
+
+
+async def test_call_soon_threadsafe_interleaved_with_timers() -> None:
+    loop = asyncio.get_running_loop()
+    n = 200
+    timers_fired = 0
+    thread_calls = 0
+    done = loop.create_future()
+
+    def check() -> None:
+        if timers_fired == n and thread_calls == n and not done.done():
+            done.set_result(None)
+
+    def on_timer() -> None:
+        nonlocal timers_fired
+        timers_fired += 1
+        check()
+
+    def on_thread() -> None:
+        nonlocal thread_calls
+        thread_calls += 1
+        check()
+
+    def worker() -> None:
+        for i in range(n):
+            loop.call_soon_threadsafe(on_thread)
+            if i % 20 == 0:
+                time.sleep(0.001)
+
+    for i in range(n):
+        loop.call_later(i * 0.0002, on_timer)
+    thread = _start_thread(worker)
+    try:
+        await asyncio.wait_for(done, HANG_GUARD)
+    finally:
+        thread.join(HANG_GUARD)
+    assert (timers_fired, thread_calls) == (n, n)
+
+
+# --- run_coroutine_threadsafe ---------------------------------------------------
+
+
+async def test_run_coroutine_threadsafe_returns_result() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def add(a: int, b: int) -> tuple[int, bool]:
+        await asyncio.sleep(0)
+        return a + b, asyncio.get_running_loop() is loop
+
+    results: list[tuple[int, bool]] = []
+    errors: list[BaseException] = []
+    finished = loop.create_future()
+
+    def worker() -> None:
+        try:
+            for i in range(50):
+                results.append(asyncio.run_coroutine_threadsafe(add(i, 1), loop).result(HANG_GUARD))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            loop.call_soon_threadsafe(finished.set_result, None)
+
+    thread = _start_thread(worker)
+    try:
+        await asyncio.wait_for(finished, HANG_GUARD * 2)
+    finally:
+        thread.join(HANG_GUARD)
+    assert errors == []
+    assert results == [(i + 1, True) for i in range(50)]
+
+
+async def test_run_coroutine_threadsafe_propagates_exception() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def boom() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("boom from coroutine")
+
+    outcome: asyncio.Future[BaseException | None] = loop.create_future()
+
+    def worker() -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(boom(), loop).result(HANG_GUARD)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(outcome.set_result, exc)
+        else:
+            loop.call_soon_threadsafe(outcome.set_result, None)
+
+    thread = _start_thread(worker)
+    try:
+        exc = await asyncio.wait_for(outcome, HANG_GUARD)
+    finally:
+        thread.join(HANG_GUARD)
+    assert isinstance(exc, ValueError)
+    assert str(exc) == "boom from coroutine"
+
+
+async def test_run_coroutine_threadsafe_cancel_from_thread_cancels_task() -> None:
+    loop = asyncio.get_running_loop()
+    started = threading.Event()
+    saw_cancel: asyncio.Future[bool] = loop.create_future()
+
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            saw_cancel.set_result(True)
+            raise
+
+    cfut_box: list[Any] = []
+
+    def worker() -> None:
+        cfut = asyncio.run_coroutine_threadsafe(forever(), loop)
+        cfut_box.append(cfut)
+        if started.wait(HANG_GUARD):
+            cfut.cancel()
+
+    thread = _start_thread(worker)
+    try:
+        assert await asyncio.wait_for(saw_cancel, HANG_GUARD) is True
+    finally:
+        thread.join(HANG_GUARD)
+    await _drain(loop)
+    assert cfut_box[0].cancelled()
+
+
+async def test_run_coroutine_threadsafe_rejects_non_coroutine() -> None:
+    loop = asyncio.get_running_loop()
+    with pytest.raises(TypeError):
+        asyncio.run_coroutine_threadsafe(lambda: None, loop)  # type: ignore[arg-type]
+
+
+# --- exception handler -----------------------------------------------------------
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[asyncio.AbstractEventLoop, dict[str, Any]]] = []
+        self.event = asyncio.Event()
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        self.calls.append((loop, context))
+        self.event.set()
+
+
+async def test_exception_handler_set_get_default() -> None:
+    loop = asyncio.get_running_loop()
+    assert loop.get_exception_handler() is None
+    recorder = _Recorder()
+    try:
+        loop.set_exception_handler(recorder)
+        assert loop.get_exception_handler() is recorder
+        with pytest.raises(TypeError):
+            loop.set_exception_handler(42)  # type: ignore[arg-type]
+        assert loop.get_exception_handler() is recorder
+        loop.set_exception_handler(None)
+        assert loop.get_exception_handler() is None
+    finally:
+        loop.set_exception_handler(None)
+
+
+@pytest.mark.parametrize("how", ["call_soon", "call_later", "call_soon_threadsafe", "thread"])
+async def test_exception_in_callback_reaches_handler(how: str) -> None:
+    loop = asyncio.get_running_loop()
+    recorder = _Recorder()
+    error = RuntimeError(f"callback failure via {how}")
+
+    def bad() -> None:
+        raise error
+
+    loop.set_exception_handler(recorder)
+    thread: threading.Thread | None = None
+    handles: list[asyncio.Handle] = []
+    try:
+        if how == "call_soon":
+            handles.append(loop.call_soon(bad))
+        elif how == "call_later":
+            handles.append(loop.call_later(0.001, bad))
+        elif how == "call_soon_threadsafe":
+            handles.append(loop.call_soon_threadsafe(bad))
+        else:
+            thread = _start_thread(lambda: handles.append(loop.call_soon_threadsafe(bad)))
+        await asyncio.wait_for(recorder.event.wait(), HANG_GUARD)
+        await _drain(loop)
+    finally:
+        loop.set_exception_handler(None)
+        if thread is not None:
+            thread.join(HANG_GUARD)
+    assert len(recorder.calls) == 1
+    handler_loop, context = recorder.calls[0]
+    assert handler_loop is loop
+    assert {"message", "exception", "handle"} <= set(context)
+    assert context["exception"] is error
+    assert isinstance(context["message"], str) and context["message"]
+    assert context["handle"] is handles[0]
+
+
+async def test_loop_keeps_running_after_callback_exception() -> None:
+    loop = asyncio.get_running_loop()
+    recorder = _Recorder()
+    loop.set_exception_handler(recorder)
+    ran: list[int] = []
+    try:
+        loop.call_soon(lambda: 1 / 0)
+        loop.call_soon(ran.append, 1)
+        await _drain(loop)
+    finally:
+        loop.set_exception_handler(None)
+    assert ran == [1]
+    assert isinstance(recorder.calls[0][1]["exception"], ZeroDivisionError)
+
+
+async def test_unretrieved_task_exception_reaches_handler() -> None:
+    loop = asyncio.get_running_loop()
+    recorder = _Recorder()
+
+    async def fail() -> None:
+        raise KeyError("never retrieved")
+
+    loop.set_exception_handler(recorder)
+    try:
+        task = loop.create_task(fail())
+        await asyncio.wait([task])
+        del task
+        gc.collect()
+        await asyncio.wait_for(recorder.event.wait(), HANG_GUARD)
+    finally:
+        loop.set_exception_handler(None)
+    context = recorder.calls[0][1]
+    assert {"message", "exception", "future"} <= set(context)
+    assert isinstance(context["exception"], KeyError)
+    assert isinstance(context["future"], asyncio.Task)
+
+
+async def test_call_exception_handler_passes_context_through() -> None:
+    loop = asyncio.get_running_loop()
+    recorder = _Recorder()
+    context = {"message": "custom", "exception": OSError("x"), "extra_key": 123}
+    loop.set_exception_handler(recorder)
+    try:
+        loop.call_exception_handler(context)
+    finally:
+        loop.set_exception_handler(None)
+    assert len(recorder.calls) == 1
+    assert recorder.calls[0][0] is loop
+    assert recorder.calls[0][1] == context
+
+
+async def test_default_exception_handler_logs(caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.get_running_loop()
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_soon(lambda: [][1])
+        await _drain(loop)
+        loop.default_exception_handler({"message": "direct default call"})
+    messages = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert any("Exception in callback" in m for m in messages), messages
+    assert any("direct default call" in m for m in messages), messages
+    failing = [r for r in caplog.records if r.exc_info and r.exc_info[0] is IndexError]
+    assert failing
+
+
+async def test_failing_custom_handler_falls_back_to_default(caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.get_running_loop()
+
+    def broken_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        raise LookupError("handler itself failed")
+
+    loop.set_exception_handler(broken_handler)
+    try:
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            loop.call_soon(lambda: 1 / 0)
+            await _drain(loop)
+    finally:
+        loop.set_exception_handler(None)
+    messages = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert any("Unhandled error in exception handler" in m for m in messages), messages
+
+
+# --- debug mode ------------------------------------------------------------------
+
+
+async def test_set_debug_get_debug() -> None:
+    loop = asyncio.get_running_loop()
+    original = loop.get_debug()
+    env_debug = sys.flags.dev_mode or bool(os.environ.get("PYTHONASYNCIODEBUG"))
+    assert original == env_debug
+    try:
+        loop.set_debug(True)
+        assert loop.get_debug() is True
+        loop.set_debug(False)
+        assert loop.get_debug() is False
+    finally:
+        loop.set_debug(original)
+
+
+async def test_debug_mode_rejects_call_soon_from_other_thread() -> None:
+    loop = asyncio.get_running_loop()
+    original = loop.get_debug()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            loop.call_soon(lambda: None)
+        except BaseException as exc:
+            errors.append(exc)
+
+    loop.set_debug(True)
+    try:
+        thread = _start_thread(worker)
+        thread.join(HANG_GUARD)
+        await _drain(loop)
+    finally:
+        loop.set_debug(original)
+    assert len(errors) == 1
+    assert isinstance(errors[0], RuntimeError)
+    assert "thread" in str(errors[0])
+
+
+@pytest.mark.parametrize("scheduler", ["call_soon", "call_soon_threadsafe"])
+async def test_debug_mode_adds_source_traceback(scheduler: str) -> None:
+    loop = asyncio.get_running_loop()
+    original = loop.get_debug()
+    recorder = _Recorder()
+    loop.set_debug(True)
+    loop.set_exception_handler(recorder)
+    try:
+        getattr(loop, scheduler)(lambda: 1 / 0)
+        await asyncio.wait_for(recorder.event.wait(), HANG_GUARD)
+    finally:
+        loop.set_exception_handler(None)
+        loop.set_debug(original)
+    context = recorder.calls[0][1]
+    assert "source_traceback" in context
+    assert context["source_traceback"]
+
+
+async def test_debug_mode_reports_slow_callbacks(caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.get_running_loop()
+    original_debug, original_slow = loop.get_debug(), loop.slow_callback_duration
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.0
+    try:
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            loop.call_soon(lambda: None)
+            await _drain(loop)
+    finally:
+        loop.slow_callback_duration = original_slow
+        loop.set_debug(original_debug)
+    assert any(
+        r.name == "asyncio" and r.getMessage().startswith("Executing") for r in caplog.records
+    )

@@ -1,0 +1,37 @@
+"""uintr_loop: an asyncio event loop woken by user interrupts."""
+from __future__ import annotations
+
+from ._platform import check_platform as _check_platform
+
+_check_platform()
+
+from ._types import ReceiverStatistics  # noqa: E402
+from ._core import (  # noqa: E402
+    HardwareUnavailableError,
+    Receiver,
+    ReceiverClosedError,
+    Sender,
+    SenderClosedError,
+    VectorFd,
+)
+from ._capabilities import Capabilities, capabilities  # noqa: E402
+from ._loop import UintrEventLoop, new_event_loop  # noqa: E402
+from ._policy import UintrPolicy, run  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Capabilities",
+    "HardwareUnavailableError",
+    "Receiver",
+    "ReceiverClosedError",
+    "ReceiverStatistics",
+    "Sender",
+    "SenderClosedError",
+    "UintrEventLoop",
+    "UintrPolicy",
+    "VectorFd",
+    "capabilities",
+    "new_event_loop",
+    "run",
+]

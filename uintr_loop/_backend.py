@@ -1,0 +1,50 @@
+"""The one place that chooses how user interrupts are delivered.
+
+``UINTR_LOOP_MODE`` = ``auto`` (default) | ``software`` | ``hardware``.
+``auto`` picks hardware only where the CPU, the kernel ABI and this build all
+allow it; today's build has no hardware backend, so ``auto`` is ``software``
+and says why. ``hardware`` where it cannot work raises
+HardwareUnavailableError rather than falling back in silence.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ._core import HardwareUnavailableError
+
+MODES = ("auto", "software", "hardware")
+ENV_VAR = "UINTR_LOOP_MODE"
+
+
+@dataclass(frozen=True)
+class ModeChoice:
+    requested: str
+    mode: str
+    reason: str
+
+
+def requested_mode() -> str:
+    value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"{ENV_VAR}={value!r}: expected one of {', '.join(MODES)}")
+    return value
+
+
+def choose_mode(hardware_usable: bool, hardware_why_not: str) -> ModeChoice:
+    """Decide the mode from the environment and the hardware probe."""
+    requested = requested_mode()
+    if requested == "software":
+        return ModeChoice(requested, "software", f"{ENV_VAR}=software")
+    if hardware_usable:
+        return ModeChoice(requested, "hardware", "CPU, kernel ABI and build support UINTR")
+    if requested == "hardware":
+        raise HardwareUnavailableError(f"{ENV_VAR}=hardware, but {hardware_why_not}")
+    return ModeChoice(requested, "software", f"auto: {hardware_why_not}")
+
+
+def delivery_mode() -> str:
+    """The mode new loops use (raises where hardware was asked for and is absent)."""
+    from ._capabilities import capabilities
+
+    return capabilities().mode

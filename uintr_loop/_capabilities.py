@@ -1,0 +1,145 @@
+"""What this machine offers for user interrupts, probed without side effects.
+
+The kernel ABI was never merged into mainline Linux, and mainline has since
+given its syscall numbers to other calls (449 is futex_waitv since 5.16, 450
+set_mempolicy_home_node, 451 cachestat, 452 fchmodat2, ...). So a syscall is
+only tried where the kernel itself claims UINTR (the ``uintr`` flag in
+/proc/cpuinfo, which only patched kernels print), and then only
+uintr_register_sender(-1, 0), which fails with EBADF on a UINTR kernel and
+registers nothing.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import platform
+from dataclasses import dataclass, field
+
+from . import _core
+from ._backend import choose_mode, requested_mode
+
+# (ABI name, {syscall: number}) from the two published numberings.
+ABIS: dict[str, dict[str, int]] = {
+    "rfc-v1": {
+        "uintr_register_handler": 449,
+        "uintr_unregister_handler": 450,
+        "uintr_create_fd": 451,
+        "uintr_register_sender": 452,
+        "uintr_unregister_sender": 453,
+        "uintr_wait": 454,
+    },
+    "v6.0-branch": {
+        "uintr_register_handler": 471,
+        "uintr_unregister_handler": 472,
+        "uintr_vector_fd": 473,
+        "uintr_register_sender": 474,
+        "uintr_unregister_sender": 475,
+        "uintr_wait": 476,
+        "uintr_register_self": 477,
+        "uintr_alt_stack": 478,
+        "uintr_ipi_fd": 479,
+    },
+}
+
+BUILD_HAS_HARDWARE_BACKEND = False
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The probe's findings and the delivery mode they lead to."""
+
+    cpu_uintr: bool | None
+    cpuinfo_flag: bool
+    kernel_release: str
+    abi: str | None
+    abi_probe: dict[str, str] = field(default_factory=dict)
+    hardware_backend_built: bool = BUILD_HAS_HARDWARE_BACKEND
+    requested: str = "auto"
+    mode: str = "software"
+    reason: str = ""
+
+    def describe(self) -> str:
+        lines = [
+            f"mode:               {self.mode} (requested: {self.requested})",
+            f"why:                {self.reason}",
+            f"CPUID.7.0:EDX[5]:   {_yes_no(self.cpu_uintr)}",
+            f"/proc/cpuinfo uintr:{' yes' if self.cpuinfo_flag else ' no'}",
+            f"kernel:             {self.kernel_release}",
+            f"kernel ABI:         {self.abi or 'none'}",
+        ]
+        for name, result in self.abi_probe.items():
+            lines.append(f"  {name:17} {result}")
+        lines.append(f"hardware backend:   {'built' if self.hardware_backend_built else 'not in this build'}")
+        return "\n".join(lines)
+
+
+def _yes_no(value: bool | None) -> str:
+    return "unknown (no CPUID leaf 7)" if value is None else ("yes" if value else "no")
+
+
+def _cpuinfo_has_uintr() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "uintr" in line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return False
+
+
+def _probe_abis(kernel_claims_uintr: bool) -> tuple[str | None, dict[str, str]]:
+    results: dict[str, str] = {}
+    found = None
+    for abi, table in ABIS.items():
+        nr = table["uintr_register_sender"]
+        if not kernel_claims_uintr:
+            results[abi] = f"not probed (syscall {nr}): kernel does not claim UINTR"
+            continue
+        rc = _core.raw_syscall2(nr, -1, 0)
+        err = -rc if rc < 0 else 0
+        if err in (errno.EBADF, errno.EINVAL):
+            results[abi] = f"present (syscall {nr} -> {errno.errorcode[err]})"
+            found = found or abi
+        else:
+            name = errno.errorcode.get(err, str(err)) if err else f"returned {rc}"
+            results[abi] = f"absent (syscall {nr} -> {name})"
+    return found, results
+
+
+@functools.lru_cache(maxsize=None)
+def _probe() -> tuple[bool | None, bool, str, str | None, tuple[tuple[str, str], ...]]:
+    cpu = _core.cpuid_uintr()
+    flag = _cpuinfo_has_uintr()
+    abi, results = _probe_abis(flag)
+    return cpu, flag, platform.release(), abi, tuple(results.items())
+
+
+def capabilities() -> Capabilities:
+    """Probe (once per process) and report CPU, kernel ABI and the mode.
+
+    Raises HardwareUnavailableError when ``UINTR_LOOP_MODE=hardware`` and the
+    hardware path cannot be used, ValueError for an unknown mode.
+    """
+    cpu, flag, release, abi, results = _probe()
+    if not cpu:
+        why = "the CPU does not report UINTR (CPUID.(7,0):EDX[5] = 0)"
+    elif abi is None:
+        why = "the kernel has no UINTR syscalls (stock kernels have none)"
+    elif not BUILD_HAS_HARDWARE_BACKEND:
+        why = "this build of uintr_loop has no hardware backend yet"
+    else:
+        why = ""
+    usable = not why
+    choice = choose_mode(usable, why)
+    return Capabilities(
+        cpu_uintr=cpu,
+        cpuinfo_flag=flag,
+        kernel_release=release,
+        abi=abi,
+        abi_probe=dict(results),
+        requested=requested_mode(),
+        mode=choice.mode,
+        reason=choice.reason,
+    )

@@ -1,0 +1,88 @@
+"""UintrEventLoop: asyncio's selector loop whose own wakeup is a receiver.
+
+asyncio wakes a blocked loop by writing a byte to its self-pipe, from every
+``call_soon_threadsafe``, busy or not. Here the loop's UPID (block 0 of its
+port) takes that role:
+
+* ``_write_to_self`` posts the wakeup vector: while the loop runs callbacks
+  SN is set, so the post is two locked instructions and no syscall; while it
+  is blocked, the first post writes the eventfd once and the rest coalesce.
+* The selector clears SN just before it blocks and checks PIR after, so a
+  post racing with the decision to block turns the block into a poll; it sets
+  SN again as soon as the selector returns and dispatches pending vectors
+  (Receivers' handlers are scheduled as loop callbacks).
+
+The self-pipe stays for what it is also used for: signal.set_wakeup_fd.
+"""
+from __future__ import annotations
+
+import asyncio
+import select
+import selectors
+from typing import Any
+
+from ._backend import delivery_mode
+from ._core import Port
+from ._types import ReceiverStatistics
+
+
+class _UintrSelector(selectors.EpollSelector):
+    """An epoll selector that brackets each select with restore/recognise.
+
+    The port's eventfd is registered edge-triggered on the epoll object itself
+    and not in the selector's map: its readiness only ends epoll_wait and is
+    never reported as an event, so it needs no reader callback and no read.
+    """
+
+    def __init__(self, port: Port) -> None:
+        super().__init__()
+        self._uintr_port = port
+        self._selector.register(port.fileno(), select.EPOLLIN | select.EPOLLET)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        port = self._uintr_port
+        if port.restore():
+            timeout = 0
+        try:
+            return super().select(timeout)
+        finally:
+            port.recognise()
+
+
+class UintrEventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+    """An asyncio event loop woken by (software-delivered) user interrupts."""
+
+    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+        if selector is not None:
+            raise TypeError("UintrEventLoop makes its own selector; do not pass one")
+        self._uintr_port = Port(delivery_mode())
+        super().__init__(_UintrSelector(self._uintr_port))
+
+    def _write_to_self(self) -> None:
+        self._uintr_port.wakeup()
+
+    def close(self) -> None:
+        super().close()
+        self._uintr_port.close()
+
+    @property
+    def delivery_mode(self) -> str:
+        """``"software"`` or ``"hardware"``: how this loop's interrupts travel."""
+        return self._uintr_port.mode
+
+    def statistics(self) -> ReceiverStatistics:
+        """The loop's own receiver: wakeup posts and receiver notifications."""
+        return self._uintr_port.statistics()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} running={self.is_running()} "
+            f"closed={self.is_closed()} debug={self.get_debug()} mode={self.delivery_mode}>"
+        )
+
+
+def new_event_loop() -> UintrEventLoop:
+    """A new UintrEventLoop (the loop factory for asyncio.Runner, anyio, pytest-asyncio)."""
+    return UintrEventLoop()
+
+

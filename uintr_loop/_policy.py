@@ -1,0 +1,109 @@
+"""UintrPolicy, and run() for programs that want the loop without a policy."""
+from __future__ import annotations
+
+import asyncio
+import sys
+import warnings
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from ._loop import UintrEventLoop, new_event_loop
+
+_T = TypeVar("_T")
+
+# asyncio's default policy on Unix under every supported Python: on 3.10/3.11
+# it carries the child-watcher API, on 3.14+ it is the non-deprecated private
+# base of the (deprecated) public DefaultEventLoopPolicy.
+_DefaultPolicy: type = asyncio.unix_events._UnixDefaultEventLoopPolicy  # type: ignore[attr-defined]
+
+
+class UintrPolicy(_DefaultPolicy):  # type: ignore[misc,valid-type]
+    """asyncio's default policy, making UintrEventLoops.
+
+    ``asyncio.set_event_loop_policy(UintrPolicy())``. Everything else the
+    default policy offers on this Python (child watchers on 3.10/3.11) is
+    inherited unchanged. Python 3.14 deprecates policies: constructing one
+    warns like asyncio's own; prefer ``uintr_loop.run()`` or a loop factory.
+    """
+
+    _loop_factory = UintrEventLoop
+
+    def __init__(self) -> None:
+        if sys.version_info >= (3, 14):
+            warnings.warn(
+                "uintr_loop.UintrPolicy is deprecated as asyncio's event loop policies "
+                "are (Python 3.14); use uintr_loop.run() or "
+                "asyncio.Runner(loop_factory=uintr_loop.new_event_loop)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        super().__init__()
+
+
+def run(
+    main: Coroutine[Any, Any, _T],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = new_event_loop,
+    debug: bool | None = None,
+    **run_kwargs: Any,
+) -> _T:
+    """Run a coroutine on a new UintrEventLoop, like ``asyncio.run``.
+
+    Extra keyword arguments go to ``asyncio.run`` (3.12+) or the Runner.
+    """
+    if not asyncio.iscoroutine(main):
+        raise TypeError(f"a coroutine was expected, got {main!r}")
+    factory = loop_factory or new_event_loop
+    if sys.version_info >= (3, 12):
+        return asyncio.run(main, debug=debug, loop_factory=factory, **run_kwargs)
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(debug=debug, loop_factory=factory, **run_kwargs) as runner:
+            return runner.run(main)
+    return _run_310(main, factory, debug)
+
+
+def _run_310(
+    main: Coroutine[Any, Any, _T],
+    factory: Callable[[], asyncio.AbstractEventLoop],
+    debug: bool | None,
+) -> _T:
+    """asyncio.run's steps on 3.10, which has neither Runner nor loop_factory."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        main.close()
+        raise RuntimeError("uintr_loop.run() cannot be called from a running event loop")
+    loop = factory()
+    try:
+        asyncio.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_all_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    pending = asyncio.all_tasks(loop)
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    for task in pending:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception during uintr_loop.run() shutdown",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
