@@ -6,28 +6,37 @@ from libc.stdint cimport uint64_t
 from libc.string cimport memset
 
 from uintr_loop._core cimport uintr_send, uintr_sender_handle
-from threads cimport native_sender_job, native_sender_join, native_sender_start
+from threads cimport (native_sender_job, native_sender_join, native_sender_published,
+                     native_sender_start)
 
 
 cdef class NativeSender:
-    """Start with ``NativeSender(sender, count, pause_ns)``; ``join()`` waits
-    and returns ``(sent, first_error)`` where first_error is 0 or -errno."""
+    """Start with ``NativeSender(sender, count, pause_ns, pause_every)``: a
+    pthread sends ``count`` times, sleeping ``pause_ns`` after every
+    ``pause_every``-th send. ``join()`` waits and returns
+    ``(sent, first_error)`` where first_error is 0 or -errno."""
     cdef native_sender_job job
     cdef object sender
     cdef bint started
     cdef bint joined
 
-    def __init__(self, sender, uint64_t count, uint64_t pause_ns=0):
+    def __init__(self, sender, uint64_t count, uint64_t pause_ns=0, uint64_t pause_every=1):
         memset(&self.job, 0, sizeof(self.job))
         self.job.handle = uintr_sender_handle(sender)
         self.job.send = uintr_send
         self.job.count = count
         self.job.pause_ns = pause_ns
+        self.job.pause_every = pause_every
         self.sender = sender          # keeps the handle valid
         cdef int rc = native_sender_start(&self.job)
         if rc != 0:
             raise OSError(rc, "pthread_create failed")
         self.started = True
+
+    @property
+    def published(self):
+        """How many sends the thread has begun (stored before each send)."""
+        return native_sender_published(&self.job)
 
     def join(self):
         if self.started and not self.joined:

@@ -1,0 +1,771 @@
+"""I/O conformance: readers/writers, sock_* methods, transports and protocols,
+streams (TCP and Unix), UDP and name resolution. Loopback only.
+
+Every test runs on stock asyncio and on uintr_loop (see conftest.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HANG_GUARD = 10.0
+
+pytestmark = pytest.mark.asyncio
+
+
+def _payload(n: int, seed: int = 0) -> bytes:
+    return bytes((i * 31 + seed) % 251 for i in range(n))
+
+
+def _ipv6_loopback_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def _spin(n: int = 10) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+# --- add_reader / add_writer -------------------------------------------------------
+
+
+async def test_add_reader_fires_and_remove_reader() -> None:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        received: list[bytes] = []
+        got = asyncio.Event()
+
+        def on_readable(tag: str) -> None:
+            received.append(tag.encode() + a.recv(1024))
+            got.set()
+
+        loop.add_reader(a, on_readable, "r:")
+        b.send(b"ping")
+        await asyncio.wait_for(got.wait(), HANG_GUARD)
+        assert received == [b"r:ping"]
+
+        assert loop.remove_reader(a) is True
+        assert loop.remove_reader(a) is False
+        b.send(b"ignored")
+        await _spin()
+        assert received == [b"r:ping"]
+        assert a.recv(1024) == b"ignored"
+    finally:
+        loop.remove_reader(a)
+        a.close()
+        b.close()
+
+
+async def test_add_reader_accepts_raw_fd_and_replaces_callback() -> None:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        calls: list[str] = []
+        got = asyncio.Event()
+
+        def old() -> None:
+            calls.append("old")
+
+        def new() -> None:
+            calls.append("new:" + a.recv(100).decode())
+            got.set()
+
+        loop.add_reader(a.fileno(), old)
+        loop.add_reader(a.fileno(), new)
+        b.send(b"x")
+        await asyncio.wait_for(got.wait(), HANG_GUARD)
+        assert calls == ["new:x"]
+        assert loop.remove_reader(a.fileno()) is True
+    finally:
+        loop.remove_reader(a)
+        a.close()
+        b.close()
+
+
+async def test_add_reader_repeated_readiness() -> None:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        chunks: list[bytes] = []
+        q: asyncio.Queue[None] = asyncio.Queue()
+
+        def on_readable() -> None:
+            chunks.append(a.recv(1024))
+            q.put_nowait(None)
+
+        loop.add_reader(a, on_readable)
+        for i in range(100):
+            b.send(b"%d;" % i)
+            await asyncio.wait_for(q.get(), HANG_GUARD)
+        assert b"".join(chunks) == b"".join(b"%d;" % i for i in range(100))
+    finally:
+        loop.remove_reader(a)
+        a.close()
+        b.close()
+
+
+async def test_add_writer_fires_and_remove_writer() -> None:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        b.setblocking(False)
+        writable = asyncio.Event()
+        calls: list[Any] = []
+
+        def on_writable(arg: Any) -> None:
+            calls.append(arg)
+            loop.remove_writer(a)
+            writable.set()
+
+        loop.add_writer(a, on_writable, 123)
+        await asyncio.wait_for(writable.wait(), HANG_GUARD)
+        assert calls == [123]
+        assert loop.remove_writer(a) is False
+        loop.add_writer(a, on_writable, 456)
+        assert loop.remove_writer(a) is True
+        await _spin()
+        assert calls == [123]
+    finally:
+        loop.remove_writer(a)
+        a.close()
+        b.close()
+
+
+async def test_add_writer_after_buffer_full_fires_when_peer_drains() -> None:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        b.setblocking(False)
+        sent = 0
+        chunk = b"z" * 65536
+        while True:
+            try:
+                sent += a.send(chunk)
+            except BlockingIOError:
+                break
+        writable = asyncio.Event()
+        loop.add_writer(a, writable.set)
+        await _spin()
+        assert not writable.is_set()
+        drained = 0
+        while drained < sent:
+            try:
+                drained += len(b.recv(1 << 20))
+            except BlockingIOError:
+                break
+        await asyncio.wait_for(writable.wait(), HANG_GUARD)
+        assert drained == sent
+    finally:
+        loop.remove_writer(a)
+        a.close()
+        b.close()
+
+
+async def test_reader_and_writer_on_same_fd() -> None:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        readable, writable = asyncio.Event(), asyncio.Event()
+        loop.add_writer(a, writable.set)
+        loop.add_reader(a, readable.set)
+        await asyncio.wait_for(writable.wait(), HANG_GUARD)
+        assert loop.remove_writer(a) is True
+        assert not readable.is_set()
+        b.send(b"r")
+        await asyncio.wait_for(readable.wait(), HANG_GUARD)
+        assert loop.remove_reader(a) is True
+    finally:
+        loop.remove_reader(a)
+        loop.remove_writer(a)
+        a.close()
+        b.close()
+
+
+async def test_add_reader_invalid_fd() -> None:
+    loop = asyncio.get_running_loop()
+    with pytest.raises(ValueError):
+        loop.add_reader(-1, lambda: None)
+    with pytest.raises(ValueError):
+        loop.add_writer(-1, lambda: None)
+    with pytest.raises(ValueError):
+        loop.remove_reader(-1)
+
+
+# --- sock_* methods ----------------------------------------------------------------
+
+
+async def test_sock_connect_accept_sendall_recv() -> None:
+    loop = asyncio.get_running_loop()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    conn: socket.socket | None = None
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        client.setblocking(False)
+        accept_task = asyncio.ensure_future(loop.sock_accept(listener))
+        await asyncio.wait_for(loop.sock_connect(client, listener.getsockname()), HANG_GUARD)
+        conn, peer = await asyncio.wait_for(accept_task, HANG_GUARD)
+        assert peer == client.getsockname()
+        assert conn.gettimeout() == 0
+
+        data = _payload(1 << 20)
+
+        async def reader() -> bytes:
+            parts: list[bytes] = []
+            while True:
+                chunk = await loop.sock_recv(conn, 65536)
+                if not chunk:
+                    return b"".join(parts)
+                parts.append(chunk)
+
+        read_task = asyncio.ensure_future(reader())
+        await asyncio.wait_for(loop.sock_sendall(client, data), HANG_GUARD)
+        client.shutdown(socket.SHUT_WR)
+        assert await asyncio.wait_for(read_task, HANG_GUARD) == data
+    finally:
+        listener.close()
+        client.close()
+        if conn is not None:
+            conn.close()
+
+
+async def test_sock_recv_into() -> None:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        b.setblocking(False)
+        buf = bytearray(16)
+        recv_task = asyncio.ensure_future(loop.sock_recv_into(a, buf))
+        await _spin()
+        assert not recv_task.done()
+        await loop.sock_sendall(b, b"hello")
+        n = await asyncio.wait_for(recv_task, HANG_GUARD)
+        assert n == 5
+        assert bytes(buf[:n]) == b"hello"
+        mv = memoryview(buf)[8:]
+        await loop.sock_sendall(b, b"12345678")
+        assert await asyncio.wait_for(loop.sock_recv_into(a, mv), HANG_GUARD) == 8
+        assert bytes(buf) == b"hello\x00\x00\x0012345678"
+        b.close()
+        assert await asyncio.wait_for(loop.sock_recv_into(a, buf), HANG_GUARD) == 0
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_sock_recv_cancel_then_reuse() -> None:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        b.setblocking(False)
+        task = asyncio.ensure_future(loop.sock_recv(a, 10))
+        await _spin()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await loop.sock_sendall(b, b"after")
+        assert await asyncio.wait_for(loop.sock_recv(a, 10), HANG_GUARD) == b"after"
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_sock_connect_refused() -> None:
+    loop = asyncio.get_running_loop()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        addr = probe.getsockname()
+    client = socket.socket()
+    try:
+        client.setblocking(False)
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.wait_for(loop.sock_connect(client, addr), HANG_GUARD)
+    finally:
+        client.close()
+
+
+async def test_sock_sendfile(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    data = _payload(300_000, seed=3)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        b.setblocking(False)
+
+        async def reader() -> bytes:
+            parts: list[bytes] = []
+            while True:
+                chunk = await loop.sock_recv(b, 65536)
+                if not chunk:
+                    return b"".join(parts)
+                parts.append(chunk)
+
+        read_task = asyncio.ensure_future(reader())
+        with open(path, "rb") as f:
+            sent = await asyncio.wait_for(loop.sock_sendfile(a, f), HANG_GUARD)
+        a.shutdown(socket.SHUT_WR)
+        assert sent == len(data)
+        assert await asyncio.wait_for(read_task, HANG_GUARD) == data
+    finally:
+        a.close()
+        b.close()
+
+
+# --- transports and protocols ----------------------------------------------------
+
+
+class EchoServerProtocol(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def eof_received(self) -> bool | None:
+        self.transport.close()
+        return None
+
+
+class CollectingClientProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.chunks: list[bytes] = []
+        self.made = loop.create_future()
+        self.eof = loop.create_future()
+        self.lost: asyncio.Future[BaseException | None] = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made.set_result(transport)
+
+    def data_received(self, data: bytes) -> None:
+        assert not self.eof.done()
+        self.chunks.append(data)
+
+    def eof_received(self) -> bool | None:
+        self.eof.set_result(None)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+async def test_create_server_create_connection_echo() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EchoServerProtocol, "127.0.0.1", 0)
+    try:
+        assert server.is_serving()
+        host, port = server.sockets[0].getsockname()[:2]
+        transport, proto = await asyncio.wait_for(
+            loop.create_connection(CollectingClientProtocol, host, port), HANG_GUARD
+        )
+        try:
+            assert await proto.made is transport
+            assert transport.get_extra_info("peername")[:2] == (host, port)
+            assert transport.get_extra_info("sockname") is not None
+            sock = transport.get_extra_info("socket")
+            assert sock.family == socket.AF_INET and sock.fileno() >= 0
+            data = _payload(2 << 20, seed=1)
+            for off in range(0, len(data), 100_000):
+                transport.write(data[off : off + 100_000])
+            assert transport.can_write_eof()
+            transport.write_eof()
+            await asyncio.wait_for(proto.eof, HANG_GUARD)
+            assert await asyncio.wait_for(proto.lost, HANG_GUARD) is None
+            assert b"".join(proto.chunks) == data
+        finally:
+            transport.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert not server.is_serving()
+
+
+async def test_transport_pause_and_resume_reading() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EchoServerProtocol, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await loop.create_connection(CollectingClientProtocol, "127.0.0.1", port)
+        try:
+            transport.pause_reading()
+            assert not transport.is_reading()
+            transport.write(b"while paused")
+            await asyncio.sleep(0.05)
+            await _spin()
+            assert proto.chunks == []
+            transport.resume_reading()
+            assert transport.is_reading()
+            for _ in range(1000):
+                if b"".join(proto.chunks) == b"while paused":
+                    break
+                await asyncio.sleep(0.005)
+            assert b"".join(proto.chunks) == b"while paused"
+        finally:
+            transport.close()
+        assert await asyncio.wait_for(proto.lost, HANG_GUARD) is None
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_write_flow_control_pause_resume_writing() -> None:
+    loop = asyncio.get_running_loop()
+    server_transports: list[asyncio.Transport] = []
+    server_got: list[int] = [0]
+    total = 0
+    server_done = loop.create_future()
+
+    class SlowSink(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            server_transports.append(transport)
+            transport.pause_reading()
+
+        def data_received(self, data: bytes) -> None:
+            server_got[0] += len(data)
+            if server_got[0] == total:
+                server_done.set_result(None)
+
+    class Writer(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.paused = asyncio.Event()
+            self.resumed = asyncio.Event()
+            self.lost = loop.create_future()
+
+        def pause_writing(self) -> None:
+            self.paused.set()
+
+        def resume_writing(self) -> None:
+            self.resumed.set()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.lost.set_result(exc)
+
+    server = await loop.create_server(SlowSink, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await loop.create_connection(Writer, "127.0.0.1", port)
+        try:
+            transport.set_write_buffer_limits(high=64 * 1024)
+            chunk = b"\0" * (256 * 1024)
+            while not proto.paused.is_set() and total < 64 << 20:
+                transport.write(chunk)
+                total += len(chunk)
+            assert proto.paused.is_set()
+            assert transport.get_write_buffer_size() > 0
+            while not server_transports:
+                await asyncio.sleep(0.001)
+            server_transports[0].resume_reading()
+            await asyncio.wait_for(proto.resumed.wait(), HANG_GUARD)
+            await asyncio.wait_for(server_done, HANG_GUARD)
+            assert server_got[0] == total
+        finally:
+            transport.close()
+            for t in server_transports:
+                t.close()
+        await asyncio.wait_for(proto.lost, HANG_GUARD)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_add_reader_on_transport_fd_is_refused() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EchoServerProtocol, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await loop.create_connection(CollectingClientProtocol, "127.0.0.1", port)
+        try:
+            fd = transport.get_extra_info("socket").fileno()
+            with pytest.raises(RuntimeError):
+                loop.add_reader(fd, lambda: None)
+            with pytest.raises(RuntimeError):
+                loop.add_writer(fd, lambda: None)
+        finally:
+            transport.close()
+        await asyncio.wait_for(proto.lost, HANG_GUARD)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_connection_lost_when_peer_closes() -> None:
+    loop = asyncio.get_running_loop()
+    server_side: list[asyncio.Transport] = []
+
+    class Closer(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            server_side.append(transport)
+            transport.write(b"bye")
+            transport.close()
+
+    server = await loop.create_server(Closer, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await loop.create_connection(CollectingClientProtocol, "127.0.0.1", port)
+        try:
+            await asyncio.wait_for(proto.eof, HANG_GUARD)
+            assert await asyncio.wait_for(proto.lost, HANG_GUARD) is None
+            assert b"".join(proto.chunks) == b"bye"
+            assert transport.is_closing()
+        finally:
+            transport.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+# --- streams -----------------------------------------------------------------------
+
+
+async def _echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def _stream_echo_roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> bytes:
+    async def send() -> None:
+        for off in range(0, len(data), 32768):
+            writer.write(data[off : off + 32768])
+            await writer.drain()
+        writer.write_eof()
+
+    send_task = asyncio.ensure_future(send())
+    received = await reader.read()
+    await send_task
+    writer.close()
+    await writer.wait_closed()
+    return received
+
+
+async def test_streams_echo_many_clients() -> None:
+    server = await asyncio.start_server(_echo_handler, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+
+        async def client(i: int) -> bool:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            data = _payload(100_000 + i * 1000, seed=i)
+            return await _stream_echo_roundtrip(reader, writer, data) == data
+
+        results = await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(12))), HANG_GUARD * 3)
+        assert results == [True] * 12
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_streams_readline_readexactly_readuntil() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"line one\nline two\nEXACT12345|rest:END")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            assert await asyncio.wait_for(reader.readline(), HANG_GUARD) == b"line one\n"
+            assert await asyncio.wait_for(reader.readline(), HANG_GUARD) == b"line two\n"
+            assert await asyncio.wait_for(reader.readexactly(10), HANG_GUARD) == b"EXACT12345"
+            assert await asyncio.wait_for(reader.readuntil(b"|"), HANG_GUARD) == b"|"
+            with pytest.raises(asyncio.IncompleteReadError) as info:
+                await asyncio.wait_for(reader.readexactly(100), HANG_GUARD)
+            assert info.value.partial == b"rest:END"
+            assert reader.at_eof()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.skipif(not _ipv6_loopback_available(), reason="binding to ::1 failed (no IPv6 loopback)")
+async def test_streams_echo_ipv6_loopback() -> None:
+    server = await asyncio.start_server(_echo_handler, "::1", 0, family=socket.AF_INET6)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("::1", port)
+        assert writer.get_extra_info("peername")[0] == "::1"
+        data = _payload(50_000, seed=9)
+        assert await asyncio.wait_for(_stream_echo_roundtrip(reader, writer, data), HANG_GUARD) == data
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_unix_stream_echo(tmp_path: Path) -> None:
+    path = str(tmp_path / "echo.sock")
+    server = await asyncio.start_unix_server(_echo_handler, path=path)
+    try:
+        assert os.path.exists(path)
+        results = []
+        for i in range(3):
+            reader, writer = await asyncio.open_unix_connection(path)
+            data = _payload(200_000, seed=20 + i)
+            results.append(await asyncio.wait_for(_stream_echo_roundtrip(reader, writer, data), HANG_GUARD) == data)
+        assert results == [True, True, True]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_start_server_serve_forever_cancel() -> None:
+    server = await asyncio.start_server(_echo_handler, "127.0.0.1", 0, start_serving=False)
+    try:
+        assert not server.is_serving()
+        task = asyncio.ensure_future(server.serve_forever())
+        await _spin()
+        assert server.is_serving()
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(_stream_echo_roundtrip(reader, writer, b"abc"), HANG_GUARD) == b"abc"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not server.is_serving()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+# --- UDP -----------------------------------------------------------------------------
+
+
+class UdpEchoServer(asyncio.DatagramProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.transport.sendto(data.upper(), addr)
+
+
+class UdpClient(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, Any]] = asyncio.Queue()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.queue.put_nowait((data, addr))
+
+    def error_received(self, exc: Exception) -> None:
+        self.queue.put_nowait((b"", exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set_result(exc)
+
+
+async def test_datagram_endpoint_udp_echo() -> None:
+    loop = asyncio.get_running_loop()
+    server_transport, _ = await loop.create_datagram_endpoint(UdpEchoServer, local_addr=("127.0.0.1", 0))
+    try:
+        server_addr = server_transport.get_extra_info("sockname")
+        client_transport, client = await loop.create_datagram_endpoint(UdpClient, remote_addr=server_addr)
+        try:
+            assert client_transport.get_extra_info("peername") == server_addr
+            for i in range(50):
+                msg = b"datagram-%d" % i
+                client_transport.sendto(msg)
+                data, addr = await asyncio.wait_for(client.queue.get(), HANG_GUARD)
+                assert (data, addr) == (msg.upper(), server_addr)
+        finally:
+            client_transport.close()
+        assert await asyncio.wait_for(client.closed, HANG_GUARD) is None
+    finally:
+        server_transport.close()
+
+
+async def test_datagram_unconnected_sendto_addr() -> None:
+    loop = asyncio.get_running_loop()
+    server_transport, _ = await loop.create_datagram_endpoint(UdpEchoServer, local_addr=("127.0.0.1", 0))
+    try:
+        server_addr = server_transport.get_extra_info("sockname")
+        client_transport, client = await loop.create_datagram_endpoint(
+            UdpClient, local_addr=("127.0.0.1", 0)
+        )
+        try:
+            client_transport.sendto(b"hi", server_addr)
+            assert await asyncio.wait_for(client.queue.get(), HANG_GUARD) == (b"HI", server_addr)
+        finally:
+            client_transport.close()
+        await asyncio.wait_for(client.closed, HANG_GUARD)
+    finally:
+        server_transport.close()
+
+
+# --- name resolution ----------------------------------------------------------------
+
+
+async def test_getaddrinfo_localhost() -> None:
+    loop = asyncio.get_running_loop()
+    infos = await asyncio.wait_for(
+        loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM), HANG_GUARD
+    )
+    assert infos
+    for family, type_, proto, canonname, sockaddr in infos:
+        assert family in (socket.AF_INET, socket.AF_INET6)
+        assert type_ == socket.SOCK_STREAM
+        assert sockaddr[1] == 80
+    assert {sa[0] for *_, sa in infos} & {"127.0.0.1", "::1"}
+    assert infos == socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+
+
+async def test_getaddrinfo_numeric_and_getnameinfo() -> None:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo("127.0.0.1", 8080, family=socket.AF_INET, proto=socket.IPPROTO_TCP)
+    assert infos[0][4] == ("127.0.0.1", 8080)
+    flags = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+    assert await loop.getnameinfo(("127.0.0.1", 8080), flags) == ("127.0.0.1", "8080")
+    with pytest.raises(socket.gaierror):
+        await asyncio.wait_for(
+            loop.getaddrinfo("256.256.256.256", 0, flags=socket.AI_NUMERICHOST), HANG_GUARD
+        )
+
+
+async def test_many_concurrent_getaddrinfo() -> None:
+    loop = asyncio.get_running_loop()
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(loop.getaddrinfo("127.0.0.1", port, type=socket.SOCK_STREAM) for port in range(1000, 1100))
+        ),
+        HANG_GUARD,
+    )
+    assert [r[0][4][1] for r in results] == list(range(1000, 1100))
