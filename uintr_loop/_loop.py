@@ -52,10 +52,19 @@ class _UintrSelector(selectors.EpollSelector):
 class UintrEventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     """An asyncio event loop woken by (software-delivered) user interrupts."""
 
-    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+    _uintr_port: Port
+
+    def __new__(cls, selector: selectors.BaseSelector | None = None) -> UintrEventLoop:
+        # Argument and mode checks and the port come first, so a refusal
+        # leaves no half-built loop behind for asyncio's __del__ to trip over.
         if selector is not None:
             raise TypeError("UintrEventLoop makes its own selector; do not pass one")
-        self._uintr_port = Port(delivery_mode())
+        port = Port(delivery_mode())
+        self = super().__new__(cls)
+        self._uintr_port = port
+        return self
+
+    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         super().__init__(_UintrSelector(self._uintr_port))
 
     def _write_to_self(self) -> None:

@@ -1,0 +1,106 @@
+"""The UINTR probe, the mode choice and ``python -m uintr_loop info``.
+
+Our machines have no UINTR: on them these tests check the software path is
+chosen and that the reason given is the probe's. On a UINTR machine, the
+expectations follow what the probe reports there.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import uintr_loop
+from uintr_loop import _capabilities
+
+
+def test_capabilities_reports_the_probe_and_a_reason() -> None:
+    caps = uintr_loop.capabilities()
+    assert caps.cpu_uintr in (True, False, None)
+    assert caps.mode == "software"          # no hardware backend in this build
+    assert caps.reason
+    assert set(caps.abi_probe) == {"rfc-v1", "v6.0-branch"}
+    if not caps.cpuinfo_flag:
+        # a kernel that does not claim UINTR is never sent a syscall: mainline
+        # reuses these numbers (449 futex_waitv, 452 fchmodat2, ...)
+        assert all(r.startswith("not probed") for r in caps.abi_probe.values())
+        assert caps.abi is None
+    if caps.cpu_uintr is False:
+        assert "CPUID.(7,0):EDX[5] = 0" in caps.reason
+
+
+def test_abi_tables_match_both_published_numberings() -> None:
+    rfc, branch = _capabilities.ABIS["rfc-v1"], _capabilities.ABIS["v6.0-branch"]
+    assert [rfc[k] for k in ("uintr_register_handler", "uintr_create_fd", "uintr_register_sender", "uintr_wait")] == [449, 451, 452, 454]
+    assert list(rfc.values()) == list(range(449, 455))
+    assert list(branch.values()) == list(range(471, 480))
+    assert branch["uintr_vector_fd"] == 473 and branch["uintr_ipi_fd"] == 479
+
+
+def test_mode_software_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UINTR_LOOP_MODE", "software")
+    caps = uintr_loop.capabilities()
+    assert (caps.requested, caps.mode, caps.reason) == ("software", "software", "UINTR_LOOP_MODE=software")
+    loop = uintr_loop.new_event_loop()
+    try:
+        assert loop.delivery_mode == "software"
+        assert loop.statistics().mode == "software"
+    finally:
+        loop.close()
+
+
+def test_mode_hardware_without_hardware_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UINTR_LOOP_MODE", "hardware")
+    with pytest.raises(uintr_loop.HardwareUnavailableError, match="UINTR_LOOP_MODE=hardware, but"):
+        uintr_loop.capabilities()
+    with pytest.raises(uintr_loop.HardwareUnavailableError):
+        uintr_loop.new_event_loop()
+
+
+def test_unknown_mode_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UINTR_LOOP_MODE", "turbo")
+    with pytest.raises(ValueError, match="expected one of auto, software, hardware"):
+        uintr_loop.capabilities()
+
+
+def test_info_command_prints_the_probe() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "uintr_loop", "info"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    for needle in ("mode:", "CPUID.7.0:EDX[5]", "kernel ABI", "rfc-v1", "v6.0-branch", "hardware backend"):
+        assert needle in out
+
+
+def test_info_command_fails_clearly_when_hardware_is_forced() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "uintr_loop", "info"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "UINTR_LOOP_MODE": "hardware"},
+    )
+    assert proc.returncode == 2
+    assert "UINTR_LOOP_MODE=hardware, but" in proc.stderr
+
+
+def test_platform_check_names_what_is_supported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uintr_loop import _platform
+
+    monkeypatch.setattr(_platform.sys, "platform", "darwin")
+    with pytest.raises(ImportError, match="Linux x86-64"):
+        _platform.check_platform()
+    monkeypatch.setattr(_platform.sys, "platform", "linux")
+    monkeypatch.setattr(_platform.platform, "machine", lambda: "aarch64")
+    with pytest.raises(ImportError, match="linux/aarch64"):
+        _platform.check_platform()
+
+
+def test_loop_refuses_a_foreign_selector_cleanly() -> None:
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    try:
+        with pytest.raises(TypeError, match="makes its own selector"):
+            uintr_loop.UintrEventLoop(sel)
+    finally:
+        sel.close()

@@ -1,0 +1,220 @@
+"""Executor conformance: run_in_executor (default, thread and process pools),
+asyncio.to_thread, set_default_executor and shutdown_default_executor.
+
+Every test runs on stock asyncio and on uintr_loop (see conftest.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import multiprocessing
+import threading
+
+import pytest
+
+HANG_GUARD = 10.0
+
+pytestmark = pytest.mark.asyncio
+
+
+def _thread_info(x: int, y: int = 0) -> tuple[int, int, str]:
+    return x + y, threading.get_ident(), threading.current_thread().name
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+async def test_run_in_executor_default_returns_result_from_other_thread() -> None:
+    loop = asyncio.get_running_loop()
+    total, ident, _ = await asyncio.wait_for(loop.run_in_executor(None, _thread_info, 40, 2), HANG_GUARD)
+    assert total == 42
+    assert ident != threading.get_ident()
+
+
+@pytest.mark.parametrize("exc", [ValueError("bad value"), KeyError("k"), ZeroDivisionError()])
+async def test_run_in_executor_propagates_exception(exc: BaseException) -> None:
+    loop = asyncio.get_running_loop()
+    with pytest.raises(type(exc)) as info:
+        await asyncio.wait_for(loop.run_in_executor(None, _raise, exc), HANG_GUARD)
+    assert info.value is exc
+
+
+async def test_run_in_executor_custom_thread_pool() -> None:
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="custom-pool") as pool:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(loop.run_in_executor(pool, _thread_info, i) for i in range(20))), HANG_GUARD
+        )
+    assert [r[0] for r in results] == list(range(20))
+    assert all(r[2].startswith("custom-pool") for r in results)
+    assert len({r[1] for r in results}) <= 2
+
+
+async def test_many_executor_jobs_none_lost() -> None:
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [loop.run_in_executor(pool, pow, i, 2) for i in range(2000)]
+        results = await asyncio.wait_for(asyncio.gather(*futures), HANG_GUARD * 2)
+    assert results == [i * i for i in range(2000)]
+
+
+async def test_executor_job_blocking_until_loop_signals() -> None:
+    """Round trips loop -> worker -> loop while the loop is otherwise idle."""
+    loop = asyncio.get_running_loop()
+    gate = threading.Event()
+
+    def wait_for_gate() -> str:
+        if not gate.wait(HANG_GUARD):
+            return "gate timeout"
+        return "through"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        for _ in range(30):
+            gate.clear()
+            fut = loop.run_in_executor(pool, wait_for_gate)
+            await asyncio.sleep(0)
+            assert not fut.done()
+            loop.call_soon(gate.set)
+            assert await asyncio.wait_for(fut, HANG_GUARD) == "through"
+
+
+async def test_cancel_executor_future() -> None:
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    started = threading.Event()
+
+    def blocker() -> str:
+        started.set()
+        release.wait(HANG_GUARD)
+        return "done"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        fut = loop.run_in_executor(pool, blocker)
+        queued = loop.run_in_executor(pool, blocker)
+        await asyncio.wait_for(loop.run_in_executor(None, started.wait, HANG_GUARD), HANG_GUARD)
+        fut.cancel()
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fut
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        release.set()
+    assert fut.cancelled() and queued.cancelled()
+
+
+async def test_run_in_executor_rejects_coroutine_function_in_debug() -> None:
+    loop = asyncio.get_running_loop()
+    original = loop.get_debug()
+
+    async def coro_fn() -> None:
+        pass
+
+    loop.set_debug(True)
+    try:
+        with pytest.raises(TypeError):
+            loop.run_in_executor(None, coro_fn)
+    finally:
+        loop.set_debug(original)
+
+
+async def test_run_in_process_pool() -> None:
+    loop = asyncio.get_running_loop()
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(loop.run_in_executor(pool, pow, 2, n) for n in range(10))), HANG_GUARD * 3
+        )
+        with pytest.raises(ZeroDivisionError):
+            await asyncio.wait_for(loop.run_in_executor(pool, divmod, 1, 0), HANG_GUARD)
+    assert results == [2**n for n in range(10)]
+
+
+async def test_to_thread_args_kwargs_and_result() -> None:
+    total, ident, _ = await asyncio.wait_for(asyncio.to_thread(_thread_info, 1, y=2), HANG_GUARD)
+    assert total == 3
+    assert ident != threading.get_ident()
+
+
+async def test_to_thread_propagates_context_and_exceptions() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("to_thread_var", default="unset")
+    token = var.set("visible in thread")
+    try:
+        assert await asyncio.wait_for(asyncio.to_thread(var.get), HANG_GUARD) == "visible in thread"
+    finally:
+        var.reset(token)
+    with pytest.raises(OSError, match="from thread"):
+        await asyncio.wait_for(asyncio.to_thread(_raise, OSError("from thread")), HANG_GUARD)
+
+
+async def test_to_thread_many_concurrent() -> None:
+    results = await asyncio.wait_for(
+        asyncio.gather(*(asyncio.to_thread(_thread_info, i) for i in range(200))), HANG_GUARD
+    )
+    assert [r[0] for r in results] == list(range(200))
+
+
+async def test_set_default_executor() -> None:
+    loop = asyncio.get_running_loop()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="my-default")
+    try:
+        loop.set_default_executor(pool)
+        _, _, name = await asyncio.wait_for(loop.run_in_executor(None, _thread_info, 0), HANG_GUARD)
+        assert name.startswith("my-default")
+        _, _, name = await asyncio.wait_for(asyncio.to_thread(_thread_info, 0), HANG_GUARD)
+        assert name.startswith("my-default")
+    finally:
+        await loop.shutdown_default_executor()
+        pool.shutdown(wait=True)
+
+
+async def test_set_default_executor_rejects_non_thread_pool() -> None:
+    loop = asyncio.get_running_loop()
+
+    class NotAThreadPool(concurrent.futures.Executor):
+        pass
+
+    with pytest.raises(TypeError):
+        loop.set_default_executor(NotAThreadPool())  # type: ignore[arg-type]
+
+
+async def test_shutdown_default_executor_waits_for_running_work() -> None:
+    loop = asyncio.get_running_loop()
+    started = threading.Event()
+    release = threading.Event()
+    finished: list[str] = []
+
+    def job() -> str:
+        started.set()
+        release.wait(HANG_GUARD)
+        finished.append("job")
+        return "job result"
+
+    job_fut = loop.run_in_executor(None, job)
+    assert await asyncio.wait_for(asyncio.to_thread(started.wait, HANG_GUARD), HANG_GUARD)
+    shutdown = asyncio.ensure_future(loop.shutdown_default_executor())
+    await asyncio.sleep(0.02)
+    assert not shutdown.done()
+    assert finished == []
+    release.set()
+    await asyncio.wait_for(shutdown, HANG_GUARD)
+    assert finished == ["job"]
+    assert await asyncio.wait_for(job_fut, HANG_GUARD) == "job result"
+
+
+async def test_run_in_executor_after_shutdown_default_executor_raises() -> None:
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, int, "5") == 5
+    await asyncio.wait_for(loop.shutdown_default_executor(), HANG_GUARD)
+    with pytest.raises(RuntimeError, match="shutdown"):
+        loop.run_in_executor(None, int, "6")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        assert await asyncio.wait_for(loop.run_in_executor(pool, int, "7"), HANG_GUARD) == 7
+
+
+async def test_shutdown_default_executor_without_executor_is_noop() -> None:
+    loop = asyncio.get_running_loop()
+    await asyncio.wait_for(loop.shutdown_default_executor(), HANG_GUARD)
+    await asyncio.wait_for(loop.shutdown_default_executor(), HANG_GUARD)
+
