@@ -30,12 +30,12 @@ cdef class Receiver:
             raise TypeError("handler must be callable, got %r" % (handler,))
         if loop is None:
             loop = asyncio.get_running_loop()
-        port = getattr(loop, "_uintr_port", None)
-        if not isinstance(port, Port):
+        if not hasattr(loop, "_uintr_port"):
             raise TypeError(
                 "a Receiver needs a uintr_loop event loop (uintr_loop."
                 "new_event_loop()), got %s" % type(loop).__name__)
-        if loop.is_closed():
+        port = loop._uintr_port
+        if port is None or loop.is_closed():
             raise RuntimeError("Event loop is closed")
         self.handler = handler
         self.loop = loop

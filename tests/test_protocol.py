@@ -369,3 +369,27 @@ def test_native_send_to_closed_receiver_reports_eshutdown(loop):
     assert NativeSender(s2, 5).join() == (0, -errno.EBADF)
     with pytest.raises(TypeError):
         NativeSender(object(), 1)
+
+
+def test_closed_loop_releases_its_fds_once_no_sender_holds_them() -> None:
+    import gc
+    import os
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    gc.collect()
+    before = open_fds()
+    lp = uintr_loop.new_event_loop()
+    r = uintr_loop.Receiver(lambda v: None, loop=lp)
+    s = uintr_loop.Sender(r.vector_fd(1))
+    lp.run_until_complete(asyncio.sleep(0))
+    lp.close()
+    final = lp.statistics()
+    assert final.mode == "software" and final == lp.statistics()
+    assert open_fds() > before                # the sender still holds the port
+    with pytest.raises(uintr_loop.ReceiverClosedError):
+        s.send()
+    del r, s
+    gc.collect()
+    assert open_fds() == before

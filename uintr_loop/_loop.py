@@ -52,7 +52,7 @@ class _UintrSelector(selectors.EpollSelector):
 class UintrEventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     """An asyncio event loop woken by (software-delivered) user interrupts."""
 
-    _uintr_port: Port
+    _uintr_port: Port | None
 
     def __new__(cls, selector: selectors.BaseSelector | None = None) -> UintrEventLoop:
         # Argument and mode checks and the port come first, so a refusal
@@ -62,26 +62,43 @@ class UintrEventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type
         port = Port(delivery_mode())
         self = super().__new__(cls)
         self._uintr_port = port
+        self._uintr_mode = port.mode
+        self._uintr_final_statistics: ReceiverStatistics | None = None
         return self
 
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         super().__init__(_UintrSelector(self._uintr_port))
 
     def _write_to_self(self) -> None:
-        self._uintr_port.wakeup()
+        port = self._uintr_port
+        if port is not None:      # None once closed, as asyncio's self-pipe is
+            port.wakeup()
 
     def close(self) -> None:
+        """Close the loop; its receivers are shut down (senders then raise
+        ReceiverClosedError). The port's eventfd and memfd are released as
+        soon as no Sender holds them."""
         super().close()
-        self._uintr_port.close()
+        port = self._uintr_port
+        if port is not None:
+            port.close()
+            self._uintr_final_statistics = port.statistics()
+            self._uintr_port = None
 
     @property
     def delivery_mode(self) -> str:
         """``"software"`` or ``"hardware"``: how this loop's interrupts travel."""
-        return self._uintr_port.mode
+        return self._uintr_mode
 
     def statistics(self) -> ReceiverStatistics:
-        """The loop's own receiver: wakeup posts and receiver notifications."""
-        return self._uintr_port.statistics()
+        """The loop's own receiver: wakeup posts and receiver notifications
+        (``delivered`` counts the vectors the loop recognised). After close,
+        the figures as they were at close."""
+        port = self._uintr_port
+        if port is None:
+            assert self._uintr_final_statistics is not None
+            return self._uintr_final_statistics
+        return port.statistics()
 
     def __repr__(self) -> str:
         return (

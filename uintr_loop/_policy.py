@@ -51,11 +51,14 @@ def run(
 
     Extra keyword arguments go to ``asyncio.run`` (3.12+) or the Runner.
     """
-    if not asyncio.iscoroutine(main):
-        raise TypeError(f"a coroutine was expected, got {main!r}")
     factory = loop_factory or new_event_loop
     if sys.version_info >= (3, 12):
         return asyncio.run(main, debug=debug, loop_factory=factory, **run_kwargs)
+    # asyncio.run's checks, in its order, before any loop exists
+    if asyncio._get_running_loop() is not None:
+        raise RuntimeError("uintr_loop.run() cannot be called from a running event loop")
+    if not asyncio.iscoroutine(main):
+        raise ValueError(f"a coroutine was expected, got {main!r}")
     if sys.version_info >= (3, 11):
         with asyncio.Runner(debug=debug, loop_factory=factory, **run_kwargs) as runner:
             return runner.run(main)
@@ -68,13 +71,6 @@ def _run_310(
     debug: bool | None,
 ) -> _T:
     """asyncio.run's steps on 3.10, which has neither Runner nor loop_factory."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        main.close()
-        raise RuntimeError("uintr_loop.run() cannot be called from a running event loop")
     loop = factory()
     try:
         asyncio.set_event_loop(loop)

@@ -1,0 +1,752 @@
+"""Lifecycle conformance: cancellation and timeouts, async generator
+finalisation, close/stop/run_forever/run_until_complete semantics, running a
+loop from other threads, asyncio.Runner, uintr_loop.run, UintrPolicy and anyio.
+
+Async tests run on both loops through the conftest hook; synchronous tests
+take the ``loop_factory`` fixture and drive the loop themselves.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import sys
+import threading
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+import uintr_loop
+
+HANG_GUARD = 10.0
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+needs_311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="API added in Python 3.11")
+
+
+@contextlib.contextmanager
+def _fresh_loop(factory: LoopFactory) -> Iterator[asyncio.AbstractEventLoop]:
+    loop = factory()
+    try:
+        yield loop
+    finally:
+        if not loop.is_closed():
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+
+def _run_with_guard(loop: asyncio.AbstractEventLoop) -> bool:
+    """run_forever with a hang guard; True if the guard (not the test) stopped it."""
+    fired: list[bool] = []
+
+    def guard() -> None:
+        fired.append(True)
+        loop.stop()
+
+    handle = loop.call_later(HANG_GUARD, guard)
+    try:
+        loop.run_forever()
+    finally:
+        handle.cancel()
+    return bool(fired)
+
+
+# --- cancellation and timeouts ---------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_task_cancel_raises_and_runs_finally() -> None:
+    cleaned = asyncio.Event()
+    started = asyncio.Event()
+
+    async def worker() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.set()
+
+    task = asyncio.ensure_future(worker())
+    await started.wait()
+    assert task.cancel() is True
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    assert cleaned.is_set()
+    assert task.cancel() is False
+
+
+@pytest.mark.asyncio
+async def test_cancel_message_is_propagated() -> None:
+    task = asyncio.ensure_future(asyncio.sleep(3600))
+    await asyncio.sleep(0)
+    task.cancel("stop please")
+    with pytest.raises(asyncio.CancelledError) as info:
+        await task
+    assert info.value.args == ("stop please",)
+
+
+@pytest.mark.asyncio
+async def test_cancellation_propagates_to_awaited_task() -> None:
+    inner_cancelled = asyncio.Event()
+    inner_started = asyncio.Event()
+
+    async def inner() -> None:
+        inner_started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            inner_cancelled.set()
+            raise
+
+    inner_task = asyncio.ensure_future(inner())
+
+    async def outer() -> None:
+        await inner_task
+
+    outer_task = asyncio.ensure_future(outer())
+    await inner_started.wait()
+    await asyncio.sleep(0)
+    outer_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer_task
+    assert inner_cancelled.is_set()
+    assert inner_task.cancelled()
+
+
+@pytest.mark.asyncio
+async def test_shield_protects_inner_task() -> None:
+    loop = asyncio.get_running_loop()
+    release = loop.create_future()
+
+    async def protected() -> str:
+        await release
+        return "finished"
+
+    inner = asyncio.ensure_future(protected())
+    outer = asyncio.ensure_future(asyncio.shield(inner))
+    await asyncio.sleep(0)
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert not inner.done()
+    release.set_result(None)
+    assert await asyncio.wait_for(inner, HANG_GUARD) == "finished"
+
+
+@pytest.mark.asyncio
+@needs_311
+async def test_asyncio_timeout_raises_timeout_error() -> None:
+    cancelled = asyncio.Event()
+
+    async def never() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01) as cm:
+            await never()
+    assert cm.expired()
+    assert cancelled.is_set()
+    async with asyncio.timeout(HANG_GUARD) as cm2:
+        await asyncio.sleep(0)
+    assert not cm2.expired()
+
+
+@pytest.mark.asyncio
+async def test_wait_for_timeout_cancels_inner() -> None:
+    cancelled = asyncio.Event()
+
+    async def never() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(never(), 0.01)
+    assert cancelled.is_set()
+    assert await asyncio.wait_for(asyncio.sleep(0, "in time"), HANG_GUARD) == "in time"
+
+
+@pytest.mark.asyncio
+@needs_311
+async def test_task_group_cancels_siblings_on_error() -> None:
+    sibling_cancelled = asyncio.Event()
+
+    async def sibling() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            sibling_cancelled.set()
+            raise
+
+    async def failing() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("group failure")
+
+    with pytest.raises(BaseExceptionGroup) as info:  # noqa: F821
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(sibling())
+            tg.create_task(failing())
+    assert [type(e) for e in info.value.exceptions] == [ValueError]
+    assert sibling_cancelled.is_set()
+
+
+# --- async generators -------------------------------------------------------------
+
+
+def test_shutdown_asyncgens_runs_finalizers(loop_factory: LoopFactory) -> None:
+    finalized: list[str] = []
+
+    async def agen(name: str) -> AsyncIterator[int]:
+        try:
+            for i in range(10):
+                yield i
+        finally:
+            await asyncio.sleep(0)
+            finalized.append(name)
+
+    gens = [agen("a"), agen("b")]
+
+    async def start() -> list[int]:
+        return [await g.__anext__() for g in gens]
+
+    with _fresh_loop(loop_factory) as loop:
+        assert loop.run_until_complete(start()) == [0, 0]
+        assert finalized == []
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        assert sorted(finalized) == ["a", "b"]
+        loop.close()
+    del gens
+
+
+@pytest.mark.asyncio
+async def test_asyncgen_finalized_by_loop_when_garbage_collected() -> None:
+    done = asyncio.Event()
+
+    async def agen() -> AsyncIterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            await asyncio.sleep(0)
+            done.set()
+
+    g = agen()
+    assert await g.__anext__() == 1
+    del g
+    gc.collect()
+    await asyncio.wait_for(done.wait(), HANG_GUARD)
+
+
+# --- close ---------------------------------------------------------------------------
+
+
+def test_closed_loop_rejects_scheduling(loop_factory: LoopFactory) -> None:
+    loop = loop_factory()
+    assert not loop.is_closed()
+    loop.close()
+    assert loop.is_closed()
+    loop.close()
+    assert loop.is_closed()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.call_soon(lambda: None)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.call_later(0.1, lambda: None)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.call_at(loop.time() + 0.1, lambda: None)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.call_soon_threadsafe(lambda: None)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.run_forever()
+    fut: asyncio.Future[None] = asyncio.Future(loop=loop)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.run_until_complete(fut)
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.create_task(coro)
+    coro.close()
+
+
+def test_call_soon_threadsafe_from_thread_after_close(loop_factory: LoopFactory) -> None:
+    loop = loop_factory()
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            loop.call_soon_threadsafe(lambda: None)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(HANG_GUARD)
+    assert len(errors) == 1
+    assert isinstance(errors[0], RuntimeError)
+    assert "Event loop is closed" in str(errors[0])
+
+
+@pytest.mark.asyncio
+async def test_closing_a_running_loop_raises() -> None:
+    loop = asyncio.get_running_loop()
+    with pytest.raises(RuntimeError, match="Cannot close a running event loop"):
+        loop.close()
+    assert not loop.is_closed()
+    assert loop.is_running()
+    fut = loop.create_future()
+    loop.call_soon(fut.set_result, "still usable")
+    assert await asyncio.wait_for(fut, HANG_GUARD) == "still usable"
+
+
+@pytest.mark.asyncio
+async def test_running_loop_refuses_nested_run() -> None:
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    with pytest.raises(RuntimeError, match="already running"):
+        loop.run_until_complete(fut)
+    with pytest.raises(RuntimeError, match="already running"):
+        loop.run_forever()
+    assert loop.is_running()
+    fut.cancel()
+
+
+# --- run_until_complete / stop / run_forever -------------------------------------------
+
+
+def test_run_until_complete_result_and_exception(loop_factory: LoopFactory) -> None:
+    async def value() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    async def boom() -> None:
+        await asyncio.sleep(0)
+        raise LookupError("from coroutine")
+
+    with _fresh_loop(loop_factory) as loop:
+        assert not loop.is_running()
+        assert loop.run_until_complete(value()) == 7
+        with pytest.raises(LookupError, match="from coroutine"):
+            loop.run_until_complete(boom())
+        fut = loop.create_future()
+        loop.call_soon(fut.set_result, "plain future")
+        assert loop.run_until_complete(fut) == "plain future"
+        assert not loop.is_running()
+
+
+def test_run_until_complete_stops_with_other_callbacks_pending(loop_factory: LoopFactory) -> None:
+    ticks: list[int] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(1)
+            await asyncio.sleep(0)
+
+    with _fresh_loop(loop_factory) as loop:
+        bg = loop.create_task(ticker())
+        assert loop.run_until_complete(asyncio.sleep(0.01, "done")) == "done"
+        assert ticks
+        assert not bg.done()
+        bg.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(bg)
+
+
+def test_stop_before_run_forever_runs_one_iteration(loop_factory: LoopFactory) -> None:
+    order: list[str] = []
+    with _fresh_loop(loop_factory) as loop:
+
+        def first() -> None:
+            order.append("first")
+            loop.call_soon(order.append, "scheduled-by-first")
+
+        loop.call_soon(first)
+        loop.call_soon(order.append, "second")
+        loop.stop()
+        assert _run_with_guard(loop) is False
+        assert order == ["first", "second"]
+        assert not loop.is_running()
+
+        loop.stop()
+        assert _run_with_guard(loop) is False
+        assert order == ["first", "second", "scheduled-by-first"]
+
+
+def test_stop_from_callback_and_run_forever_again(loop_factory: LoopFactory) -> None:
+    runs: list[int] = []
+    with _fresh_loop(loop_factory) as loop:
+        for i in range(3):
+            loop.call_later(0.001, lambda i=i: (runs.append(i), loop.stop()))
+            assert _run_with_guard(loop) is False
+        assert runs == [0, 1, 2]
+
+
+def test_stop_from_other_thread_wakes_idle_run_forever(loop_factory: LoopFactory) -> None:
+    with _fresh_loop(loop_factory) as loop:
+        running = threading.Event()
+
+        def stopper() -> None:
+            if running.wait(HANG_GUARD):
+                loop.call_soon_threadsafe(loop.stop)
+
+        for _ in range(20):
+            running.clear()
+            loop.call_soon(running.set)
+            t = threading.Thread(target=stopper)
+            t.start()
+            try:
+                assert _run_with_guard(loop) is False
+            finally:
+                t.join(HANG_GUARD)
+
+
+def test_call_soon_threadsafe_while_not_running_is_processed_next_run(loop_factory: LoopFactory) -> None:
+    with _fresh_loop(loop_factory) as loop:
+        loop.run_until_complete(asyncio.sleep(0))
+        got: list[int] = []
+        fut = loop.create_future()
+
+        def worker() -> None:
+            for i in range(100):
+                loop.call_soon_threadsafe(got.append, i)
+            loop.call_soon_threadsafe(fut.set_result, None)
+
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join(HANG_GUARD)
+        loop.run_until_complete(asyncio.wait_for(fut, HANG_GUARD))
+        assert got == list(range(100))
+
+
+def test_loop_created_in_one_thread_run_in_another(loop_factory: LoopFactory) -> None:
+    loop = loop_factory()
+    result: list[Any] = []
+    box: list[asyncio.Future[int]] = []
+    ready = threading.Event()
+
+    async def main() -> int:
+        box.append(loop.create_future())
+        ready.set()
+        return await asyncio.wait_for(box[0], HANG_GUARD)
+
+    def runner() -> None:
+        try:
+            result.append(loop.run_until_complete(main()))
+        except BaseException as exc:
+            result.append(exc)
+
+    try:
+        t = threading.Thread(target=runner)
+        t.start()
+        assert ready.wait(HANG_GUARD)
+        loop.call_soon_threadsafe(box[0].set_result, 99)
+        t.join(HANG_GUARD)
+        assert result == [99]
+    finally:
+        if not loop.is_running():
+            loop.close()
+
+
+def test_two_loops_in_two_threads_wake_each_other(loop_factory: LoopFactory) -> None:
+    rounds = 200
+    loops = [loop_factory(), loop_factory()]
+    inboxes: list[asyncio.Queue[int]] = [asyncio.Queue(), asyncio.Queue()]
+    results: list[Any] = []
+
+    async def player(me: int) -> int:
+        other = loops[1 - me]
+        received = 0
+        if me == 0:
+            other.call_soon_threadsafe(inboxes[1].put_nowait, 0)
+        while True:
+            n = await asyncio.wait_for(inboxes[me].get(), HANG_GUARD)
+            received += 1
+            if n == rounds:
+                return received
+            other.call_soon_threadsafe(inboxes[1 - me].put_nowait, n + 1)
+            if n + 1 == rounds:
+                return received
+
+    def thread_main(me: int) -> None:
+        try:
+            results.append(loops[me].run_until_complete(player(me)))
+        except BaseException as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=thread_main, args=(i,)) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG_GUARD * 2)
+        assert sorted(results) == [rounds // 2, rounds // 2 + 1]
+    finally:
+        for loop in loops:
+            if not loop.is_running():
+                loop.close()
+
+
+# --- Runner, run(), policy, anyio ------------------------------------------------------
+
+
+@needs_311
+def test_asyncio_runner_with_loop_factory(loop_factory: LoopFactory) -> None:
+    async def main(tag: str) -> tuple[str, asyncio.AbstractEventLoop]:
+        await asyncio.sleep(0)
+        await asyncio.to_thread(lambda: None)
+        return tag, asyncio.get_running_loop()
+
+    with probe_type(loop_factory) as expected_type:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            loop = runner.get_loop()
+            assert type(loop) is expected_type
+            assert runner.run(main("one")) == ("one", loop)
+            assert runner.run(main("two")) == ("two", loop)
+        assert loop.is_closed()
+
+
+@contextlib.contextmanager
+def probe_type(factory: LoopFactory) -> Iterator[type]:
+    probe = factory()
+    try:
+        yield type(probe)
+    finally:
+        probe.close()
+
+
+RUN_FUNCTIONS = [pytest.param(asyncio.run, id="asyncio.run"), pytest.param(uintr_loop.run, id="uintr_loop.run")]
+
+
+@pytest.mark.parametrize("run", RUN_FUNCTIONS)
+def test_run_returns_value_and_closes_loop(run: Callable[..., Any]) -> None:
+    seen: list[asyncio.AbstractEventLoop] = []
+
+    async def main() -> str:
+        seen.append(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        return "result"
+
+    assert run(main()) == "result"
+    assert seen[0].is_closed()
+
+
+@pytest.mark.parametrize("run", RUN_FUNCTIONS)
+def test_run_propagates_exception(run: Callable[..., Any]) -> None:
+    async def main() -> None:
+        await asyncio.sleep(0)
+        raise ArithmeticError("from main")
+
+    with pytest.raises(ArithmeticError, match="from main"):
+        run(main())
+
+
+@pytest.mark.parametrize("run", RUN_FUNCTIONS)
+@pytest.mark.parametrize("debug", [True, False])
+def test_run_debug_flag(run: Callable[..., Any], debug: bool) -> None:
+    async def main() -> bool:
+        return asyncio.get_running_loop().get_debug()
+
+    assert run(main(), debug=debug) is debug
+
+
+@pytest.mark.parametrize("run", RUN_FUNCTIONS)
+def test_run_cancels_leftover_tasks_and_finalizes_asyncgens(run: Callable[..., Any]) -> None:
+    events: list[str] = []
+    keep: list[Any] = []
+
+    async def leftover() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            events.append("task cancelled")
+            raise
+
+    async def agen() -> AsyncIterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            events.append("agen finalized")
+
+    async def main() -> None:
+        keep.append(asyncio.ensure_future(leftover()))
+        g = agen()
+        keep.append(g)
+        await g.__anext__()
+        await asyncio.sleep(0)
+
+    run(main())
+    assert sorted(events) == ["agen finalized", "task cancelled"]
+
+
+@pytest.mark.parametrize("run", RUN_FUNCTIONS)
+def test_run_refuses_running_loop(run: Callable[..., Any]) -> None:
+    async def inner() -> None:
+        pass
+
+    async def main() -> str | None:
+        coro = inner()
+        try:
+            run(coro)
+        except RuntimeError as exc:
+            return str(exc)
+        finally:
+            coro.close()
+        return None
+
+    message = run(main())
+    gc.collect()
+    assert message is not None and "running event loop" in message
+
+
+@pytest.mark.parametrize("run", RUN_FUNCTIONS)
+def test_run_rejects_non_coroutine(run: Callable[..., Any]) -> None:
+    with pytest.raises(ValueError):
+        run(lambda: None)
+
+
+def test_uintr_run_uses_uintr_loop() -> None:
+    async def main() -> asyncio.AbstractEventLoop:
+        await asyncio.to_thread(lambda: None)
+        return asyncio.get_running_loop()
+
+    loop = uintr_loop.run(main())
+    assert isinstance(loop, uintr_loop.UintrEventLoop)
+    assert loop.is_closed()
+
+
+@contextlib.contextmanager
+def _policy(policy: asyncio.AbstractEventLoopPolicy | None) -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(policy)
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.set_event_loop_policy(old)
+
+
+def test_policy_makes_uintr_loops() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = uintr_loop.UintrPolicy()
+    assert isinstance(policy, asyncio.AbstractEventLoopPolicy)
+
+    async def main() -> asyncio.AbstractEventLoop:
+        await asyncio.to_thread(lambda: None)
+        proc = await asyncio.create_subprocess_exec("true")
+        assert await asyncio.wait_for(proc.wait(), HANG_GUARD) == 0
+        return asyncio.get_running_loop()
+
+    with _policy(policy):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            assert asyncio.get_event_loop_policy() is policy
+        loop = asyncio.run(main())
+        assert isinstance(loop, uintr_loop.UintrEventLoop)
+        assert loop.is_closed()
+        fresh = asyncio.new_event_loop()
+        try:
+            assert isinstance(fresh, uintr_loop.UintrEventLoop)
+        finally:
+            fresh.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert not isinstance(asyncio.get_event_loop_policy(), uintr_loop.UintrPolicy)
+    stock = asyncio.new_event_loop()
+    try:
+        assert not isinstance(stock, uintr_loop.UintrEventLoop)
+    finally:
+        stock.close()
+
+
+def test_anyio_with_loop_factory(loop_factory: LoopFactory) -> None:
+    async def main() -> tuple[type, int, str]:
+        loop_type = type(asyncio.get_running_loop())
+        results: list[int] = []
+
+        async def child(i: int) -> None:
+            await anyio.sleep(0)
+            results.append(await anyio.to_thread.run_sync(pow, i, 2))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(child, i)
+
+        def from_worker() -> str:
+            return anyio.from_thread.run(anyio_echo, "via from_thread")
+
+        echoed = await anyio.to_thread.run_sync(from_worker)
+        with anyio.move_on_after(0.01) as scope:
+            await anyio.sleep_forever()
+        assert scope.cancelled_caught
+        return loop_type, sum(results), echoed
+
+    with probe_type(loop_factory) as expected_type:
+        loop_type, total, echoed = anyio.run(
+            main, backend="asyncio", backend_options={"loop_factory": loop_factory}
+        )
+    assert loop_type is expected_type
+    assert total == sum(i * i for i in range(10))
+    assert echoed == "via from_thread"
+
+
+async def anyio_echo(value: str) -> str:
+    await anyio.sleep(0)
+    return value
+
+
+def test_anyio_runs_on_uintr_loop() -> None:
+    async def main() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    loop = anyio.run(main, backend="asyncio", backend_options={"loop_factory": uintr_loop.new_event_loop})
+    assert isinstance(loop, uintr_loop.UintrEventLoop)
+
+
+def test_uintr_loop_statistics_account_for_threadsafe_posts(uintr_only_loop: Any) -> None:
+    loop = uintr_only_loop
+    n = 200
+
+    async def main() -> None:
+        done = loop.create_future()
+        got: list[int] = []
+
+        def on_loop(i: int) -> None:
+            got.append(i)
+            if len(got) == n:
+                done.set_result(None)
+
+        def worker() -> None:
+            for i in range(n):
+                loop.call_soon_threadsafe(on_loop, i)
+
+        t = threading.Thread(target=worker)
+        t.start()
+        try:
+            await asyncio.wait_for(done, HANG_GUARD)
+        finally:
+            t.join(HANG_GUARD)
+
+    before = loop.statistics()
+    loop.run_until_complete(main())
+    after = loop.statistics()
+    assert after.mode == "software"
+    assert after.posted - before.posted >= n
+    assert after.posted == after.notifications + after.coalesced + after.suppressed
+    for field in ("posted", "notifications", "coalesced", "suppressed", "delivered", "spurious"):
+        assert isinstance(getattr(after, field), int)
+        assert getattr(after, field) >= getattr(before, field)
