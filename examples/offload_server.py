@@ -43,15 +43,19 @@ How to read the table
     included. ``posted`` counts cross-thread wakeups (at least one per job
     completion), with ``posted == notifications + coalesced + suppressed``:
 
-    * ``suppressed``: the loop was busy, so the wakeup cost no syscall;
-    * ``coalesced``: the loop was asleep but another thread had already
-      notified it, so this wakeup rode along for free;
-    * ``notifications``: the wakeups that actually signalled the eventfd.
+    * ``suppressed``: the loop was busy running callbacks, so the wakeup
+      was two atomic instructions and no syscall;
+    * ``coalesced``: a notification was already outstanding (the loop was
+      asleep and another thread had woken it), so this one rode along;
+    * ``notifications``: the wakeups that actually wrote the eventfd.
 
     Stock asyncio pays one self-pipe ``write`` for every posted wakeup;
     uintr_loop pays one eventfd write per ``notifications``. ``delivered``
-    counts interrupts the loop drained, ``spurious`` wakeups that found
-    nothing, and ``mode`` says how interrupts are delivered on this machine.
+    counts how often the loop picked the wakeup up (many posts collapse into
+    one pick-up), ``spurious`` notifications that found nothing pending, and
+    ``mode`` is how interrupts travel (``software`` unless the CPU, kernel
+    and build all support UINTR; see ``UINTR_LOOP_MODE``). The line under
+    the table sums this up.
 """
 from __future__ import annotations
 
@@ -76,7 +80,9 @@ LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
     "uintr": uintr_loop.new_event_loop,
 }
-STAT_FIELDS = ("posted", "notifications", "coalesced", "suppressed", "delivered", "spurious", "mode")
+STAT_FIELDS = (
+    "posted", "notifications", "coalesced", "suppressed", "delivered", "spurious", "mode",
+)
 BLOCK_SIZE = 4096
 
 
@@ -110,7 +116,8 @@ async def serve(kind: str, port_file: Path, workers: int, sleep_s: float, rounds
                 cmd, _, rest = line.rstrip(b"\r\n").partition(b" ")
                 if cmd == b"REQ":
                     rid, _, payload = rest.partition(b" ")
-                    digest = await loop.run_in_executor(pool, blocking_job, payload, sleep_s, rounds)
+                    digest = await loop.run_in_executor(
+                        pool, blocking_job, payload, sleep_s, rounds)
                     served += 1
                     writer.write(b"OK " + rid + b" " + digest + b"\n")
                 elif cmd == b"STATS":
@@ -321,8 +328,9 @@ def format_table(results: Sequence[Result]) -> str:
     rows = [head]
     for r in results:
         stats = r.statistics or {}
-        rows.append([r.loop, str(r.requests), str(r.errors), f"{r.req_per_s:,.0f}",
-                     f"{r.p50_ms:.3f}", f"{r.p99_ms:.3f}",
+        timing = ([f"{r.req_per_s:,.0f}", f"{r.p50_ms:.3f}", f"{r.p99_ms:.3f}"]
+                  if r.ok else ["-"] * 3)
+        rows.append([r.loop, str(r.requests), str(r.errors), *timing,
                      *(str(stats.get(f, "-")) for f in STAT_FIELDS)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i in (0, len(head) - 1) else c.rjust(w)
@@ -334,8 +342,8 @@ def format_table(results: Sequence[Result]) -> str:
             free = s["suppressed"] + s["coalesced"]
             lines.append(f"{r.loop}: {s['posted']} cross-thread wakeups for {r.expected_served} "
                          f"requests; {s['notifications']} needed an eventfd write, "
-                         f"{free} ({100 * free / s['posted']:.1f}%) were free "
-                         f"(suppressed while busy or coalesced while asleep)")
+                         f"{free} ({100 * free / s['posted']:.1f}%) cost no syscall "
+                         f"(suppressed while busy or coalesced)")
         for p in r.problems:
             lines.append(f"{r.loop}: PROBLEM: {p}")
         if r.served != r.expected_served and r.served >= 0:

@@ -10,7 +10,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "offload_server.py"
 REQUESTS = 400
-STAT_FIELDS = ("posted", "notifications", "coalesced", "suppressed", "delivered", "spurious", "mode")
+STAT_FIELDS = (
+    "posted", "notifications", "coalesced", "suppressed", "delivered", "spurious", "mode",
+)
 
 
 def test_offload_server_example_both_loops(tmp_path: Path) -> None:
@@ -45,5 +47,6 @@ def test_offload_server_example_both_loops(tmp_path: Path) -> None:
     assert set(STAT_FIELDS) <= set(stats), stats
     assert results["uintr"]["server_loop"].startswith("uintr_loop"), results["uintr"]
     assert stats["posted"] >= REQUESTS, stats
-    assert stats["posted"] == stats["notifications"] + stats["coalesced"] + stats["suppressed"], stats
+    assert stats["posted"] == (
+        stats["notifications"] + stats["coalesced"] + stats["suppressed"]), stats
     assert str(stats["posted"]) in rows["uintr"], rows["uintr"]
