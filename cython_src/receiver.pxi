@@ -108,9 +108,9 @@ cdef class Receiver:
         if (self.uirr and self.mask_depth == 0 and not self.delivery_scheduled
                 and not self.in_handler):
             self.delivery_scheduled = True
-            self.loop.call_soon(self.deliver)
+            self.loop.call_soon(self._deliver)
 
-    def deliver(self):
+    def _deliver(self):
         """Loop callback: hand each pending vector to the handler."""
         cdef unsigned vector
         self.delivery_scheduled = False
@@ -150,7 +150,7 @@ cdef class MaskedSection:
         cdef Receiver r = self.receiver
         r.mask_depth -= 1
         if r.mask_depth == 0 and r.uirr and not r.in_handler:
-            r.deliver()     # STUI: what is pending is taken right away
+            r._deliver()    # STUI: what is pending is taken right away
         return False
 
 

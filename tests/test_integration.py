@@ -83,12 +83,14 @@ SETUP = textwrap.dedent(
 @pytest.mark.timeout(300)
 def test_third_party_extension_cimports_the_nogil_api(tmp_path: Path) -> None:
     pytest.importorskip("Cython", reason="building a cimporting extension needs Cython (probed import)")
+    package_root = os.path.dirname(uintr_loop.__path__[0])
+    env = {**os.environ, "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     (tmp_path / "third_party.pyx").write_text(PYX)
     (tmp_path / "setup.py").write_text(SETUP)
     build = subprocess.run(
         [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=280,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        cwd=tmp_path, capture_output=True, text=True, timeout=280, env=env,
     )
     assert build.returncode == 0, build.stderr[-3000:]
     script = textwrap.dedent(
@@ -106,6 +108,6 @@ def test_third_party_extension_cimports_the_nogil_api(tmp_path: Path) -> None:
         print(uintr_loop.run(main()))
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "(0, [17], 1000, True)"

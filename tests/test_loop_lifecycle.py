@@ -226,7 +226,6 @@ def test_shutdown_asyncgens_runs_finalizers(loop_factory: LoopFactory) -> None:
         loop.run_until_complete(loop.shutdown_asyncgens())
         assert sorted(finalized) == ["a", "b"]
         loop.close()
-    del gens
 
 
 @pytest.mark.asyncio
