@@ -104,7 +104,9 @@ def test_third_party_extension_cimports_the_nogil_api(tmp_path: Path) -> None:
             while not got:
                 await asyncio.sleep(0.001)
             r.close()
-            return rc, got, r.statistics().posted, third_party.send_many(s, 1) == -errno.ESHUTDOWN
+            # a burst may be recognised more than once while it lands: every
+            # delivery is vector 17, and all 1000 posts were accepted
+            return rc, sorted(set(got)), r.statistics().posted, third_party.send_many(s, 1) == -errno.ESHUTDOWN
         print(uintr_loop.run(main()))
         """
     )
