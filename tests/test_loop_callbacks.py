@@ -15,14 +15,38 @@ import random
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Awaitable
+from typing import Any, Callable, TypeVar
 
 import pytest
 
+_T = TypeVar("_T")
 HANG_GUARD = 10.0
 CLOCK_SLACK = 1e-3
 
 pytestmark = pytest.mark.asyncio
+
+
+async def _guarded(aw: Awaitable[_T], timeout: float = HANG_GUARD) -> _T:
+    """Await ``aw`` with a hang guard that fails the test if it had to fire.
+
+    A timer firing wakes the loop, which would run callbacks a lost
+    cross-thread wakeup left queued; so finishing late must fail too.
+    """
+    loop = asyncio.get_running_loop()
+    fired = False
+
+    def guard() -> None:
+        nonlocal fired
+        fired = True
+
+    handle = loop.call_later(timeout, guard)
+    try:
+        result = await asyncio.wait_for(aw, timeout + 5.0)
+    finally:
+        handle.cancel()
+    assert not fired, f"finished only after the {timeout}s hang guard woke the loop"
+    return result
 
 
 def _start_thread(target: Callable[[], None]) -> threading.Thread:
@@ -35,7 +59,7 @@ async def _drain(loop: asyncio.AbstractEventLoop) -> None:
     """Return once every callback queued before this call has run."""
     fut = loop.create_future()
     loop.call_soon(fut.set_result, None)
-    await asyncio.wait_for(fut, HANG_GUARD)
+    await _guarded(fut)
 
 
 # --- call_soon ----------------------------------------------------------------
@@ -153,7 +177,7 @@ async def test_call_at_runs_in_deadline_order() -> None:
     for off in offsets:
         loop.call_at(now + off, order.append, off)
     loop.call_at(now + 0.06, done.set_result, None)
-    await asyncio.wait_for(done, HANG_GUARD)
+    await _guarded(done)
     assert order == sorted(offsets)
 
 
@@ -180,7 +204,7 @@ async def test_call_later_runs_in_order_of_when() -> None:
         assert isinstance(handle, asyncio.TimerHandle)
         assert before + delay <= handle.when() <= after + delay
         handles.append(handle)
-    await asyncio.wait_for(done, HANG_GUARD)
+    await _guarded(done)
     assert order == sorted(handles, key=lambda h: h.when())
 
 
@@ -188,7 +212,7 @@ async def test_timer_does_not_fire_before_its_deadline() -> None:
     loop = asyncio.get_running_loop()
     fired = loop.create_future()
     handle = loop.call_later(0.05, lambda: fired.set_result(loop.time()))
-    fired_at = await asyncio.wait_for(fired, HANG_GUARD)
+    fired_at = await _guarded(fired)
     assert fired_at >= handle.when() - CLOCK_SLACK
 
 
@@ -202,7 +226,7 @@ async def test_timer_handle_cancel() -> None:
     cancelled.cancel()
     assert cancelled.cancelled()
     assert not kept.cancelled()
-    await asyncio.wait_for(done, HANG_GUARD)
+    await _guarded(done)
     assert ran == ["kept"]
 
 
@@ -213,7 +237,7 @@ async def test_cancel_timer_from_another_timer() -> None:
     loop.call_later(0.01, victim.cancel)
     done = loop.create_future()
     loop.call_later(0.05, done.set_result, None)
-    await asyncio.wait_for(done, HANG_GUARD)
+    await _guarded(done)
     assert ran == []
     assert victim.cancelled()
 
@@ -222,7 +246,7 @@ async def test_call_at_in_the_past_runs_promptly() -> None:
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
     loop.call_at(loop.time() - 100.0, fut.set_result, "late")
-    assert await asyncio.wait_for(fut, HANG_GUARD) == "late"
+    assert await _guarded(fut) == "late"
 
 
 async def test_call_later_context_argument() -> None:
@@ -232,7 +256,7 @@ async def test_call_later_context_argument() -> None:
     ctx.run(var.set, 7)
     fut = loop.create_future()
     loop.call_later(0.001, lambda: fut.set_result(var.get()), context=ctx)
-    assert await asyncio.wait_for(fut, HANG_GUARD) == 7
+    assert await _guarded(fut) == 7
 
 
 async def test_loop_time_is_monotonic() -> None:
@@ -261,7 +285,7 @@ async def test_many_timers_all_fire_exactly_once() -> None:
 
     for i in range(count):
         loop.call_later(rng.random() * 0.05, fire, i)
-    await asyncio.wait_for(done, HANG_GUARD)
+    await _guarded(done)
     await asyncio.sleep(0.06)
     assert set(fired) == set(range(count))
     assert set(fired.values()) == {1}
@@ -294,7 +318,7 @@ async def test_call_soon_threadsafe_from_many_threads_none_lost() -> None:
     for t in threads:
         t.start()
     try:
-        await asyncio.wait_for(done, HANG_GUARD)
+        await _guarded(done)
     finally:
         for t in threads:
             t.join(HANG_GUARD)
@@ -327,7 +351,7 @@ async def test_call_soon_threadsafe_wakes_an_idle_loop_ping_pong() -> None:
             fut: asyncio.Future[int] = loop.create_future()
             current.append(fut)
             request.release()
-            assert await asyncio.wait_for(fut, HANG_GUARD) == n
+            assert await _guarded(fut) == n
     finally:
         stop.set()
         request.release()
@@ -344,7 +368,7 @@ async def test_call_soon_threadsafe_after_delay_wakes_blocked_loop() -> None:
 
     thread = _start_thread(later)
     try:
-        assert await asyncio.wait_for(fut, HANG_GUARD) == "woken"
+        assert await _guarded(fut) == "woken"
     finally:
         thread.join(HANG_GUARD)
 
@@ -373,7 +397,7 @@ async def test_call_soon_threadsafe_context_argument() -> None:
 
     thread = _start_thread(worker)
     try:
-        assert await asyncio.wait_for(fut, HANG_GUARD) == "from-ctx"
+        assert await _guarded(fut) == "from-ctx"
     finally:
         thread.join(HANG_GUARD)
 
@@ -409,7 +433,7 @@ async def test_call_soon_threadsafe_interleaved_with_timers() -> None:
         loop.call_later(i * 0.0002, on_timer)
     thread = _start_thread(worker)
     try:
-        await asyncio.wait_for(done, HANG_GUARD)
+        await _guarded(done)
     finally:
         thread.join(HANG_GUARD)
     assert (timers_fired, thread_calls) == (n, n)
@@ -440,7 +464,7 @@ async def test_run_coroutine_threadsafe_returns_result() -> None:
 
     thread = _start_thread(worker)
     try:
-        await asyncio.wait_for(finished, HANG_GUARD * 2)
+        await _guarded(finished, HANG_GUARD * 2)
     finally:
         thread.join(HANG_GUARD)
     assert errors == []
@@ -466,7 +490,7 @@ async def test_run_coroutine_threadsafe_propagates_exception() -> None:
 
     thread = _start_thread(worker)
     try:
-        exc = await asyncio.wait_for(outcome, HANG_GUARD)
+        exc = await _guarded(outcome)
     finally:
         thread.join(HANG_GUARD)
     assert isinstance(exc, ValueError)
@@ -496,7 +520,7 @@ async def test_run_coroutine_threadsafe_cancel_from_thread_cancels_task() -> Non
 
     thread = _start_thread(worker)
     try:
-        assert await asyncio.wait_for(saw_cancel, HANG_GUARD) is True
+        assert await _guarded(saw_cancel) is True
     finally:
         thread.join(HANG_GUARD)
     await _drain(loop)
@@ -559,7 +583,7 @@ async def test_exception_in_callback_reaches_handler(how: str) -> None:
             handles.append(loop.call_soon_threadsafe(bad))
         else:
             thread = _start_thread(lambda: handles.append(loop.call_soon_threadsafe(bad)))
-        await asyncio.wait_for(recorder.event.wait(), HANG_GUARD)
+        await _guarded(recorder.event.wait())
         await _drain(loop)
     finally:
         loop.set_exception_handler(None)
@@ -602,7 +626,7 @@ async def test_unretrieved_task_exception_reaches_handler() -> None:
         await asyncio.wait([task])
         del task
         gc.collect()
-        await asyncio.wait_for(recorder.event.wait(), HANG_GUARD)
+        await _guarded(recorder.event.wait())
     finally:
         loop.set_exception_handler(None)
     context = recorder.calls[0][1]
@@ -704,7 +728,7 @@ async def test_debug_mode_adds_source_traceback(scheduler: str) -> None:
     loop.set_exception_handler(recorder)
     try:
         getattr(loop, scheduler)(lambda: 1 / 0)
-        await asyncio.wait_for(recorder.event.wait(), HANG_GUARD)
+        await _guarded(recorder.event.wait())
     finally:
         loop.set_exception_handler(None)
         loop.set_debug(original)

@@ -6,16 +6,42 @@ Every test runs on stock asyncio and on uintr_loop (see conftest.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import tempfile
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+_T = TypeVar("_T")
 HANG_GUARD = 10.0
 
 pytestmark = pytest.mark.asyncio
+
+
+async def _guarded(aw: Awaitable[_T], timeout: float = HANG_GUARD) -> _T:
+    """Await ``aw`` with a hang guard that fails the test if it had to fire.
+
+    A timer firing wakes the loop, which would run callbacks a lost
+    cross-thread wakeup left queued; so finishing late must fail too.
+    """
+    loop = asyncio.get_running_loop()
+    fired = False
+
+    def guard() -> None:
+        nonlocal fired
+        fired = True
+
+    handle = loop.call_later(timeout, guard)
+    try:
+        result = await asyncio.wait_for(aw, timeout + 5.0)
+    finally:
+        handle.cancel()
+    assert not fired, f"finished only after the {timeout}s hang guard woke the loop"
+    return result
 
 
 def _payload(n: int, seed: int = 0) -> bytes:
@@ -55,7 +81,7 @@ async def test_add_reader_fires_and_remove_reader() -> None:
 
         loop.add_reader(a, on_readable, "r:")
         b.send(b"ping")
-        await asyncio.wait_for(got.wait(), HANG_GUARD)
+        await _guarded(got.wait())
         assert received == [b"r:ping"]
 
         assert loop.remove_reader(a) is True
@@ -88,7 +114,7 @@ async def test_add_reader_accepts_raw_fd_and_replaces_callback() -> None:
         loop.add_reader(a.fileno(), old)
         loop.add_reader(a.fileno(), new)
         b.send(b"x")
-        await asyncio.wait_for(got.wait(), HANG_GUARD)
+        await _guarded(got.wait())
         assert calls == ["new:x"]
         assert loop.remove_reader(a.fileno()) is True
     finally:
@@ -112,7 +138,7 @@ async def test_add_reader_repeated_readiness() -> None:
         loop.add_reader(a, on_readable)
         for i in range(100):
             b.send(b"%d;" % i)
-            await asyncio.wait_for(q.get(), HANG_GUARD)
+            await _guarded(q.get())
         assert b"".join(chunks) == b"".join(b"%d;" % i for i in range(100))
     finally:
         loop.remove_reader(a)
@@ -135,7 +161,7 @@ async def test_add_writer_fires_and_remove_writer() -> None:
             writable.set()
 
         loop.add_writer(a, on_writable, 123)
-        await asyncio.wait_for(writable.wait(), HANG_GUARD)
+        await _guarded(writable.wait())
         assert calls == [123]
         assert loop.remove_writer(a) is False
         loop.add_writer(a, on_writable, 456)
@@ -171,7 +197,7 @@ async def test_add_writer_after_buffer_full_fires_when_peer_drains() -> None:
                 drained += len(b.recv(1 << 20))
             except BlockingIOError:
                 break
-        await asyncio.wait_for(writable.wait(), HANG_GUARD)
+        await _guarded(writable.wait())
         assert drained == sent
     finally:
         loop.remove_writer(a)
@@ -187,11 +213,11 @@ async def test_reader_and_writer_on_same_fd() -> None:
         readable, writable = asyncio.Event(), asyncio.Event()
         loop.add_writer(a, writable.set)
         loop.add_reader(a, readable.set)
-        await asyncio.wait_for(writable.wait(), HANG_GUARD)
+        await _guarded(writable.wait())
         assert loop.remove_writer(a) is True
         assert not readable.is_set()
         b.send(b"r")
-        await asyncio.wait_for(readable.wait(), HANG_GUARD)
+        await _guarded(readable.wait())
         assert loop.remove_reader(a) is True
     finally:
         loop.remove_reader(a)
@@ -224,8 +250,8 @@ async def test_sock_connect_accept_sendall_recv() -> None:
         listener.setblocking(False)
         client.setblocking(False)
         accept_task = asyncio.ensure_future(loop.sock_accept(listener))
-        await asyncio.wait_for(loop.sock_connect(client, listener.getsockname()), HANG_GUARD)
-        conn, peer = await asyncio.wait_for(accept_task, HANG_GUARD)
+        await _guarded(loop.sock_connect(client, listener.getsockname()))
+        conn, peer = await _guarded(accept_task)
         assert peer == client.getsockname()
         assert conn.gettimeout() == 0
 
@@ -240,9 +266,9 @@ async def test_sock_connect_accept_sendall_recv() -> None:
                 parts.append(chunk)
 
         read_task = asyncio.ensure_future(reader())
-        await asyncio.wait_for(loop.sock_sendall(client, data), HANG_GUARD)
+        await _guarded(loop.sock_sendall(client, data))
         client.shutdown(socket.SHUT_WR)
-        assert await asyncio.wait_for(read_task, HANG_GUARD) == data
+        assert await _guarded(read_task) == data
     finally:
         listener.close()
         client.close()
@@ -261,15 +287,15 @@ async def test_sock_recv_into() -> None:
         await _spin()
         assert not recv_task.done()
         await loop.sock_sendall(b, b"hello")
-        n = await asyncio.wait_for(recv_task, HANG_GUARD)
+        n = await _guarded(recv_task)
         assert n == 5
         assert bytes(buf[:n]) == b"hello"
         mv = memoryview(buf)[8:]
         await loop.sock_sendall(b, b"12345678")
-        assert await asyncio.wait_for(loop.sock_recv_into(a, mv), HANG_GUARD) == 8
+        assert await _guarded(loop.sock_recv_into(a, mv)) == 8
         assert bytes(buf) == b"hello\x00\x00\x0012345678"
         b.close()
-        assert await asyncio.wait_for(loop.sock_recv_into(a, buf), HANG_GUARD) == 0
+        assert await _guarded(loop.sock_recv_into(a, buf)) == 0
     finally:
         a.close()
         b.close()
@@ -287,7 +313,7 @@ async def test_sock_recv_cancel_then_reuse() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         await loop.sock_sendall(b, b"after")
-        assert await asyncio.wait_for(loop.sock_recv(a, 10), HANG_GUARD) == b"after"
+        assert await _guarded(loop.sock_recv(a, 10)) == b"after"
     finally:
         a.close()
         b.close()
@@ -302,7 +328,7 @@ async def test_sock_connect_refused() -> None:
     try:
         client.setblocking(False)
         with pytest.raises(ConnectionRefusedError):
-            await asyncio.wait_for(loop.sock_connect(client, addr), HANG_GUARD)
+            await _guarded(loop.sock_connect(client, addr))
     finally:
         client.close()
 
@@ -327,10 +353,10 @@ async def test_sock_sendfile(tmp_path: Path) -> None:
 
         read_task = asyncio.ensure_future(reader())
         with open(path, "rb") as f:
-            sent = await asyncio.wait_for(loop.sock_sendfile(a, f), HANG_GUARD)
+            sent = await _guarded(loop.sock_sendfile(a, f))
         a.shutdown(socket.SHUT_WR)
         assert sent == len(data)
-        assert await asyncio.wait_for(read_task, HANG_GUARD) == data
+        assert await _guarded(read_task) == data
     finally:
         a.close()
         b.close()
@@ -381,9 +407,7 @@ async def test_create_server_create_connection_echo() -> None:
     try:
         assert server.is_serving()
         host, port = server.sockets[0].getsockname()[:2]
-        transport, proto = await asyncio.wait_for(
-            loop.create_connection(CollectingClientProtocol, host, port), HANG_GUARD
-        )
+        transport, proto = await _guarded(loop.create_connection(CollectingClientProtocol, host, port))
         try:
             assert await proto.made is transport
             assert transport.get_extra_info("peername")[:2] == (host, port)
@@ -395,8 +419,8 @@ async def test_create_server_create_connection_echo() -> None:
                 transport.write(data[off : off + 100_000])
             assert transport.can_write_eof()
             transport.write_eof()
-            await asyncio.wait_for(proto.eof, HANG_GUARD)
-            assert await asyncio.wait_for(proto.lost, HANG_GUARD) is None
+            await _guarded(proto.eof)
+            assert await _guarded(proto.lost) is None
             assert b"".join(proto.chunks) == data
         finally:
             transport.close()
@@ -428,7 +452,7 @@ async def test_transport_pause_and_resume_reading() -> None:
             assert b"".join(proto.chunks) == b"while paused"
         finally:
             transport.close()
-        assert await asyncio.wait_for(proto.lost, HANG_GUARD) is None
+        assert await _guarded(proto.lost) is None
     finally:
         server.close()
         await server.wait_closed()
@@ -482,14 +506,14 @@ async def test_write_flow_control_pause_resume_writing() -> None:
             while not server_transports:
                 await asyncio.sleep(0.001)
             server_transports[0].resume_reading()
-            await asyncio.wait_for(proto.resumed.wait(), HANG_GUARD)
-            await asyncio.wait_for(server_done, HANG_GUARD)
+            await _guarded(proto.resumed.wait())
+            await _guarded(server_done)
             assert server_got[0] == total
         finally:
             transport.close()
             for t in server_transports:
                 t.close()
-        await asyncio.wait_for(proto.lost, HANG_GUARD)
+        await _guarded(proto.lost)
     finally:
         server.close()
         await server.wait_closed()
@@ -509,7 +533,7 @@ async def test_add_reader_on_transport_fd_is_refused() -> None:
                 loop.add_writer(fd, lambda: None)
         finally:
             transport.close()
-        await asyncio.wait_for(proto.lost, HANG_GUARD)
+        await _guarded(proto.lost)
     finally:
         server.close()
         await server.wait_closed()
@@ -531,8 +555,8 @@ async def test_connection_lost_when_peer_closes() -> None:
         port = server.sockets[0].getsockname()[1]
         transport, proto = await loop.create_connection(CollectingClientProtocol, "127.0.0.1", port)
         try:
-            await asyncio.wait_for(proto.eof, HANG_GUARD)
-            assert await asyncio.wait_for(proto.lost, HANG_GUARD) is None
+            await _guarded(proto.eof)
+            assert await _guarded(proto.lost) is None
             assert b"".join(proto.chunks) == b"bye"
             assert transport.is_closing()
         finally:
@@ -583,7 +607,7 @@ async def test_streams_echo_many_clients() -> None:
             data = _payload(100_000 + i * 1000, seed=i)
             return await _stream_echo_roundtrip(reader, writer, data) == data
 
-        results = await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(12))), HANG_GUARD * 3)
+        results = await _guarded(asyncio.gather(*(client(i) for i in range(12))), HANG_GUARD * 3)
         assert results == [True] * 12
     finally:
         server.close()
@@ -602,12 +626,12 @@ async def test_streams_readline_readexactly_readuntil() -> None:
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            assert await asyncio.wait_for(reader.readline(), HANG_GUARD) == b"line one\n"
-            assert await asyncio.wait_for(reader.readline(), HANG_GUARD) == b"line two\n"
-            assert await asyncio.wait_for(reader.readexactly(10), HANG_GUARD) == b"EXACT12345"
-            assert await asyncio.wait_for(reader.readuntil(b"|"), HANG_GUARD) == b"|"
+            assert await _guarded(reader.readline()) == b"line one\n"
+            assert await _guarded(reader.readline()) == b"line two\n"
+            assert await _guarded(reader.readexactly(10)) == b"EXACT12345"
+            assert await _guarded(reader.readuntil(b"|")) == b"|"
             with pytest.raises(asyncio.IncompleteReadError) as info:
-                await asyncio.wait_for(reader.readexactly(100), HANG_GUARD)
+                await _guarded(reader.readexactly(100))
             assert info.value.partial == b"rest:END"
             assert reader.at_eof()
         finally:
@@ -626,14 +650,29 @@ async def test_streams_echo_ipv6_loopback() -> None:
         reader, writer = await asyncio.open_connection("::1", port)
         assert writer.get_extra_info("peername")[0] == "::1"
         data = _payload(50_000, seed=9)
-        assert await asyncio.wait_for(_stream_echo_roundtrip(reader, writer, data), HANG_GUARD) == data
+        assert await _guarded(_stream_echo_roundtrip(reader, writer, data)) == data
     finally:
         server.close()
         await server.wait_closed()
 
 
+@contextlib.contextmanager
+def _unix_socket_path(tmp_path: Path) -> Iterator[str]:
+    """tmp_path, unless it is too long for sun_path (108 bytes); then a short temp dir."""
+    candidate = tmp_path / "echo.sock"
+    if len(os.fsencode(candidate)) < 100:
+        yield str(candidate)
+        return
+    with tempfile.TemporaryDirectory(prefix="ul-", dir="/tmp") as short:
+        yield os.path.join(short, "echo.sock")
+
+
 async def test_unix_stream_echo(tmp_path: Path) -> None:
-    path = str(tmp_path / "echo.sock")
+    with _unix_socket_path(tmp_path) as path:
+        await _unix_stream_echo(path)
+
+
+async def _unix_stream_echo(path: str) -> None:
     server = await asyncio.start_unix_server(_echo_handler, path=path)
     try:
         assert os.path.exists(path)
@@ -641,7 +680,7 @@ async def test_unix_stream_echo(tmp_path: Path) -> None:
         for i in range(3):
             reader, writer = await asyncio.open_unix_connection(path)
             data = _payload(200_000, seed=20 + i)
-            results.append(await asyncio.wait_for(_stream_echo_roundtrip(reader, writer, data), HANG_GUARD) == data)
+            results.append(await _guarded(_stream_echo_roundtrip(reader, writer, data)) == data)
         assert results == [True, True, True]
     finally:
         server.close()
@@ -657,7 +696,7 @@ async def test_start_server_serve_forever_cancel() -> None:
         assert server.is_serving()
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        assert await asyncio.wait_for(_stream_echo_roundtrip(reader, writer, b"abc"), HANG_GUARD) == b"abc"
+        assert await _guarded(_stream_echo_roundtrip(reader, writer, b"abc")) == b"abc"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -704,11 +743,11 @@ async def test_datagram_endpoint_udp_echo() -> None:
             for i in range(50):
                 msg = b"datagram-%d" % i
                 client_transport.sendto(msg)
-                data, addr = await asyncio.wait_for(client.queue.get(), HANG_GUARD)
+                data, addr = await _guarded(client.queue.get())
                 assert (data, addr) == (msg.upper(), server_addr)
         finally:
             client_transport.close()
-        assert await asyncio.wait_for(client.closed, HANG_GUARD) is None
+        assert await _guarded(client.closed) is None
     finally:
         server_transport.close()
 
@@ -723,10 +762,10 @@ async def test_datagram_unconnected_sendto_addr() -> None:
         )
         try:
             client_transport.sendto(b"hi", server_addr)
-            assert await asyncio.wait_for(client.queue.get(), HANG_GUARD) == (b"HI", server_addr)
+            assert await _guarded(client.queue.get()) == (b"HI", server_addr)
         finally:
             client_transport.close()
-        await asyncio.wait_for(client.closed, HANG_GUARD)
+        await _guarded(client.closed)
     finally:
         server_transport.close()
 
@@ -736,9 +775,7 @@ async def test_datagram_unconnected_sendto_addr() -> None:
 
 async def test_getaddrinfo_localhost() -> None:
     loop = asyncio.get_running_loop()
-    infos = await asyncio.wait_for(
-        loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM), HANG_GUARD
-    )
+    infos = await _guarded(loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM))
     assert infos
     for family, type_, proto, canonname, sockaddr in infos:
         assert family in (socket.AF_INET, socket.AF_INET6)
@@ -755,17 +792,14 @@ async def test_getaddrinfo_numeric_and_getnameinfo() -> None:
     flags = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
     assert await loop.getnameinfo(("127.0.0.1", 8080), flags) == ("127.0.0.1", "8080")
     with pytest.raises(socket.gaierror):
-        await asyncio.wait_for(
-            loop.getaddrinfo("256.256.256.256", 0, flags=socket.AI_NUMERICHOST), HANG_GUARD
-        )
+        await _guarded(loop.getaddrinfo("256.256.256.256", 0, flags=socket.AI_NUMERICHOST))
 
 
 async def test_many_concurrent_getaddrinfo() -> None:
     loop = asyncio.get_running_loop()
-    results = await asyncio.wait_for(
+    results = await _guarded(
         asyncio.gather(
             *(loop.getaddrinfo("127.0.0.1", port, type=socket.SOCK_STREAM) for port in range(1000, 1100))
-        ),
-        HANG_GUARD,
+        )
     )
     assert [r[0][4][1] for r in results] == list(range(1000, 1100))

@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+_T = TypeVar("_T")
 HANG_GUARD = 15.0
 PIPE = asyncio.subprocess.PIPE
 
@@ -21,10 +23,32 @@ pytestmark = pytest.mark.asyncio
 SLEEPER = "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)"
 
 
+async def _guarded(aw: Awaitable[_T], timeout: float = HANG_GUARD) -> _T:
+    """Await ``aw`` with a hang guard that fails the test if it had to fire.
+
+    A timer firing wakes the loop, which would run callbacks a lost
+    cross-thread wakeup left queued; so finishing late must fail too.
+    """
+    loop = asyncio.get_running_loop()
+    fired = False
+
+    def guard() -> None:
+        nonlocal fired
+        fired = True
+
+    handle = loop.call_later(timeout, guard)
+    try:
+        result = await asyncio.wait_for(aw, timeout + 5.0)
+    finally:
+        handle.cancel()
+    assert not fired, f"finished only after the {timeout}s hang guard woke the loop"
+    return result
+
+
 async def test_cat_echo_through_pipes() -> None:
     proc = await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
     data = b"hello through cat\n" * 1000
-    out, err = await asyncio.wait_for(proc.communicate(data), HANG_GUARD)
+    out, err = await _guarded(proc.communicate(data))
     assert out == data
     assert err is None
     assert proc.returncode == 0
@@ -33,7 +57,7 @@ async def test_cat_echo_through_pipes() -> None:
 async def test_communicate_large_input_and_output() -> None:
     proc = await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
     data = bytes(range(256)) * 8192
-    out, _ = await asyncio.wait_for(proc.communicate(data), HANG_GUARD)
+    out, _ = await _guarded(proc.communicate(data))
     assert out == data
     assert proc.returncode == 0
 
@@ -46,19 +70,19 @@ async def test_interactive_line_ping_pong() -> None:
             line = b"line %d\n" % i
             proc.stdin.write(line)
             await proc.stdin.drain()
-            assert await asyncio.wait_for(proc.stdout.readline(), HANG_GUARD) == line
+            assert await _guarded(proc.stdout.readline()) == line
         proc.stdin.close()
-        assert await asyncio.wait_for(proc.stdout.read(), HANG_GUARD) == b""
+        assert await _guarded(proc.stdout.read()) == b""
     finally:
         if proc.returncode is None and proc.stdin is not None:
             proc.stdin.close()
-        assert await asyncio.wait_for(proc.wait(), HANG_GUARD) == 0
+        assert await _guarded(proc.wait()) == 0
 
 
 @pytest.mark.parametrize("code", [0, 1, 3, 255])
 async def test_exit_codes(code: int) -> None:
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", f"import sys; sys.exit({code})")
-    assert await asyncio.wait_for(proc.wait(), HANG_GUARD) == code
+    assert await _guarded(proc.wait()) == code
     assert proc.returncode == code
     assert await proc.wait() == code
 
@@ -66,7 +90,7 @@ async def test_exit_codes(code: int) -> None:
 async def test_stdout_and_stderr_separate_pipes() -> None:
     script = "import sys; sys.stdout.write('to out'); sys.stderr.write('to err'); sys.exit(4)"
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdout=PIPE, stderr=PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), HANG_GUARD)
+    out, err = await _guarded(proc.communicate())
     assert (out, err, proc.returncode) == (b"to out", b"to err", 4)
 
 
@@ -75,7 +99,7 @@ async def test_stderr_to_stdout() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", script, stdout=PIPE, stderr=asyncio.subprocess.STDOUT
     )
-    out, err = await asyncio.wait_for(proc.communicate(), HANG_GUARD)
+    out, err = await _guarded(proc.communicate())
     assert err is None
     assert out == b"ab"
     assert proc.returncode == 0
@@ -84,7 +108,7 @@ async def test_stderr_to_stdout() -> None:
 async def _start_sleeper() -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", SLEEPER, stdout=PIPE)
     assert proc.stdout is not None
-    assert await asyncio.wait_for(proc.stdout.readline(), HANG_GUARD) == b"ready\n"
+    assert await _guarded(proc.stdout.readline()) == b"ready\n"
     return proc
 
 
@@ -99,9 +123,9 @@ async def test_kill_terminate_send_signal(action: str, expected: int) -> None:
             proc.send_signal(signal.SIGUSR1)
         else:
             getattr(proc, action)()
-        assert await asyncio.wait_for(proc.wait(), HANG_GUARD) == expected
+        assert await _guarded(proc.wait()) == expected
         assert proc.stdout is not None
-        assert await asyncio.wait_for(proc.stdout.read(), HANG_GUARD) == b""
+        assert await _guarded(proc.stdout.read()) == b""
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -119,7 +143,7 @@ async def test_wait_cancelled_then_process_still_reaped() -> None:
             await waiter
         assert proc.returncode is None
         proc.kill()
-        assert await asyncio.wait_for(proc.wait(), HANG_GUARD) == -signal.SIGKILL
+        assert await _guarded(proc.wait()) == -signal.SIGKILL
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -134,7 +158,7 @@ async def test_many_concurrent_subprocesses() -> None:
         out, _ = await proc.communicate()
         return proc.returncode or 0, out
 
-    results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(16))), HANG_GUARD * 2)
+    results = await _guarded(asyncio.gather(*(one(i) for i in range(16))), HANG_GUARD * 2)
     assert results == [(i % 5, b"%d\n" % i) for i in range(16)]
 
 
@@ -142,7 +166,7 @@ async def test_create_subprocess_shell() -> None:
     proc = await asyncio.create_subprocess_shell(
         "read x; echo \"got $x\"; echo oops 1>&2; exit 7", stdin=PIPE, stdout=PIPE, stderr=PIPE
     )
-    out, err = await asyncio.wait_for(proc.communicate(b"value\n"), HANG_GUARD)
+    out, err = await _guarded(proc.communicate(b"value\n"))
     assert out == b"got value\n"
     assert err == b"oops\n"
     assert proc.returncode == 7
@@ -152,7 +176,7 @@ async def test_create_subprocess_shell_cwd_and_env(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_shell(
         "pwd; echo \"$UINTR_TEST_VAR\"", stdout=PIPE, cwd=tmp_path, env={"UINTR_TEST_VAR": "set", "PATH": "/usr/bin:/bin"}
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), HANG_GUARD)
+    out, _ = await _guarded(proc.communicate())
     assert out.decode().splitlines() == [str(tmp_path.resolve()), "set"]
     assert proc.returncode == 0
 
@@ -192,8 +216,8 @@ async def test_low_level_subprocess_exec_protocol() -> None:
         stdin: Any = transport.get_pipe_transport(0)
         stdin.write(b"via protocol")
         stdin.close()
-        await asyncio.wait_for(proto.exited, HANG_GUARD)
-        assert await asyncio.wait_for(proto.lost, HANG_GUARD) is None
+        await _guarded(proto.exited)
+        assert await _guarded(proto.lost) is None
         assert transport.get_returncode() == 0
         assert b"".join(proto.data[1]) == b"via protocol"
         assert proto.data[2] == []
