@@ -26,6 +26,8 @@ cdef class Receiver:
     cdef uint64_t spurious
 
     def __init__(self, handler, *, loop=None):
+        if self.port is not None:
+            raise RuntimeError("Receiver is already initialised")
         if not callable(handler):
             raise TypeError("handler must be callable, got %r" % (handler,))
         if loop is None:
@@ -116,24 +118,30 @@ cdef class Receiver:
         self.delivery_scheduled = False
         if self.in_handler:
             return
-        while self.uirr and self.mask_depth == 0 and not self.closed:
-            vector = uintr_highest(self.uirr)
-            self.uirr &= ~((<uint64_t>1) << vector)
-            self.delivered += 1
-            self.in_handler = True
-            try:
-                self.handler(vector)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self.loop.call_exception_handler({
-                    "message": "Exception in user-interrupt handler for vector %d"
-                               % vector,
-                    "exception": exc,
-                    "receiver": self,
-                })
-            finally:
-                self.in_handler = False
+        try:
+            while self.uirr and self.mask_depth == 0 and not self.closed:
+                vector = uintr_highest(self.uirr)
+                self.uirr &= ~((<uint64_t>1) << vector)
+                self.delivered += 1
+                self.in_handler = True
+                try:
+                    self.handler(vector)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self.loop.call_exception_handler({
+                        "message": "Exception in user-interrupt handler for vector %d"
+                                   % vector,
+                        "exception": exc,
+                        "receiver": self,
+                    })
+                finally:
+                    self.in_handler = False
+        finally:
+            # Only after SystemExit/KeyboardInterrupt escaped a handler can
+            # vectors be left here unmasked: they wait for the next iteration.
+            if self.uirr and self.mask_depth == 0 and not self.closed:
+                self.schedule_delivery()
 
 
 cdef class MaskedSection:
@@ -160,7 +168,12 @@ cdef class VectorFd:
     cdef readonly unsigned vector
     cdef readonly bint closed
 
-    def __cinit__(self, Receiver receiver, unsigned vector):
+    def __cinit__(self, Receiver receiver, vector):
+        # Reachable directly from Python, so it checks what vector_fd() checks:
+        # the vector becomes a shift count in the send path.
+        check_vector(vector)
+        if receiver.closed:
+            raise ReceiverClosedError()
         self.receiver = receiver
         self.vector = vector
 

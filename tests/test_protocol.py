@@ -393,3 +393,38 @@ def test_closed_loop_releases_its_fds_once_no_sender_holds_them() -> None:
     del r, s
     gc.collect()
     assert open_fds() == before
+
+
+def test_vector_fd_cannot_be_forged_out_of_range(loop):
+    r = uintr_loop.Receiver(lambda v: None, loop=loop)
+    with pytest.raises(ValueError, match="0..63"):
+        uintr_loop.VectorFd(r, 100)
+    with pytest.raises(TypeError):
+        uintr_loop.VectorFd(r, "1")
+    r.close()
+    with pytest.raises(uintr_loop.ReceiverClosedError):
+        uintr_loop.VectorFd(r, 1)
+
+
+def test_receiver_cannot_be_initialised_twice(loop):
+    r = uintr_loop.Receiver(lambda v: None, loop=loop)
+    with pytest.raises(RuntimeError, match="already initialised"):
+        r.__init__(print, loop=loop)
+
+
+def test_keyboard_interrupt_in_handler_propagates_and_strands_nothing(loop):
+    got: list[int] = []
+
+    def handler(v: int) -> None:
+        if v == 30 and not got:
+            got.append(-1)
+            raise KeyboardInterrupt
+        got.append(v)
+
+    r = uintr_loop.Receiver(handler, loop=loop)
+    for v in (30, 20, 10):
+        uintr_loop.Sender(r.vector_fd(v)).send()
+    with pytest.raises(KeyboardInterrupt):
+        run_iterations(loop)
+    run_iterations(loop)                    # no new post: the rest still arrives
+    assert got == [-1, 20, 10]
