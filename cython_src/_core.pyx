@@ -14,6 +14,8 @@ import threading
 
 from libc.errno cimport errno
 from libc.stdint cimport uint32_t, uint64_t
+from posix.types cimport pid_t
+from posix.unistd cimport getpid
 
 from cpu cimport uintr_cpuid_leaf7_edx, uintr_raw_syscall2
 from memfd cimport uintr_map_table, uintr_unmap_table

@@ -26,6 +26,7 @@ cdef class Port:
     cdef readonly bint closed
     cdef uint64_t recognised
     cdef uint64_t spurious
+    cdef pid_t owner_pid
 
     def __cinit__(self, str mode="software"):
         self.memfd = -1
@@ -44,6 +45,7 @@ cdef class Port:
         if rc < 0:
             raise OSError(-rc, "uintr_loop: cannot open the notification channel")
         uintr_upid_init(&self.table.block[0], 0, 0)   # SN set: not running
+        self.owner_pid = getpid()
         self.slots_used = 1
         self.receivers = {}
 
@@ -104,13 +106,20 @@ cdef class Port:
         return block_statistics(&self.table.block[0], self.mode,
                                 self.recognised, self.spurious)
 
+    cdef bint owned(self):
+        # The table is a MAP_SHARED mapping that a fork shares: a child closing
+        # its inherited copy of a loop or receiver must not shut down the
+        # parent's UPIDs. Only the creating process writes the shut-down bit.
+        return getpid() == self.owner_pid
+
     def close(self):
         """Shut every block down: later posts fail with ReceiverClosedError."""
         cdef Receiver receiver
         if self.closed:
             return
         self.closed = True
-        uintr_upid_shutdown(&self.table.block[0])
+        if self.owned():
+            uintr_upid_shutdown(&self.table.block[0])
         for receiver in list(self.receivers.values()):
             receiver.close()
 

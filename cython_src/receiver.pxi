@@ -82,7 +82,8 @@ cdef class Receiver:
             return
         self.closed = True
         self.uirr = 0
-        uintr_upid_shutdown(self.block)
+        if self.port.owned():
+            uintr_upid_shutdown(self.block)
         self.port.detach(self.slot)
 
     cdef int check_thread(self, str what) except -1:

@@ -428,3 +428,36 @@ def test_keyboard_interrupt_in_handler_propagates_and_strands_nothing(loop):
         run_iterations(loop)
     run_iterations(loop)                    # no new post: the rest still arrives
     assert got == [-1, 20, 10]
+
+
+FORK_SCRIPT = r"""
+import asyncio, os, uintr_loop
+
+loop = uintr_loop.new_event_loop()
+got = []
+r = uintr_loop.Receiver(got.append, loop=loop)
+s = uintr_loop.Sender(r.vector_fd(6))
+pid = os.fork()
+if pid == 0:
+    # the child holds copies of the parent's loop and receiver, mapped shared
+    s.send()                    # a send from the child reaches the parent
+    r.close()
+    loop.close()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+loop.run_until_complete(asyncio.sleep(0))
+s.send()                        # the parent's receiver is still open
+loop.run_until_complete(asyncio.sleep(0))
+print(got, r.closed)
+loop.close()
+"""
+
+
+def test_child_closing_inherited_copies_leaves_the_parent_working() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[6, 6] False"
