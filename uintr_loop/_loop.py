@@ -41,7 +41,8 @@ class _UintrSelector(selectors.EpollSelector):
     def __init__(self, port: Port) -> None:
         super().__init__()
         self._uintr_port = port
-        self._selector.register(port.fileno(), select.EPOLLIN | select.EPOLLET)
+        epoll: select.epoll = self._selector  # type: ignore[attr-defined]
+        epoll.register(port.fileno(), select.EPOLLIN | select.EPOLLET)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         port = self._uintr_port
@@ -53,10 +54,12 @@ class _UintrSelector(selectors.EpollSelector):
             port.recognise()
 
 
-class UintrEventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+class UintrEventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop woken by (software-delivered) user interrupts."""
 
     _uintr_port: Port | None
+    _uintr_mode: str
+    _uintr_final_statistics: ReceiverStatistics | None
 
     def __new__(cls, selector: selectors.BaseSelector | None = None) -> UintrEventLoop:
         # Argument and mode checks and the port come first, so a refusal
@@ -67,10 +70,11 @@ class UintrEventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type
         self = super().__new__(cls)
         self._uintr_port = port
         self._uintr_mode = port.mode
-        self._uintr_final_statistics: ReceiverStatistics | None = None
+        self._uintr_final_statistics = None
         return self
 
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+        assert self._uintr_port is not None
         super().__init__(_UintrSelector(self._uintr_port))
 
     def _write_to_self(self) -> None:

@@ -14,10 +14,10 @@ _T = TypeVar("_T")
 # asyncio's default policy on Unix under every supported Python: on 3.10/3.11
 # it carries the child-watcher API, on 3.14+ it is the non-deprecated private
 # base of the (deprecated) public DefaultEventLoopPolicy.
-_DefaultPolicy: type = asyncio.unix_events._UnixDefaultEventLoopPolicy  # type: ignore[attr-defined]
+_DefaultPolicy: type = asyncio.unix_events._UnixDefaultEventLoopPolicy
 
 
-class UintrPolicy(_DefaultPolicy):  # type: ignore[misc,valid-type]
+class UintrPolicy(_DefaultPolicy):  # type: ignore[misc]
     """asyncio's default policy, making UintrEventLoops.
 
     ``asyncio.set_event_loop_policy(UintrPolicy())``. Everything else the
