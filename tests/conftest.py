@@ -11,6 +11,7 @@ import asyncio
 import pytest
 
 import uintr_loop
+from _support import fresh_loop
 
 LOOP_FACTORIES = {
     "asyncio": asyncio.new_event_loop,
@@ -31,10 +32,5 @@ def loop_factory(request: pytest.FixtureRequest):
 @pytest.fixture
 def uintr_only_loop():
     """A fresh UintrEventLoop for tests of uintr_loop-only features."""
-    loop = uintr_loop.new_event_loop()
-    try:
+    with fresh_loop(uintr_loop.new_event_loop) as loop:
         yield loop
-    finally:
-        if not loop.is_closed():
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()

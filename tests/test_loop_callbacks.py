@@ -19,47 +19,35 @@ from collections.abc import Awaitable
 from typing import Any, Callable, TypeVar
 
 import pytest
+from _support import HANG_GUARD, debug_mode, exceptions_in_thread, guarded, wait_until_cancelled
 
 _T = TypeVar("_T")
-HANG_GUARD = 10.0
 CLOCK_SLACK = 1e-3
 
 pytestmark = pytest.mark.asyncio
 
 
-async def _guarded(aw: Awaitable[_T], timeout: float = HANG_GUARD) -> _T:
-    """Await ``aw`` with a hang guard that fails the test if it had to fire.
-
-    A timer firing wakes the loop, which would run callbacks a lost
-    cross-thread wakeup left queued; so finishing late must fail too.
-    """
-    loop = asyncio.get_running_loop()
-    fired = False
-
-    def guard() -> None:
-        nonlocal fired
-        fired = True
-
-    handle = loop.call_later(timeout, guard)
-    try:
-        result = await asyncio.wait_for(aw, timeout + 5.0)
-    finally:
-        handle.cancel()
-    assert not fired, f"finished only after the {timeout}s hang guard woke the loop"
-    return result
-
-
 def _start_thread(target: Callable[[], None]) -> threading.Thread:
+    """Start ``target`` in a daemon thread."""
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread
+
+
+async def _guarded_with_thread(target: Callable[[], None], aw: Awaitable[_T], timeout: float = HANG_GUARD) -> _T:
+    """Run ``target`` in a thread while awaiting ``aw`` under the hang guard; join it either way."""
+    thread = _start_thread(target)
+    try:
+        return await guarded(aw, timeout)
+    finally:
+        thread.join(HANG_GUARD)
 
 
 async def _drain(loop: asyncio.AbstractEventLoop) -> None:
     """Return once every callback queued before this call has run."""
     fut = loop.create_future()
     loop.call_soon(fut.set_result, None)
-    await _guarded(fut)
+    await guarded(fut)
 
 
 # --- call_soon ----------------------------------------------------------------
@@ -146,13 +134,11 @@ async def test_call_soon_without_context_copies_current_context() -> None:
 
 async def test_debug_mode_rejects_non_callables_and_coroutine_functions() -> None:
     loop = asyncio.get_running_loop()
-    original = loop.get_debug()
 
     async def coro_fn() -> None:
         pass
 
-    loop.set_debug(True)
-    try:
+    with debug_mode(loop):
         with pytest.raises(TypeError):
             loop.call_soon(42)  # type: ignore[arg-type]
         with pytest.raises(TypeError):
@@ -161,8 +147,6 @@ async def test_debug_mode_rejects_non_callables_and_coroutine_functions() -> Non
             loop.call_later(0, coro_fn)
         with pytest.raises(TypeError):
             loop.call_soon_threadsafe(coro_fn)
-    finally:
-        loop.set_debug(original)
 
 
 # --- timers -------------------------------------------------------------------
@@ -177,7 +161,7 @@ async def test_call_at_runs_in_deadline_order() -> None:
     for off in offsets:
         loop.call_at(now + off, order.append, off)
     loop.call_at(now + 0.06, done.set_result, None)
-    await _guarded(done)
+    await guarded(done)
     assert order == sorted(offsets)
 
 
@@ -204,7 +188,7 @@ async def test_call_later_runs_in_order_of_when() -> None:
         assert isinstance(handle, asyncio.TimerHandle)
         assert before + delay <= handle.when() <= after + delay
         handles.append(handle)
-    await _guarded(done)
+    await guarded(done)
     assert order == sorted(handles, key=lambda h: h.when())
 
 
@@ -212,7 +196,7 @@ async def test_timer_does_not_fire_before_its_deadline() -> None:
     loop = asyncio.get_running_loop()
     fired = loop.create_future()
     handle = loop.call_later(0.05, lambda: fired.set_result(loop.time()))
-    fired_at = await _guarded(fired)
+    fired_at = await guarded(fired)
     assert fired_at >= handle.when() - CLOCK_SLACK
 
 
@@ -226,7 +210,7 @@ async def test_timer_handle_cancel() -> None:
     cancelled.cancel()
     assert cancelled.cancelled()
     assert not kept.cancelled()
-    await _guarded(done)
+    await guarded(done)
     assert ran == ["kept"]
 
 
@@ -237,7 +221,7 @@ async def test_cancel_timer_from_another_timer() -> None:
     loop.call_later(0.01, victim.cancel)
     done = loop.create_future()
     loop.call_later(0.05, done.set_result, None)
-    await _guarded(done)
+    await guarded(done)
     assert ran == []
     assert victim.cancelled()
 
@@ -246,7 +230,7 @@ async def test_call_at_in_the_past_runs_promptly() -> None:
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
     loop.call_at(loop.time() - 100.0, fut.set_result, "late")
-    assert await _guarded(fut) == "late"
+    assert await guarded(fut) == "late"
 
 
 async def test_call_later_context_argument() -> None:
@@ -256,7 +240,7 @@ async def test_call_later_context_argument() -> None:
     ctx.run(var.set, 7)
     fut = loop.create_future()
     loop.call_later(0.001, lambda: fut.set_result(var.get()), context=ctx)
-    assert await _guarded(fut) == 7
+    assert await guarded(fut) == 7
 
 
 async def test_loop_time_is_monotonic() -> None:
@@ -285,7 +269,7 @@ async def test_many_timers_all_fire_exactly_once() -> None:
 
     for i in range(count):
         loop.call_later(rng.random() * 0.05, fire, i)
-    await _guarded(done)
+    await guarded(done)
     await asyncio.sleep(0.06)
     assert set(fired) == set(range(count))
     assert set(fired.values()) == {1}
@@ -318,7 +302,7 @@ async def test_call_soon_threadsafe_from_many_threads_none_lost() -> None:
     for t in threads:
         t.start()
     try:
-        await _guarded(done)
+        await guarded(done)
     finally:
         for t in threads:
             t.join(HANG_GUARD)
@@ -351,7 +335,7 @@ async def test_call_soon_threadsafe_wakes_an_idle_loop_ping_pong() -> None:
             fut: asyncio.Future[int] = loop.create_future()
             current.append(fut)
             request.release()
-            assert await _guarded(fut) == n
+            assert await guarded(fut) == n
     finally:
         stop.set()
         request.release()
@@ -366,11 +350,7 @@ async def test_call_soon_threadsafe_after_delay_wakes_blocked_loop() -> None:
         time.sleep(0.05)
         loop.call_soon_threadsafe(fut.set_result, "woken")
 
-    thread = _start_thread(later)
-    try:
-        assert await _guarded(fut) == "woken"
-    finally:
-        thread.join(HANG_GUARD)
+    assert await _guarded_with_thread(later, fut) == "woken"
 
 
 async def test_call_soon_threadsafe_from_loop_thread_and_args() -> None:
@@ -395,11 +375,7 @@ async def test_call_soon_threadsafe_context_argument() -> None:
     def worker() -> None:
         loop.call_soon_threadsafe(lambda: fut.set_result(var.get()), context=ctx)
 
-    thread = _start_thread(worker)
-    try:
-        assert await _guarded(fut) == "from-ctx"
-    finally:
-        thread.join(HANG_GUARD)
+    assert await _guarded_with_thread(worker, fut) == "from-ctx"
 
 
 async def test_call_soon_threadsafe_interleaved_with_timers() -> None:
@@ -431,11 +407,7 @@ async def test_call_soon_threadsafe_interleaved_with_timers() -> None:
 
     for i in range(n):
         loop.call_later(i * 0.0002, on_timer)
-    thread = _start_thread(worker)
-    try:
-        await _guarded(done)
-    finally:
-        thread.join(HANG_GUARD)
+    await _guarded_with_thread(worker, done)
     assert (timers_fired, thread_calls) == (n, n)
 
 
@@ -462,11 +434,7 @@ async def test_run_coroutine_threadsafe_returns_result() -> None:
         finally:
             loop.call_soon_threadsafe(finished.set_result, None)
 
-    thread = _start_thread(worker)
-    try:
-        await _guarded(finished, HANG_GUARD * 2)
-    finally:
-        thread.join(HANG_GUARD)
+    await _guarded_with_thread(worker, finished, HANG_GUARD * 2)
     assert errors == []
     assert results == [(i + 1, True) for i in range(50)]
 
@@ -488,11 +456,7 @@ async def test_run_coroutine_threadsafe_propagates_exception() -> None:
         else:
             loop.call_soon_threadsafe(outcome.set_result, None)
 
-    thread = _start_thread(worker)
-    try:
-        exc = await _guarded(outcome)
-    finally:
-        thread.join(HANG_GUARD)
+    exc = await _guarded_with_thread(worker, outcome)
     assert isinstance(exc, ValueError)
     assert str(exc) == "boom from coroutine"
 
@@ -504,11 +468,7 @@ async def test_run_coroutine_threadsafe_cancel_from_thread_cancels_task() -> Non
 
     async def forever() -> None:
         started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            saw_cancel.set_result(True)
-            raise
+        await wait_until_cancelled(lambda: saw_cancel.set_result(True))
 
     cfut_box: list[Any] = []
 
@@ -518,11 +478,7 @@ async def test_run_coroutine_threadsafe_cancel_from_thread_cancels_task() -> Non
         if started.wait(HANG_GUARD):
             cfut.cancel()
 
-    thread = _start_thread(worker)
-    try:
-        assert await _guarded(saw_cancel) is True
-    finally:
-        thread.join(HANG_GUARD)
+    assert await _guarded_with_thread(worker, saw_cancel) is True
     await _drain(loop)
     assert cfut_box[0].cancelled()
 
@@ -583,7 +539,7 @@ async def test_exception_in_callback_reaches_handler(how: str) -> None:
             handles.append(loop.call_soon_threadsafe(bad))
         else:
             thread = _start_thread(lambda: handles.append(loop.call_soon_threadsafe(bad)))
-        await _guarded(recorder.event.wait())
+        await guarded(recorder.event.wait())
         await _drain(loop)
     finally:
         loop.set_exception_handler(None)
@@ -626,7 +582,7 @@ async def test_unretrieved_task_exception_reaches_handler() -> None:
         await asyncio.wait([task])
         del task
         gc.collect()
-        await _guarded(recorder.event.wait())
+        await guarded(recorder.event.wait())
     finally:
         loop.set_exception_handler(None)
     context = recorder.calls[0][1]
@@ -698,22 +654,9 @@ async def test_set_debug_get_debug() -> None:
 
 async def test_debug_mode_rejects_call_soon_from_other_thread() -> None:
     loop = asyncio.get_running_loop()
-    original = loop.get_debug()
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            loop.call_soon(lambda: None)
-        except BaseException as exc:
-            errors.append(exc)
-
-    loop.set_debug(True)
-    try:
-        thread = _start_thread(worker)
-        thread.join(HANG_GUARD)
+    with debug_mode(loop):
+        errors = exceptions_in_thread(lambda: loop.call_soon(lambda: None))
         await _drain(loop)
-    finally:
-        loop.set_debug(original)
     assert len(errors) == 1
     assert isinstance(errors[0], RuntimeError)
     assert "thread" in str(errors[0])
@@ -722,16 +665,14 @@ async def test_debug_mode_rejects_call_soon_from_other_thread() -> None:
 @pytest.mark.parametrize("scheduler", ["call_soon", "call_soon_threadsafe"])
 async def test_debug_mode_adds_source_traceback(scheduler: str) -> None:
     loop = asyncio.get_running_loop()
-    original = loop.get_debug()
     recorder = _Recorder()
-    loop.set_debug(True)
-    loop.set_exception_handler(recorder)
-    try:
-        getattr(loop, scheduler)(lambda: 1 / 0)
-        await _guarded(recorder.event.wait())
-    finally:
-        loop.set_exception_handler(None)
-        loop.set_debug(original)
+    with debug_mode(loop):
+        loop.set_exception_handler(recorder)
+        try:
+            getattr(loop, scheduler)(lambda: 1 / 0)
+            await guarded(recorder.event.wait())
+        finally:
+            loop.set_exception_handler(None)
     context = recorder.calls[0][1]
     assert "source_traceback" in context
     assert context["source_traceback"]
@@ -739,16 +680,15 @@ async def test_debug_mode_adds_source_traceback(scheduler: str) -> None:
 
 async def test_debug_mode_reports_slow_callbacks(caplog: pytest.LogCaptureFixture) -> None:
     loop = asyncio.get_running_loop()
-    original_debug, original_slow = loop.get_debug(), loop.slow_callback_duration
-    loop.set_debug(True)
-    loop.slow_callback_duration = 0.0
-    try:
-        with caplog.at_level(logging.WARNING, logger="asyncio"):
-            loop.call_soon(lambda: None)
-            await _drain(loop)
-    finally:
-        loop.slow_callback_duration = original_slow
-        loop.set_debug(original_debug)
+    original_slow = loop.slow_callback_duration
+    with debug_mode(loop):
+        loop.slow_callback_duration = 0.0
+        try:
+            with caplog.at_level(logging.WARNING, logger="asyncio"):
+                loop.call_soon(lambda: None)
+                await _drain(loop)
+        finally:
+            loop.slow_callback_duration = original_slow
     assert any(
         r.name == "asyncio" and r.getMessage().startswith("Executing") for r in caplog.records
     )

@@ -11,37 +11,11 @@ import contextvars
 import multiprocessing
 import sys
 import threading
-from collections.abc import Awaitable
-from typing import TypeVar
 
 import pytest
-
-_T = TypeVar("_T")
-HANG_GUARD = 10.0
+from _support import HANG_GUARD, debug_mode, guarded
 
 pytestmark = pytest.mark.asyncio
-
-
-async def _guarded(aw: Awaitable[_T], timeout: float = HANG_GUARD) -> _T:
-    """Await ``aw`` with a hang guard that fails the test if it had to fire.
-
-    A timer firing wakes the loop, which would run callbacks a lost
-    cross-thread wakeup left queued; so finishing late must fail too.
-    """
-    loop = asyncio.get_running_loop()
-    fired = False
-
-    def guard() -> None:
-        nonlocal fired
-        fired = True
-
-    handle = loop.call_later(timeout, guard)
-    try:
-        result = await asyncio.wait_for(aw, timeout + 5.0)
-    finally:
-        handle.cancel()
-    assert not fired, f"finished only after the {timeout}s hang guard woke the loop"
-    return result
 
 
 def _thread_info(x: int, y: int = 0) -> tuple[int, int, str]:
@@ -54,7 +28,7 @@ def _raise(exc: BaseException) -> None:
 
 async def test_run_in_executor_default_returns_result_from_other_thread() -> None:
     loop = asyncio.get_running_loop()
-    total, ident, _ = await _guarded(loop.run_in_executor(None, _thread_info, 40, 2))
+    total, ident, _ = await guarded(loop.run_in_executor(None, _thread_info, 40, 2))
     assert total == 42
     assert ident != threading.get_ident()
 
@@ -63,7 +37,7 @@ async def test_run_in_executor_default_returns_result_from_other_thread() -> Non
 async def test_run_in_executor_propagates_exception(exc: BaseException) -> None:
     loop = asyncio.get_running_loop()
     with pytest.raises(type(exc)) as info:
-        await _guarded(loop.run_in_executor(None, _raise, exc))
+        await guarded(loop.run_in_executor(None, _raise, exc))
     assert info.value is exc
 
 
@@ -71,7 +45,7 @@ async def test_run_in_executor_custom_thread_pool() -> None:
     loop = asyncio.get_running_loop()
     with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="custom-pool") as pool:
         jobs = [loop.run_in_executor(pool, _thread_info, i) for i in range(20)]
-        results = await _guarded(asyncio.gather(*jobs))
+        results = await guarded(asyncio.gather(*jobs))
     assert [r[0] for r in results] == list(range(20))
     assert all(r[2].startswith("custom-pool") for r in results)
     assert len({r[1] for r in results}) <= 2
@@ -81,7 +55,7 @@ async def test_many_executor_jobs_none_lost() -> None:
     loop = asyncio.get_running_loop()
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         futures = [loop.run_in_executor(pool, pow, i, 2) for i in range(2000)]
-        results = await _guarded(asyncio.gather(*futures), HANG_GUARD * 2)
+        results = await guarded(asyncio.gather(*futures), HANG_GUARD * 2)
     assert results == [i * i for i in range(2000)]
 
 
@@ -102,7 +76,7 @@ async def test_executor_job_blocking_until_loop_signals() -> None:
             await asyncio.sleep(0)
             assert not fut.done()
             loop.call_soon(gate.set)
-            assert await _guarded(fut) == "through"
+            assert await guarded(fut) == "through"
 
 
 async def test_cancel_executor_future() -> None:
@@ -118,7 +92,7 @@ async def test_cancel_executor_future() -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         fut = loop.run_in_executor(pool, blocker)
         queued = loop.run_in_executor(pool, blocker)
-        await _guarded(loop.run_in_executor(None, started.wait, HANG_GUARD))
+        await guarded(loop.run_in_executor(None, started.wait, HANG_GUARD))
         fut.cancel()
         queued.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -131,17 +105,12 @@ async def test_cancel_executor_future() -> None:
 
 async def test_run_in_executor_rejects_coroutine_function_in_debug() -> None:
     loop = asyncio.get_running_loop()
-    original = loop.get_debug()
 
     async def coro_fn() -> None:
         pass
 
-    loop.set_debug(True)
-    try:
-        with pytest.raises(TypeError):
-            loop.run_in_executor(None, coro_fn)
-    finally:
-        loop.set_debug(original)
+    with debug_mode(loop), pytest.raises(TypeError):
+        loop.run_in_executor(None, coro_fn)
 
 
 async def test_run_in_process_pool() -> None:
@@ -149,14 +118,14 @@ async def test_run_in_process_pool() -> None:
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         jobs = [loop.run_in_executor(pool, pow, 2, n) for n in range(10)]
-        results = await _guarded(asyncio.gather(*jobs), HANG_GUARD * 3)
+        results = await guarded(asyncio.gather(*jobs), HANG_GUARD * 3)
         with pytest.raises(ZeroDivisionError):
-            await _guarded(loop.run_in_executor(pool, divmod, 1, 0))
+            await guarded(loop.run_in_executor(pool, divmod, 1, 0))
     assert results == [2**n for n in range(10)]
 
 
 async def test_to_thread_args_kwargs_and_result() -> None:
-    total, ident, _ = await _guarded(asyncio.to_thread(_thread_info, 1, y=2))
+    total, ident, _ = await guarded(asyncio.to_thread(_thread_info, 1, y=2))
     assert total == 3
     assert ident != threading.get_ident()
 
@@ -165,15 +134,15 @@ async def test_to_thread_propagates_context_and_exceptions() -> None:
     var: contextvars.ContextVar[str] = contextvars.ContextVar("to_thread_var", default="unset")
     token = var.set("visible in thread")
     try:
-        assert await _guarded(asyncio.to_thread(var.get)) == "visible in thread"
+        assert await guarded(asyncio.to_thread(var.get)) == "visible in thread"
     finally:
         var.reset(token)
     with pytest.raises(OSError, match="from thread"):
-        await _guarded(asyncio.to_thread(_raise, OSError("from thread")))
+        await guarded(asyncio.to_thread(_raise, OSError("from thread")))
 
 
 async def test_to_thread_many_concurrent() -> None:
-    results = await _guarded(asyncio.gather(*(asyncio.to_thread(_thread_info, i) for i in range(200))))
+    results = await guarded(asyncio.gather(*(asyncio.to_thread(_thread_info, i) for i in range(200))))
     assert [r[0] for r in results] == list(range(200))
 
 
@@ -182,9 +151,9 @@ async def test_set_default_executor() -> None:
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="my-default")
     try:
         loop.set_default_executor(pool)
-        _, _, name = await _guarded(loop.run_in_executor(None, _thread_info, 0))
+        _, _, name = await guarded(loop.run_in_executor(None, _thread_info, 0))
         assert name.startswith("my-default")
-        _, _, name = await _guarded(asyncio.to_thread(_thread_info, 0))
+        _, _, name = await guarded(asyncio.to_thread(_thread_info, 0))
         assert name.startswith("my-default")
     finally:
         await loop.shutdown_default_executor()
@@ -218,29 +187,29 @@ async def test_shutdown_default_executor_waits_for_running_work() -> None:
         return "job result"
 
     job_fut = loop.run_in_executor(None, job)
-    assert await _guarded(asyncio.to_thread(started.wait, HANG_GUARD))
+    assert await guarded(asyncio.to_thread(started.wait, HANG_GUARD))
     shutdown = asyncio.ensure_future(loop.shutdown_default_executor())
     await asyncio.sleep(0.02)
     assert not shutdown.done()
     assert finished == []
     release.set()
-    await _guarded(shutdown)
+    await guarded(shutdown)
     assert finished == ["job"]
-    assert await _guarded(job_fut) == "job result"
+    assert await guarded(job_fut) == "job result"
 
 
 async def test_run_in_executor_after_shutdown_default_executor_raises() -> None:
     loop = asyncio.get_running_loop()
     assert await loop.run_in_executor(None, int, "5") == 5
-    await _guarded(loop.shutdown_default_executor())
+    await guarded(loop.shutdown_default_executor())
     with pytest.raises(RuntimeError, match="shutdown"):
         loop.run_in_executor(None, int, "6")
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        assert await _guarded(loop.run_in_executor(pool, int, "7")) == 7
+        assert await guarded(loop.run_in_executor(pool, int, "7")) == 7
 
 
 async def test_shutdown_default_executor_without_executor_is_noop() -> None:
     loop = asyncio.get_running_loop()
-    await _guarded(loop.shutdown_default_executor())
-    await _guarded(loop.shutdown_default_executor())
+    await guarded(loop.shutdown_default_executor())
+    await guarded(loop.shutdown_default_executor())
 

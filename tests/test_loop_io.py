@@ -10,38 +10,14 @@ import contextlib
 import os
 import socket
 import tempfile
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-
-_T = TypeVar("_T")
-HANG_GUARD = 10.0
+from _support import HANG_GUARD, guarded
 
 pytestmark = pytest.mark.asyncio
-
-
-async def _guarded(aw: Awaitable[_T], timeout: float = HANG_GUARD) -> _T:
-    """Await ``aw`` with a hang guard that fails the test if it had to fire.
-
-    A timer firing wakes the loop, which would run callbacks a lost
-    cross-thread wakeup left queued; so finishing late must fail too.
-    """
-    loop = asyncio.get_running_loop()
-    fired = False
-
-    def guard() -> None:
-        nonlocal fired
-        fired = True
-
-    handle = loop.call_later(timeout, guard)
-    try:
-        result = await asyncio.wait_for(aw, timeout + 5.0)
-    finally:
-        handle.cancel()
-    assert not fired, f"finished only after the {timeout}s hang guard woke the loop"
-    return result
 
 
 def _payload(n: int, seed: int = 0) -> bytes:
@@ -60,8 +36,52 @@ def _ipv6_loopback_available() -> bool:
 
 
 async def _spin(n: int = 10) -> None:
+    """Let the loop run ``n`` iterations."""
     for _ in range(n):
         await asyncio.sleep(0)
+
+
+@contextlib.contextmanager
+def _socketpair(*, nonblocking_b: bool = False) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected pair, ``a`` non-blocking (``b`` too if asked); on exit unregister ``a`` from the loop, close both."""
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        if nonblocking_b:
+            b.setblocking(False)
+        yield a, b
+    finally:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(a)
+        loop.remove_writer(a)
+        a.close()
+        b.close()
+
+
+async def _sock_read_all(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+    """Read ``sock`` with loop.sock_recv until EOF."""
+    parts: list[bytes] = []
+    while True:
+        chunk = await loop.sock_recv(sock, 65536)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+
+
+@contextlib.asynccontextmanager
+async def _serving(start: Awaitable[asyncio.Server]) -> AsyncIterator[asyncio.Server]:
+    """Await ``start`` (create_server, start_server, ...); close the server and wait for it on exit."""
+    server = await start
+    try:
+        yield server
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _port(server: asyncio.Server) -> int:
+    """The port of the server's first listening socket."""
+    return server.sockets[0].getsockname()[1]
 
 
 # --- add_reader / add_writer -------------------------------------------------------
@@ -69,9 +89,7 @@ async def _spin(n: int = 10) -> None:
 
 async def test_add_reader_fires_and_remove_reader() -> None:
     loop = asyncio.get_running_loop()
-    a, b = socket.socketpair()
-    try:
-        a.setblocking(False)
+    with _socketpair() as (a, b):
         received: list[bytes] = []
         got = asyncio.Event()
 
@@ -81,7 +99,7 @@ async def test_add_reader_fires_and_remove_reader() -> None:
 
         loop.add_reader(a, on_readable, "r:")
         b.send(b"ping")
-        await _guarded(got.wait())
+        await guarded(got.wait())
         assert received == [b"r:ping"]
 
         assert loop.remove_reader(a) is True
@@ -90,17 +108,11 @@ async def test_add_reader_fires_and_remove_reader() -> None:
         await _spin()
         assert received == [b"r:ping"]
         assert a.recv(1024) == b"ignored"
-    finally:
-        loop.remove_reader(a)
-        a.close()
-        b.close()
 
 
 async def test_add_reader_accepts_raw_fd_and_replaces_callback() -> None:
     loop = asyncio.get_running_loop()
-    a, b = socket.socketpair()
-    try:
-        a.setblocking(False)
+    with _socketpair() as (a, b):
         calls: list[str] = []
         got = asyncio.Event()
 
@@ -114,20 +126,14 @@ async def test_add_reader_accepts_raw_fd_and_replaces_callback() -> None:
         loop.add_reader(a.fileno(), old)
         loop.add_reader(a.fileno(), new)
         b.send(b"x")
-        await _guarded(got.wait())
+        await guarded(got.wait())
         assert calls == ["new:x"]
         assert loop.remove_reader(a.fileno()) is True
-    finally:
-        loop.remove_reader(a)
-        a.close()
-        b.close()
 
 
 async def test_add_reader_repeated_readiness() -> None:
     loop = asyncio.get_running_loop()
-    a, b = socket.socketpair()
-    try:
-        a.setblocking(False)
+    with _socketpair() as (a, b):
         chunks: list[bytes] = []
         q: asyncio.Queue[None] = asyncio.Queue()
 
@@ -138,20 +144,13 @@ async def test_add_reader_repeated_readiness() -> None:
         loop.add_reader(a, on_readable)
         for i in range(100):
             b.send(b"%d;" % i)
-            await _guarded(q.get())
+            await guarded(q.get())
         assert b"".join(chunks) == b"".join(b"%d;" % i for i in range(100))
-    finally:
-        loop.remove_reader(a)
-        a.close()
-        b.close()
 
 
 async def test_add_writer_fires_and_remove_writer() -> None:
     loop = asyncio.get_running_loop()
-    a, b = socket.socketpair()
-    try:
-        a.setblocking(False)
-        b.setblocking(False)
+    with _socketpair(nonblocking_b=True) as (a, b):
         writable = asyncio.Event()
         calls: list[Any] = []
 
@@ -161,25 +160,18 @@ async def test_add_writer_fires_and_remove_writer() -> None:
             writable.set()
 
         loop.add_writer(a, on_writable, 123)
-        await _guarded(writable.wait())
+        await guarded(writable.wait())
         assert calls == [123]
         assert loop.remove_writer(a) is False
         loop.add_writer(a, on_writable, 456)
         assert loop.remove_writer(a) is True
         await _spin()
         assert calls == [123]
-    finally:
-        loop.remove_writer(a)
-        a.close()
-        b.close()
 
 
 async def test_add_writer_after_buffer_full_fires_when_peer_drains() -> None:
     loop = asyncio.get_running_loop()
-    a, b = socket.socketpair()
-    try:
-        a.setblocking(False)
-        b.setblocking(False)
+    with _socketpair(nonblocking_b=True) as (a, b):
         sent = 0
         chunk = b"z" * 65536
         while True:
@@ -197,33 +189,22 @@ async def test_add_writer_after_buffer_full_fires_when_peer_drains() -> None:
                 drained += len(b.recv(1 << 20))
             except BlockingIOError:
                 break
-        await _guarded(writable.wait())
+        await guarded(writable.wait())
         assert drained == sent
-    finally:
-        loop.remove_writer(a)
-        a.close()
-        b.close()
 
 
 async def test_reader_and_writer_on_same_fd() -> None:
     loop = asyncio.get_running_loop()
-    a, b = socket.socketpair()
-    try:
-        a.setblocking(False)
+    with _socketpair() as (a, b):
         readable, writable = asyncio.Event(), asyncio.Event()
         loop.add_writer(a, writable.set)
         loop.add_reader(a, readable.set)
-        await _guarded(writable.wait())
+        await guarded(writable.wait())
         assert loop.remove_writer(a) is True
         assert not readable.is_set()
         b.send(b"r")
-        await _guarded(readable.wait())
+        await guarded(readable.wait())
         assert loop.remove_reader(a) is True
-    finally:
-        loop.remove_reader(a)
-        loop.remove_writer(a)
-        a.close()
-        b.close()
 
 
 async def test_add_reader_invalid_fd() -> None:
@@ -250,25 +231,16 @@ async def test_sock_connect_accept_sendall_recv() -> None:
         listener.setblocking(False)
         client.setblocking(False)
         accept_task = asyncio.ensure_future(loop.sock_accept(listener))
-        await _guarded(loop.sock_connect(client, listener.getsockname()))
-        conn, peer = await _guarded(accept_task)
+        await guarded(loop.sock_connect(client, listener.getsockname()))
+        conn, peer = await guarded(accept_task)
         assert peer == client.getsockname()
         assert conn.gettimeout() == 0
 
         data = _payload(1 << 20)
-
-        async def reader() -> bytes:
-            parts: list[bytes] = []
-            while True:
-                chunk = await loop.sock_recv(conn, 65536)
-                if not chunk:
-                    return b"".join(parts)
-                parts.append(chunk)
-
-        read_task = asyncio.ensure_future(reader())
-        await _guarded(loop.sock_sendall(client, data))
+        read_task = asyncio.ensure_future(_sock_read_all(loop, conn))
+        await guarded(loop.sock_sendall(client, data))
         client.shutdown(socket.SHUT_WR)
-        assert await _guarded(read_task) == data
+        assert await guarded(read_task) == data
     finally:
         listener.close()
         client.close()
@@ -278,45 +250,33 @@ async def test_sock_connect_accept_sendall_recv() -> None:
 
 async def test_sock_recv_into() -> None:
     loop = asyncio.get_running_loop()
-    a, b = socket.socketpair()
-    try:
-        a.setblocking(False)
-        b.setblocking(False)
+    with _socketpair(nonblocking_b=True) as (a, b):
         buf = bytearray(16)
         recv_task = asyncio.ensure_future(loop.sock_recv_into(a, buf))
         await _spin()
         assert not recv_task.done()
         await loop.sock_sendall(b, b"hello")
-        n = await _guarded(recv_task)
+        n = await guarded(recv_task)
         assert n == 5
         assert bytes(buf[:n]) == b"hello"
         mv = memoryview(buf)[8:]
         await loop.sock_sendall(b, b"12345678")
-        assert await _guarded(loop.sock_recv_into(a, mv)) == 8
+        assert await guarded(loop.sock_recv_into(a, mv)) == 8
         assert bytes(buf) == b"hello\x00\x00\x0012345678"
         b.close()
-        assert await _guarded(loop.sock_recv_into(a, buf)) == 0
-    finally:
-        a.close()
-        b.close()
+        assert await guarded(loop.sock_recv_into(a, buf)) == 0
 
 
 async def test_sock_recv_cancel_then_reuse() -> None:
     loop = asyncio.get_running_loop()
-    a, b = socket.socketpair()
-    try:
-        a.setblocking(False)
-        b.setblocking(False)
+    with _socketpair(nonblocking_b=True) as (a, b):
         task = asyncio.ensure_future(loop.sock_recv(a, 10))
         await _spin()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         await loop.sock_sendall(b, b"after")
-        assert await _guarded(loop.sock_recv(a, 10)) == b"after"
-    finally:
-        a.close()
-        b.close()
+        assert await guarded(loop.sock_recv(a, 10)) == b"after"
 
 
 async def test_sock_connect_refused() -> None:
@@ -328,7 +288,7 @@ async def test_sock_connect_refused() -> None:
     try:
         client.setblocking(False)
         with pytest.raises(ConnectionRefusedError):
-            await _guarded(loop.sock_connect(client, addr))
+            await guarded(loop.sock_connect(client, addr))
     finally:
         client.close()
 
@@ -338,28 +298,13 @@ async def test_sock_sendfile(tmp_path: Path) -> None:
     data = _payload(300_000, seed=3)
     path = tmp_path / "blob.bin"
     path.write_bytes(data)
-    a, b = socket.socketpair()
-    try:
-        a.setblocking(False)
-        b.setblocking(False)
-
-        async def reader() -> bytes:
-            parts: list[bytes] = []
-            while True:
-                chunk = await loop.sock_recv(b, 65536)
-                if not chunk:
-                    return b"".join(parts)
-                parts.append(chunk)
-
-        read_task = asyncio.ensure_future(reader())
+    with _socketpair(nonblocking_b=True) as (a, b):
+        read_task = asyncio.ensure_future(_sock_read_all(loop, b))
         with open(path, "rb") as f:
-            sent = await _guarded(loop.sock_sendfile(a, f))
+            sent = await guarded(loop.sock_sendfile(a, f))
         a.shutdown(socket.SHUT_WR)
         assert sent == len(data)
-        assert await _guarded(read_task) == data
-    finally:
-        a.close()
-        b.close()
+        assert await guarded(read_task) == data
 
 
 # --- transports and protocols ----------------------------------------------------
@@ -401,13 +346,25 @@ class CollectingClientProtocol(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
+@contextlib.asynccontextmanager
+async def _echo_connection() -> AsyncIterator[tuple[asyncio.Transport, CollectingClientProtocol]]:
+    """A TCP connection to an echo server; on exit close it, await connection_lost, stop the server."""
+    loop = asyncio.get_running_loop()
+    async with _serving(loop.create_server(EchoServerProtocol, "127.0.0.1", 0)) as server:
+        transport, proto = await loop.create_connection(CollectingClientProtocol, "127.0.0.1", _port(server))
+        try:
+            yield transport, proto
+        finally:
+            transport.close()
+        await guarded(proto.lost)
+
+
 async def test_create_server_create_connection_echo() -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(EchoServerProtocol, "127.0.0.1", 0)
-    try:
+    async with _serving(loop.create_server(EchoServerProtocol, "127.0.0.1", 0)) as server:
         assert server.is_serving()
         host, port = server.sockets[0].getsockname()[:2]
-        transport, proto = await _guarded(loop.create_connection(CollectingClientProtocol, host, port))
+        transport, proto = await guarded(loop.create_connection(CollectingClientProtocol, host, port))
         try:
             assert await proto.made is transport
             assert transport.get_extra_info("peername")[:2] == (host, port)
@@ -419,43 +376,30 @@ async def test_create_server_create_connection_echo() -> None:
                 transport.write(data[off : off + 100_000])
             assert transport.can_write_eof()
             transport.write_eof()
-            await _guarded(proto.eof)
-            assert await _guarded(proto.lost) is None
+            await guarded(proto.eof)
+            assert await guarded(proto.lost) is None
             assert b"".join(proto.chunks) == data
         finally:
             transport.close()
-    finally:
-        server.close()
-        await server.wait_closed()
     assert not server.is_serving()
 
 
 async def test_transport_pause_and_resume_reading() -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(EchoServerProtocol, "127.0.0.1", 0)
-    try:
-        port = server.sockets[0].getsockname()[1]
-        transport, proto = await loop.create_connection(CollectingClientProtocol, "127.0.0.1", port)
-        try:
-            transport.pause_reading()
-            assert not transport.is_reading()
-            transport.write(b"while paused")
-            await asyncio.sleep(0.05)
-            await _spin()
-            assert proto.chunks == []
-            transport.resume_reading()
-            assert transport.is_reading()
-            for _ in range(1000):
-                if b"".join(proto.chunks) == b"while paused":
-                    break
-                await asyncio.sleep(0.005)
-            assert b"".join(proto.chunks) == b"while paused"
-        finally:
-            transport.close()
-        assert await _guarded(proto.lost) is None
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with _echo_connection() as (transport, proto):
+        transport.pause_reading()
+        assert not transport.is_reading()
+        transport.write(b"while paused")
+        await asyncio.sleep(0.05)
+        await _spin()
+        assert proto.chunks == []
+        transport.resume_reading()
+        assert transport.is_reading()
+        for _ in range(1000):
+            if b"".join(proto.chunks) == b"while paused":
+                break
+            await asyncio.sleep(0.005)
+        assert b"".join(proto.chunks) == b"while paused"
+    assert proto.lost.result() is None
 
 
 async def test_write_flow_control_pause_resume_writing() -> None:
@@ -491,9 +435,8 @@ async def test_write_flow_control_pause_resume_writing() -> None:
         def connection_lost(self, exc: Exception | None) -> None:
             self.lost.set_result(exc)
 
-    server = await loop.create_server(SlowSink, "127.0.0.1", 0)
-    try:
-        port = server.sockets[0].getsockname()[1]
+    async with _serving(loop.create_server(SlowSink, "127.0.0.1", 0)) as server:
+        port = _port(server)
         transport, proto = await loop.create_connection(Writer, "127.0.0.1", port)
         try:
             transport.set_write_buffer_limits(high=64 * 1024)
@@ -506,37 +449,24 @@ async def test_write_flow_control_pause_resume_writing() -> None:
             while not server_transports:
                 await asyncio.sleep(0.001)
             server_transports[0].resume_reading()
-            await _guarded(proto.resumed.wait())
-            await _guarded(server_done)
+            await guarded(proto.resumed.wait())
+            await guarded(server_done)
             assert server_got[0] == total
         finally:
             transport.close()
             for t in server_transports:
                 t.close()
-        await _guarded(proto.lost)
-    finally:
-        server.close()
-        await server.wait_closed()
+        await guarded(proto.lost)
 
 
 async def test_add_reader_on_transport_fd_is_refused() -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(EchoServerProtocol, "127.0.0.1", 0)
-    try:
-        port = server.sockets[0].getsockname()[1]
-        transport, proto = await loop.create_connection(CollectingClientProtocol, "127.0.0.1", port)
-        try:
-            fd = transport.get_extra_info("socket").fileno()
-            with pytest.raises(RuntimeError):
-                loop.add_reader(fd, lambda: None)
-            with pytest.raises(RuntimeError):
-                loop.add_writer(fd, lambda: None)
-        finally:
-            transport.close()
-        await _guarded(proto.lost)
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with _echo_connection() as (transport, _):
+        fd = transport.get_extra_info("socket").fileno()
+        with pytest.raises(RuntimeError):
+            loop.add_reader(fd, lambda: None)
+        with pytest.raises(RuntimeError):
+            loop.add_writer(fd, lambda: None)
 
 
 async def test_connection_lost_when_peer_closes() -> None:
@@ -550,20 +480,16 @@ async def test_connection_lost_when_peer_closes() -> None:
             transport.write(b"bye")
             transport.close()
 
-    server = await loop.create_server(Closer, "127.0.0.1", 0)
-    try:
-        port = server.sockets[0].getsockname()[1]
+    async with _serving(loop.create_server(Closer, "127.0.0.1", 0)) as server:
+        port = _port(server)
         transport, proto = await loop.create_connection(CollectingClientProtocol, "127.0.0.1", port)
         try:
-            await _guarded(proto.eof)
-            assert await _guarded(proto.lost) is None
+            await guarded(proto.eof)
+            assert await guarded(proto.lost) is None
             assert b"".join(proto.chunks) == b"bye"
             assert transport.is_closing()
         finally:
             transport.close()
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 # --- streams -----------------------------------------------------------------------
@@ -598,20 +524,16 @@ async def _stream_echo_roundtrip(reader: asyncio.StreamReader, writer: asyncio.S
 
 
 async def test_streams_echo_many_clients() -> None:
-    server = await asyncio.start_server(_echo_handler, "127.0.0.1", 0)
-    try:
-        port = server.sockets[0].getsockname()[1]
+    async with _serving(asyncio.start_server(_echo_handler, "127.0.0.1", 0)) as server:
+        port = _port(server)
 
         async def client(i: int) -> bool:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             data = _payload(100_000 + i * 1000, seed=i)
             return await _stream_echo_roundtrip(reader, writer, data) == data
 
-        results = await _guarded(asyncio.gather(*(client(i) for i in range(12))), HANG_GUARD * 3)
+        results = await guarded(asyncio.gather(*(client(i) for i in range(12))), HANG_GUARD * 3)
         assert results == [True] * 12
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_streams_readline_readexactly_readuntil() -> None:
@@ -621,39 +543,31 @@ async def test_streams_readline_readexactly_readuntil() -> None:
         writer.close()
         await writer.wait_closed()
 
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    try:
-        port = server.sockets[0].getsockname()[1]
+    async with _serving(asyncio.start_server(handler, "127.0.0.1", 0)) as server:
+        port = _port(server)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            assert await _guarded(reader.readline()) == b"line one\n"
-            assert await _guarded(reader.readline()) == b"line two\n"
-            assert await _guarded(reader.readexactly(10)) == b"EXACT12345"
-            assert await _guarded(reader.readuntil(b"|")) == b"|"
+            assert await guarded(reader.readline()) == b"line one\n"
+            assert await guarded(reader.readline()) == b"line two\n"
+            assert await guarded(reader.readexactly(10)) == b"EXACT12345"
+            assert await guarded(reader.readuntil(b"|")) == b"|"
             with pytest.raises(asyncio.IncompleteReadError) as info:
-                await _guarded(reader.readexactly(100))
+                await guarded(reader.readexactly(100))
             assert info.value.partial == b"rest:END"
             assert reader.at_eof()
         finally:
             writer.close()
             await writer.wait_closed()
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.mark.skipif(not _ipv6_loopback_available(), reason="binding to ::1 failed (no IPv6 loopback)")
 async def test_streams_echo_ipv6_loopback() -> None:
-    server = await asyncio.start_server(_echo_handler, "::1", 0, family=socket.AF_INET6)
-    try:
-        port = server.sockets[0].getsockname()[1]
+    async with _serving(asyncio.start_server(_echo_handler, "::1", 0, family=socket.AF_INET6)) as server:
+        port = _port(server)
         reader, writer = await asyncio.open_connection("::1", port)
         assert writer.get_extra_info("peername")[0] == "::1"
         data = _payload(50_000, seed=9)
-        assert await _guarded(_stream_echo_roundtrip(reader, writer, data)) == data
-    finally:
-        server.close()
-        await server.wait_closed()
+        assert await guarded(_stream_echo_roundtrip(reader, writer, data)) == data
 
 
 @contextlib.contextmanager
@@ -673,37 +587,29 @@ async def test_unix_stream_echo(tmp_path: Path) -> None:
 
 
 async def _unix_stream_echo(path: str) -> None:
-    server = await asyncio.start_unix_server(_echo_handler, path=path)
-    try:
+    async with _serving(asyncio.start_unix_server(_echo_handler, path=path)):
         assert os.path.exists(path)
         results = []
         for i in range(3):
             reader, writer = await asyncio.open_unix_connection(path)
             data = _payload(200_000, seed=20 + i)
-            results.append(await _guarded(_stream_echo_roundtrip(reader, writer, data)) == data)
+            results.append(await guarded(_stream_echo_roundtrip(reader, writer, data)) == data)
         assert results == [True, True, True]
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_start_server_serve_forever_cancel() -> None:
-    server = await asyncio.start_server(_echo_handler, "127.0.0.1", 0, start_serving=False)
-    try:
+    async with _serving(asyncio.start_server(_echo_handler, "127.0.0.1", 0, start_serving=False)) as server:
         assert not server.is_serving()
         task = asyncio.ensure_future(server.serve_forever())
         await _spin()
         assert server.is_serving()
-        port = server.sockets[0].getsockname()[1]
+        port = _port(server)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        assert await _guarded(_stream_echo_roundtrip(reader, writer, b"abc")) == b"abc"
+        assert await guarded(_stream_echo_roundtrip(reader, writer, b"abc")) == b"abc"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         assert not server.is_serving()
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 # --- UDP -----------------------------------------------------------------------------
@@ -743,11 +649,11 @@ async def test_datagram_endpoint_udp_echo() -> None:
             for i in range(50):
                 msg = b"datagram-%d" % i
                 client_transport.sendto(msg)
-                data, addr = await _guarded(client.queue.get())
+                data, addr = await guarded(client.queue.get())
                 assert (data, addr) == (msg.upper(), server_addr)
         finally:
             client_transport.close()
-        assert await _guarded(client.closed) is None
+        assert await guarded(client.closed) is None
     finally:
         server_transport.close()
 
@@ -762,10 +668,10 @@ async def test_datagram_unconnected_sendto_addr() -> None:
         )
         try:
             client_transport.sendto(b"hi", server_addr)
-            assert await _guarded(client.queue.get()) == (b"HI", server_addr)
+            assert await guarded(client.queue.get()) == (b"HI", server_addr)
         finally:
             client_transport.close()
-        await _guarded(client.closed)
+        await guarded(client.closed)
     finally:
         server_transport.close()
 
@@ -775,7 +681,7 @@ async def test_datagram_unconnected_sendto_addr() -> None:
 
 async def test_getaddrinfo_localhost() -> None:
     loop = asyncio.get_running_loop()
-    infos = await _guarded(loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM))
+    infos = await guarded(loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM))
     assert infos
     for family, type_, proto, canonname, sockaddr in infos:
         assert family in (socket.AF_INET, socket.AF_INET6)
@@ -792,12 +698,12 @@ async def test_getaddrinfo_numeric_and_getnameinfo() -> None:
     flags = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
     assert await loop.getnameinfo(("127.0.0.1", 8080), flags) == ("127.0.0.1", "8080")
     with pytest.raises(socket.gaierror):
-        await _guarded(loop.getaddrinfo("256.256.256.256", 0, flags=socket.AI_NUMERICHOST))
+        await guarded(loop.getaddrinfo("256.256.256.256", 0, flags=socket.AI_NUMERICHOST))
 
 
 async def test_many_concurrent_getaddrinfo() -> None:
     loop = asyncio.get_running_loop()
-    results = await _guarded(
+    results = await guarded(
         asyncio.gather(
             *(loop.getaddrinfo("127.0.0.1", port, type=socket.SOCK_STREAM) for port in range(1000, 1100))
         )

@@ -16,55 +16,16 @@ import sys
 import textwrap
 import threading
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import anyio
 import pytest
+from _support import HANG_GUARD, REPO_ROOT, LoopFactory, child_env, exceptions_in_thread, fresh_loop, guarded, wait_until_cancelled
 
 import uintr_loop
 
-_T = TypeVar("_T")
-HANG_GUARD = 10.0
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
-
 needs_311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="API added in Python 3.11")
-
-
-async def _guarded(aw: Awaitable[_T], timeout: float = HANG_GUARD) -> _T:
-    """Await ``aw`` with a hang guard that fails the test if it had to fire.
-
-    A timer firing wakes the loop, which would run callbacks a lost
-    cross-thread wakeup left queued; so finishing late must fail too.
-    """
-    loop = asyncio.get_running_loop()
-    fired = False
-
-    def guard() -> None:
-        nonlocal fired
-        fired = True
-
-    handle = loop.call_later(timeout, guard)
-    try:
-        result = await asyncio.wait_for(aw, timeout + 5.0)
-    finally:
-        handle.cancel()
-    assert not fired, f"finished only after the {timeout}s hang guard woke the loop"
-    return result
-
-
-@contextlib.contextmanager
-def _fresh_loop(factory: LoopFactory) -> Iterator[asyncio.AbstractEventLoop]:
-    loop = factory()
-    try:
-        yield loop
-    finally:
-        if not loop.is_closed():
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
 
 
 def _run_with_guard(loop: asyncio.AbstractEventLoop) -> bool:
@@ -128,11 +89,7 @@ async def test_cancellation_propagates_to_awaited_task() -> None:
 
     async def inner() -> None:
         inner_started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            inner_cancelled.set()
-            raise
+        await wait_until_cancelled(inner_cancelled.set)
 
     inner_task = asyncio.ensure_future(inner())
 
@@ -166,7 +123,7 @@ async def test_shield_protects_inner_task() -> None:
         await outer
     assert not inner.done()
     release.set_result(None)
-    assert await _guarded(inner) == "finished"
+    assert await guarded(inner) == "finished"
 
 
 @pytest.mark.asyncio
@@ -174,16 +131,9 @@ async def test_shield_protects_inner_task() -> None:
 async def test_asyncio_timeout_raises_timeout_error() -> None:
     cancelled = asyncio.Event()
 
-    async def never() -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.01) as cm:
-            await never()
+            await wait_until_cancelled(cancelled.set)
     assert cm.expired()
     assert cancelled.is_set()
     async with asyncio.timeout(HANG_GUARD) as cm2:
@@ -195,17 +145,10 @@ async def test_asyncio_timeout_raises_timeout_error() -> None:
 async def test_wait_for_timeout_cancels_inner() -> None:
     cancelled = asyncio.Event()
 
-    async def never() -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
     with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(never(), 0.01)
+        await asyncio.wait_for(wait_until_cancelled(cancelled.set), 0.01)
     assert cancelled.is_set()
-    assert await _guarded(asyncio.sleep(0, "in time")) == "in time"
+    assert await guarded(asyncio.sleep(0, "in time")) == "in time"
 
 
 @pytest.mark.asyncio
@@ -213,20 +156,13 @@ async def test_wait_for_timeout_cancels_inner() -> None:
 async def test_task_group_cancels_siblings_on_error() -> None:
     sibling_cancelled = asyncio.Event()
 
-    async def sibling() -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            sibling_cancelled.set()
-            raise
-
     async def failing() -> None:
         await asyncio.sleep(0)
         raise ValueError("group failure")
 
     with pytest.raises(BaseExceptionGroup) as info:  # noqa: F821
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(sibling())
+            tg.create_task(wait_until_cancelled(sibling_cancelled.set))
             tg.create_task(failing())
     assert [type(e) for e in info.value.exceptions] == [ValueError]
     assert sibling_cancelled.is_set()
@@ -251,7 +187,7 @@ def test_shutdown_asyncgens_runs_finalizers(loop_factory: LoopFactory) -> None:
     async def start() -> list[int]:
         return [await g.__anext__() for g in gens]
 
-    with _fresh_loop(loop_factory) as loop:
+    with fresh_loop(loop_factory) as loop:
         assert loop.run_until_complete(start()) == [0, 0]
         assert finalized == []
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -275,7 +211,7 @@ async def test_asyncgen_finalized_by_loop_when_garbage_collected() -> None:
     assert await g.__anext__() == 1
     del g
     gc.collect()
-    await _guarded(done.wait())
+    await guarded(done.wait())
 
 
 # --- close ---------------------------------------------------------------------------
@@ -311,17 +247,7 @@ def test_call_soon_threadsafe_from_thread_after_close(loop_factory: LoopFactory)
     loop = loop_factory()
     loop.run_until_complete(asyncio.sleep(0))
     loop.close()
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            loop.call_soon_threadsafe(lambda: None)
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=worker)
-    t.start()
-    t.join(HANG_GUARD)
+    errors = exceptions_in_thread(lambda: loop.call_soon_threadsafe(lambda: None))
     assert len(errors) == 1
     assert isinstance(errors[0], RuntimeError)
     assert "Event loop is closed" in str(errors[0])
@@ -336,7 +262,7 @@ async def test_closing_a_running_loop_raises() -> None:
     assert loop.is_running()
     fut = loop.create_future()
     loop.call_soon(fut.set_result, "still usable")
-    assert await _guarded(fut) == "still usable"
+    assert await guarded(fut) == "still usable"
 
 
 @pytest.mark.asyncio
@@ -366,7 +292,7 @@ def test_closed_loops_release_file_descriptors(loop_factory: LoopFactory) -> Non
         fut = loop.create_future()
         t = threading.Thread(target=loop.call_soon_threadsafe, args=(fut.set_result, None))
         t.start()
-        loop.run_until_complete(_guarded(fut))
+        loop.run_until_complete(guarded(fut))
         t.join(HANG_GUARD)
 
     warm = loop_factory()
@@ -399,15 +325,13 @@ else:
 
 
 def _run_child(factory_name: str, body: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent(body), factory_name],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=REPO_ROOT,
-        env=env,
+        env=child_env(),
     )
 
 
@@ -507,7 +431,7 @@ def test_run_until_complete_result_and_exception(loop_factory: LoopFactory) -> N
         await asyncio.sleep(0)
         raise LookupError("from coroutine")
 
-    with _fresh_loop(loop_factory) as loop:
+    with fresh_loop(loop_factory) as loop:
         assert not loop.is_running()
         assert loop.run_until_complete(value()) == 7
         with pytest.raises(LookupError, match="from coroutine"):
@@ -526,7 +450,7 @@ def test_run_until_complete_stops_with_other_callbacks_pending(loop_factory: Loo
             ticks.append(1)
             await asyncio.sleep(0)
 
-    with _fresh_loop(loop_factory) as loop:
+    with fresh_loop(loop_factory) as loop:
         bg = loop.create_task(ticker())
         assert loop.run_until_complete(asyncio.sleep(0.01, "done")) == "done"
         assert ticks
@@ -538,7 +462,7 @@ def test_run_until_complete_stops_with_other_callbacks_pending(loop_factory: Loo
 
 def test_stop_before_run_forever_runs_one_iteration(loop_factory: LoopFactory) -> None:
     order: list[str] = []
-    with _fresh_loop(loop_factory) as loop:
+    with fresh_loop(loop_factory) as loop:
 
         def first() -> None:
             order.append("first")
@@ -558,7 +482,7 @@ def test_stop_before_run_forever_runs_one_iteration(loop_factory: LoopFactory) -
 
 def test_stop_from_callback_and_run_forever_again(loop_factory: LoopFactory) -> None:
     runs: list[int] = []
-    with _fresh_loop(loop_factory) as loop:
+    with fresh_loop(loop_factory) as loop:
         for i in range(3):
             loop.call_later(0.001, lambda i=i: (runs.append(i), loop.stop()))
             assert _run_with_guard(loop) is False
@@ -566,7 +490,7 @@ def test_stop_from_callback_and_run_forever_again(loop_factory: LoopFactory) -> 
 
 
 def test_stop_from_other_thread_wakes_idle_run_forever(loop_factory: LoopFactory) -> None:
-    with _fresh_loop(loop_factory) as loop:
+    with fresh_loop(loop_factory) as loop:
         running = threading.Event()
 
         def stopper() -> None:
@@ -585,7 +509,7 @@ def test_stop_from_other_thread_wakes_idle_run_forever(loop_factory: LoopFactory
 
 
 def test_call_soon_threadsafe_while_not_running_is_processed_next_run(loop_factory: LoopFactory) -> None:
-    with _fresh_loop(loop_factory) as loop:
+    with fresh_loop(loop_factory) as loop:
         loop.run_until_complete(asyncio.sleep(0))
         got: list[int] = []
         fut = loop.create_future()
@@ -598,7 +522,7 @@ def test_call_soon_threadsafe_while_not_running_is_processed_next_run(loop_facto
         t = threading.Thread(target=worker)
         t.start()
         t.join(HANG_GUARD)
-        loop.run_until_complete(_guarded(fut))
+        loop.run_until_complete(guarded(fut))
         assert got == list(range(100))
 
 
@@ -611,7 +535,7 @@ def test_loop_created_in_one_thread_run_in_another(loop_factory: LoopFactory) ->
     async def main() -> int:
         box.append(loop.create_future())
         ready.set()
-        return await _guarded(box[0])
+        return await guarded(box[0])
 
     def runner() -> None:
         try:
@@ -643,7 +567,7 @@ def test_two_loops_in_two_threads_wake_each_other(loop_factory: LoopFactory) -> 
         if me == 0:
             other.call_soon_threadsafe(inboxes[1].put_nowait, 0)
         while True:
-            n = await _guarded(inboxes[me].get())
+            n = await guarded(inboxes[me].get())
             received += 1
             if n == rounds:
                 return received
@@ -738,13 +662,6 @@ def test_run_cancels_leftover_tasks_and_finalizes_asyncgens(run: Callable[..., A
     events: list[str] = []
     keep: list[Any] = []
 
-    async def leftover() -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            events.append("task cancelled")
-            raise
-
     async def agen() -> AsyncIterator[int]:
         try:
             yield 1
@@ -753,7 +670,7 @@ def test_run_cancels_leftover_tasks_and_finalizes_asyncgens(run: Callable[..., A
             events.append("agen finalized")
 
     async def main() -> None:
-        keep.append(asyncio.ensure_future(leftover()))
+        keep.append(asyncio.ensure_future(wait_until_cancelled(lambda: events.append("task cancelled"))))
         g = agen()
         keep.append(g)
         await g.__anext__()
@@ -822,7 +739,7 @@ def test_policy_makes_uintr_loops() -> None:
     async def main() -> asyncio.AbstractEventLoop:
         await asyncio.to_thread(lambda: None)
         proc = await asyncio.create_subprocess_exec("true")
-        assert await _guarded(proc.wait()) == 0
+        assert await guarded(proc.wait()) == 0
         return asyncio.get_running_loop()
 
     with _policy(policy):
@@ -911,7 +828,7 @@ def test_uintr_loop_statistics_account_for_threadsafe_posts(uintr_only_loop: Any
         t = threading.Thread(target=worker)
         t.start()
         try:
-            await _guarded(done)
+            await guarded(done)
         finally:
             t.join(HANG_GUARD)
 

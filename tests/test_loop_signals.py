@@ -6,24 +6,18 @@ loop that never wakes up fails on a timeout instead of hanging the suite.
 """
 from __future__ import annotations
 
-import asyncio
-import os
 import queue
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
+from _support import REPO_ROOT, LoopFactory, child_env
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CHILD_TIMEOUT = 30.0
 FACTORY_NAMES = ["asyncio", "uintr"]
-
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 PRELUDE = """
 import asyncio, os, signal, sys, threading
@@ -37,12 +31,6 @@ print("LOOP", type(loop).__name__, flush=True)
 """
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 def _script(body: str) -> str:
     return PRELUDE + textwrap.dedent(body)
 
@@ -54,7 +42,7 @@ def _run_child(factory_name: str, body: str) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=CHILD_TIMEOUT,
         cwd=REPO_ROOT,
-        env=_child_env(),
+        env=child_env(),
     )
 
 
@@ -240,7 +228,7 @@ def test_signals_sent_by_parent_process(factory_name: str) -> None:
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO_ROOT,
-        env=_child_env(),
+        env=child_env(),
     )
     assert child.stdout is not None
     lines: list[str] = []

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from _support import guarded
 
 _T = TypeVar("_T")
 HANG_GUARD = 15.0
@@ -24,25 +25,8 @@ SLEEPER = "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); t
 
 
 async def _guarded(aw: Awaitable[_T], timeout: float = HANG_GUARD) -> _T:
-    """Await ``aw`` with a hang guard that fails the test if it had to fire.
-
-    A timer firing wakes the loop, which would run callbacks a lost
-    cross-thread wakeup left queued; so finishing late must fail too.
-    """
-    loop = asyncio.get_running_loop()
-    fired = False
-
-    def guard() -> None:
-        nonlocal fired
-        fired = True
-
-    handle = loop.call_later(timeout, guard)
-    try:
-        result = await asyncio.wait_for(aw, timeout + 5.0)
-    finally:
-        handle.cancel()
-    assert not fired, f"finished only after the {timeout}s hang guard woke the loop"
-    return result
+    """guarded() with this module's longer default guard (child processes start slowly)."""
+    return await guarded(aw, timeout)
 
 
 async def test_cat_echo_through_pipes() -> None:
