@@ -461,3 +461,36 @@ def test_child_closing_inherited_copies_leaves_the_parent_working() -> None:
     out = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[6, 6] False"
+
+
+class _PortSpy:
+    """Stands in for the selector's port and records the protocol calls."""
+
+    def __init__(self, port: Port) -> None:
+        self.port, self.calls = port, []
+
+    def restore(self) -> bool:
+        self.calls.append("restore")
+        return self.port.restore()
+
+    def recognise(self) -> None:
+        self.calls.append("recognise")
+        self.port.recognise()
+
+
+@pytest.mark.parametrize(("timeout", "calls"), [
+    (0, ["recognise"]),                       # a poll: SN stays set
+    (0.001, ["restore", "recognise"]),        # may block: clear SN, then set it again
+    (None, ["restore", "recognise"]),         # (a pending post makes this a poll)
+])
+def test_selector_clears_sn_only_when_it_may_block(loop, timeout, calls):
+    selector = loop._selector
+    spy = _PortSpy(selector._uintr_port)
+    selector._uintr_port = spy
+    try:
+        if timeout is None:
+            loop._write_to_self()             # pending: the select must not block
+        selector.select(timeout)
+    finally:
+        selector._uintr_port = spy.port
+    assert spy.calls == calls

@@ -46,7 +46,10 @@ class _UintrSelector(selectors.EpollSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         port = self._uintr_port
-        if port.restore():
+        # Only a select that may block clears SN: a poll (timeout 0, callbacks
+        # ready) keeps it set, posts meanwhile stay in PIR without a syscall,
+        # and recognise() below takes them all the same.
+        if (timeout is None or timeout > 0) and port.restore():
             timeout = 0
         try:
             return super().select(timeout)
