@@ -22,6 +22,16 @@ POSTS = int(os.environ.get("UINTR_STRESS_POSTS", "100000"))
 DEADLINE = 240.0
 
 
+async def alternate(stop: asyncio.Event, phase: float) -> None:
+    """Keep the loop busy (spinning) for ``phase`` seconds, then blocked
+    (sleeping) for as long, until ``stop`` is set."""
+    while not stop.is_set():
+        spin_until = time.perf_counter() + phase
+        while time.perf_counter() < spin_until:
+            pass
+        await asyncio.sleep(phase)
+
+
 async def _stress() -> dict[str, object]:
     loop = asyncio.get_running_loop()
     per_thread = POSTS // 2
@@ -67,18 +77,10 @@ async def _stress() -> dict[str, object]:
             if i % 113 == t:
                 time.sleep(0.0003)          # let the loop drain and block
 
-    async def alternate() -> None:
-        # busy for ~0.3 ms, then blocked (sleeping) for ~0.3 ms, until done
-        while not finished.is_set():
-            spin_until = time.perf_counter() + 0.0003
-            while time.perf_counter() < spin_until:
-                pass
-            await asyncio.sleep(0.0003)
-
     threads = [threading.Thread(target=producer, args=(t,)) for t in range(THREADS)]
     for th in threads:
         th.start()
-    alternator = asyncio.ensure_future(alternate())
+    alternator = asyncio.ensure_future(alternate(finished, 0.0003))
     t0 = time.perf_counter()
     await asyncio.to_thread(start.wait)
     try:
@@ -154,14 +156,7 @@ async def _native_stress() -> list[int]:
     receiver = uintr_loop.Receiver(handler)
     senders = [uintr_loop.Sender(receiver.vector_fd(t)) for t in range(NATIVE_THREADS)]
 
-    async def alternate() -> None:
-        while not done.is_set():
-            spin_until = time.perf_counter() + 0.0002
-            while time.perf_counter() < spin_until:
-                pass
-            await asyncio.sleep(0.0002)
-
-    alternator = asyncio.ensure_future(alternate())
+    alternator = asyncio.ensure_future(alternate(done, 0.0002))
     jobs.extend(NativeSender(s, NATIVE_POSTS, 100_000, 200 + 17 * t) for t, s in enumerate(senders))
     try:
         await asyncio.wait_for(done.wait(), DEADLINE)
