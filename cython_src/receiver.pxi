@@ -25,9 +25,9 @@ cdef class Receiver:
     cdef uint64_t delivered
     cdef uint64_t spurious
 
-    def __init__(self, handler, *, loop=None):
-        if self.port is not None:
-            raise RuntimeError("Receiver is already initialised")
+    # __cinit__, not __init__: no Receiver can exist without its block, so
+    # none can reach the C pointers uninitialised (not even via __new__).
+    def __cinit__(self, handler, *, loop=None):
         if not callable(handler):
             raise TypeError("handler must be callable, got %r" % (handler,))
         if loop is None:

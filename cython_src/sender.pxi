@@ -12,7 +12,7 @@ cdef class Sender:
     cdef readonly VectorFd vector_fd
     cdef Receiver receiver     # keeps the block, the table and the channel alive
 
-    def __init__(self, vector_fd):
+    def __cinit__(self, vector_fd):     # see Receiver.__cinit__
         if not isinstance(vector_fd, VectorFd):
             raise TypeError("Sender() takes a VectorFd from Receiver.vector_fd(), "
                             "got %s" % type(vector_fd).__name__)

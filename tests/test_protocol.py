@@ -406,10 +406,10 @@ def test_vector_fd_cannot_be_forged_out_of_range(loop):
         uintr_loop.VectorFd(r, 1)
 
 
-def test_receiver_cannot_be_initialised_twice(loop):
-    r = uintr_loop.Receiver(lambda v: None, loop=loop)
-    with pytest.raises(RuntimeError, match="already initialised"):
-        r.__init__(print, loop=loop)
+def test_no_half_built_receiver_or_sender_can_exist():
+    for cls in (uintr_loop.Receiver, uintr_loop.Sender, uintr_loop.VectorFd):
+        with pytest.raises(TypeError):
+            cls.__new__(cls)
 
 
 def test_keyboard_interrupt_in_handler_propagates_and_strands_nothing(loop):
