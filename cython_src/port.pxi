@@ -10,8 +10,9 @@
 #                  dispatch (vector 0: wakeup; vector i: Receiver in block i).
 #
 # While SN is set, call_soon_threadsafe from any thread is two locked
-# instructions and no syscall; while the loop is blocked, the first post sets
-# ON and writes the eventfd once, the rest coalesce until recognise.
+# instructions (PIR bit, counter), a load of the status word and no syscall;
+# while the loop is blocked, the first post sets ON and writes the eventfd
+# once, the rest coalesce until recognise.
 
 cdef size_t TABLE_SIZE = sizeof(uintr_table_t)
 

@@ -4,9 +4,11 @@
 cdef class Sender:
     """A registered sender of one vector to one receiver.
 
-    ``send()`` may be called from any thread; it costs two locked
-    instructions, plus one eventfd write (GIL released) when the receiver's
-    loop is blocked and no notification is outstanding.
+    ``send()`` may be called from any thread. It costs a few locked
+    instructions (PIR bit, ON, a counter; the loop's UPID too when this
+    receiver needs a notification), plus one eventfd write, with the GIL
+    released, only when the loop is blocked and no notification is
+    outstanding.
     """
     cdef uintr_sender_c c
     cdef readonly VectorFd vector_fd

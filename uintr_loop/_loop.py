@@ -5,8 +5,9 @@ asyncio wakes a blocked loop by writing a byte to its self-pipe, from every
 port) takes that role:
 
 * ``_write_to_self`` posts the wakeup vector: while the loop runs callbacks
-  SN is set, so the post is two locked instructions and no syscall; while it
-  is blocked, the first post writes the eventfd once and the rest coalesce.
+  SN is set, so the post is two locked instructions (set the PIR bit, count
+  it), a load and no syscall; while it is blocked, the first post writes the
+  eventfd once and the rest coalesce.
 * The selector clears SN just before it blocks and checks PIR after, so a
   post racing with the decision to block turns the block into a poll; it sets
   SN again as soon as the selector returns and dispatches pending vectors
