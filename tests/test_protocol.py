@@ -494,3 +494,30 @@ def test_selector_clears_sn_only_when_it_may_block(loop, timeout, calls):
     finally:
         selector._uintr_port = spy.port
     assert spy.calls == calls
+
+
+def test_receiver_closed_while_a_native_thread_is_sending(loop):
+    """The race of close() against posts in flight: the sender sees
+    -ESHUTDOWN from some post on, never crashes or hangs, and nothing is
+    delivered once the receiver is closed."""
+    got: list[int] = []
+    r = uintr_loop.Receiver(got.append, loop=loop)
+    s = uintr_loop.Sender(r.vector_fd(12))
+    job = NativeSender(s, 50_000_000)      # far more than it can send before close
+
+    async def main() -> tuple[int, int]:
+        while job.published < 1000:
+            await asyncio.sleep(0.001)
+        r.close()
+        delivered_at_close = len(got)
+        result = await asyncio.to_thread(job.join)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(got) == delivered_at_close
+        return result
+
+    sent, error = loop.run_until_complete(asyncio.wait_for(main(), 60))
+    assert error == -errno.ESHUTDOWN
+    assert 1000 <= sent < 50_000_000
+    st = r.statistics()
+    assert st.posted == sent and st.refused == 1
