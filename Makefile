@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/*) uintr_loop/_core.pxd setup.py
 
-.PHONY: all build test demo clean info
+.PHONY: all build test demo bench clean info
 
 all: build
 
@@ -30,6 +30,10 @@ test: build
 
 demo: build
 	$(PY) examples/offload_server.py --demo
+
+bench: build
+	$(PY) -m pip install -q uvloop
+	$(PY) benchmarks/wake_latency.py
 
 info: build
 	$(PY) -m uintr_loop info
