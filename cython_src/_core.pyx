@@ -3,16 +3,16 @@
 
 One extension, one concern per included file:
   errors.pxi    exceptions of the public API
+  sender.pxi    the send path, Sender and the nogil cimport API
   port.pxi      a loop's UPID table and notification channel (the loop side)
   receiver.pxi  Receiver and VectorFd (recognition, delivery, masking)
-  sender.pxi    Sender and the nogil cimport API
   probe.pxi     CPUID and kernel ABI probes
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
 import asyncio
 import threading
 
-from libc.errno cimport errno
+from libc.errno cimport ESHUTDOWN, errno
 from libc.stdint cimport uint32_t, uint64_t
 from posix.types cimport pid_t
 from posix.unistd cimport getpid
@@ -27,7 +27,7 @@ from upid cimport *
 from uintr_loop._types import ReceiverStatistics
 
 include "errors.pxi"
+include "sender.pxi"
 include "port.pxi"
 include "receiver.pxi"
-include "sender.pxi"
 include "probe.pxi"

@@ -21,6 +21,7 @@ cdef class Port:
     cdef uintr_table_t *table
     cdef int memfd
     cdef uintr_channel_t channel
+    cdef uintr_sender_c wakeup_sender    # vector 0 of block 0: _write_to_self
     cdef uint64_t slots_used
     cdef dict receivers
     cdef readonly str mode
@@ -46,6 +47,11 @@ cdef class Port:
         if rc < 0:
             raise OSError(-rc, "uintr_loop: cannot open the notification channel")
         uintr_upid_init(&self.table.block[0], 0, 0)   # SN set: not running
+        self.wakeup_sender.table = self.table
+        self.wakeup_sender.channel = self.channel
+        self.wakeup_sender.index = 0
+        self.wakeup_sender.vector = UINTR_WAKEUP_VECTOR
+        self.wakeup_sender.closed = 0
         self.owner_pid = getpid()
         self.slots_used = 1
         self.receivers = {}
@@ -96,12 +102,9 @@ cdef class Port:
         Returns silently when the loop is shut down, as asyncio's self-pipe
         write does: call_soon_threadsafe has checked for a closed loop first.
         """
-        cdef int rc = uintr_upid_post(&self.table.block[0], UINTR_WAKEUP_VECTOR)
-        if rc == UINTR_POST_NOTIFY:
-            with nogil:
-                rc = uintr_channel_notify(&self.channel)
-            if rc < 0:
-                raise OSError(-rc, "uintr_loop: notification failed")
+        cdef int rc = post_with_gil(&self.wakeup_sender)
+        if rc < 0 and rc != -ESHUTDOWN:
+            raise OSError(-rc, "uintr_loop: notification failed")
 
     def statistics(self):
         return block_statistics(&self.table.block[0], self.mode,

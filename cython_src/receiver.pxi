@@ -59,10 +59,7 @@ cdef class Receiver:
 
         The analogue of uintr_vector_fd(): give it to ``Sender(...)``.
         """
-        check_vector(vector)
-        if self.closed:
-            raise ReceiverClosedError()
-        return VectorFd(self, vector)
+        return VectorFd(self, vector)      # it checks the vector and the receiver
 
     def masked(self):
         """Defer delivery (CLUI) inside the block; deliver what arrived on

@@ -1,6 +1,16 @@
 # Senders: the analogue of uintr_register_sender() and SENDUIPI.
 
 
+cdef inline int post_with_gil(uintr_sender_c *s):
+    """The send path for callers holding the GIL: the memory half with it,
+    the notification (a syscall, rare) without it. 0 or -errno."""
+    cdef int rc = uintr_sender_post(s)
+    if rc == UINTR_POST_NOTIFY:
+        with nogil:
+            rc = uintr_channel_notify(&s.channel)
+    return rc if rc < 0 else 0
+
+
 cdef class Sender:
     """A registered sender of one vector to one receiver.
 
@@ -42,10 +52,7 @@ cdef class Sender:
     def send(self):
         """Post the vector (SENDUIPI). Raises ReceiverClosedError if the
         receiver or its loop is closed, SenderClosedError if this sender is."""
-        cdef int rc = uintr_sender_post(&self.c)
-        if rc == UINTR_POST_NOTIFY:
-            with nogil:
-                rc = uintr_channel_notify(&self.c.channel)
+        cdef int rc = post_with_gil(&self.c)
         if rc < 0:
             raise_send_error(rc)
 

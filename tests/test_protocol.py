@@ -159,11 +159,8 @@ def test_handlers_never_nest(loop):
         order.append(f"enter {v}")
         if v == 2:
             uintr_loop.Sender(r.vector_fd(50)).send()
-            run_nested_check()
+            order.append("sent 50 from inside handler 2")
         order.append(f"exit {v}")
-
-    def run_nested_check() -> None:
-        order.append("sent 50 from inside handler 2")
 
     r = uintr_loop.Receiver(handler, loop=loop)
     uintr_loop.Sender(r.vector_fd(2)).send()
