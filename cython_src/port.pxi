@@ -29,6 +29,9 @@ cdef class Port:
     cdef uint64_t recognised
     cdef uint64_t spurious
     cdef pid_t owner_pid
+    cdef uintr_poll_stats_t poll_stats
+    cdef uint64_t busy_poll_ns
+    cdef public object wakeup_handler  # called on vector 0 (a base with a mailbox)
 
     def __cinit__(self, str mode="software"):
         self.memfd = -1
@@ -72,6 +75,33 @@ cdef class Port:
         """Clear SN before blocking; True if posts are pending (do not block)."""
         return uintr_upid_restore(&self.table.block[0])
 
+    @property
+    def busy_poll(self):
+        """Microseconds to spin on PIR before blocking (0: off)."""
+        return self.busy_poll_ns / 1000.0
+
+    @busy_poll.setter
+    def busy_poll(self, microseconds):
+        self.busy_poll_ns = check_busy_poll(microseconds)
+
+    cpdef bint prepare_to_block(self, double timeout):
+        """Before a select that may block ``timeout`` seconds (< 0: forever):
+        busy-poll if enabled, then restore. True: posts are pending, poll
+        instead of blocking."""
+        cdef uint64_t budget = self.busy_poll_ns
+        cdef int hit
+        if budget:
+            if 0 <= timeout * 1e9 < budget:
+                budget = <uint64_t>(timeout * 1e9)
+            with nogil:
+                hit = uintr_busy_poll(&self.table.block[0], budget, &self.poll_stats)
+            if hit:
+                return True
+        return uintr_upid_restore(&self.table.block[0])
+
+    cdef uintr_poll_stats_t *poll_stats_ptr(self):
+        return &self.poll_stats
+
     cpdef recognise(self):
         """Set SN again after blocking; take and dispatch pending vectors."""
         cdef uintr_block_t *b = &self.table.block[0]
@@ -95,6 +125,8 @@ cdef class Port:
                 receiver = self.receivers.get(i)
                 if receiver is not None:
                     receiver.recognise()
+            elif self.wakeup_handler is not None:
+                self.wakeup_handler()
 
     def wakeup(self):
         """Post the wakeup vector (the loop's _write_to_self).
@@ -108,7 +140,7 @@ cdef class Port:
 
     def statistics(self):
         return block_statistics(&self.table.block[0], self.mode,
-                                self.recognised, self.spurious)
+                                self.recognised, self.spurious, &self.poll_stats)
 
     cdef bint owned(self):
         # The table is a MAP_SHARED mapping that a fork shares: a child closing
@@ -151,7 +183,7 @@ cdef class Port:
 
 
 cdef object block_statistics(uintr_block_t *b, str mode, uint64_t delivered,
-                             uint64_t spurious):
+                             uint64_t spurious, uintr_poll_stats_t *polls=NULL):
     cdef uint64_t c[4]
     uintr_block_counters(b, c)
     return ReceiverStatistics(
@@ -163,4 +195,21 @@ cdef object block_statistics(uintr_block_t *b, str mode, uint64_t delivered,
         refused=c[3],
         delivered=delivered,
         spurious=spurious,
+        busy_polls=polls.polls if polls != NULL else 0,
+        busy_poll_hits=polls.hits if polls != NULL else 0,
     )
+
+
+cdef uint64_t check_busy_poll(microseconds) except? 0:
+    if isinstance(microseconds, bool) or not isinstance(microseconds, (int, float)):
+        raise TypeError("busy_poll must be a number of microseconds, got %r"
+                        % (microseconds,))
+    if not 0 <= microseconds <= 1_000_000:
+        raise ValueError("busy_poll must be between 0 and 1000000 microseconds, "
+                         "got %r" % (microseconds,))
+    return <uint64_t>(microseconds * 1000)
+
+
+def validate_busy_poll(microseconds):
+    """Check a busy_poll value (TypeError/ValueError as the loops raise)."""
+    check_busy_poll(microseconds)

@@ -1,12 +1,13 @@
-"""Every asyncio test runs twice: on stock asyncio and on uintr_loop.
+"""Every asyncio test runs on stock asyncio and on uintr_loop's two bases.
 
 pytest-asyncio's ``pytest_asyncio_loop_factories`` hook parametrises each
 ``@pytest.mark.asyncio`` test over these factories; a behaviour that differs
-from stock asyncio fails on the ``uintr`` parameter.
+from stock asyncio fails on a ``uintr-*`` parameter.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 
@@ -15,7 +16,8 @@ from _support import fresh_loop
 
 LOOP_FACTORIES = {
     "asyncio": asyncio.new_event_loop,
-    "uintr": uintr_loop.new_event_loop,
+    "uintr-asyncio": functools.partial(uintr_loop.new_event_loop, base="asyncio"),
+    "uintr-uvloop": functools.partial(uintr_loop.new_event_loop, base="uvloop"),
 }
 
 
@@ -29,8 +31,8 @@ def loop_factory(request: pytest.FixtureRequest):
     return LOOP_FACTORIES[request.param]
 
 
-@pytest.fixture
-def uintr_only_loop():
-    """A fresh UintrEventLoop for tests of uintr_loop-only features."""
-    with fresh_loop(uintr_loop.new_event_loop) as loop:
+@pytest.fixture(params=["asyncio", "uvloop"])
+def uintr_only_loop(request: pytest.FixtureRequest):
+    """A fresh uintr_loop event loop, on each base, for uintr_loop-only features."""
+    with fresh_loop(functools.partial(uintr_loop.new_event_loop, base=request.param)) as loop:
         yield loop

@@ -15,8 +15,19 @@ from ._core import (  # noqa: E402
     VectorFd,
 )
 from ._capabilities import Capabilities, capabilities  # noqa: E402
-from ._loop import UintrEventLoop, new_event_loop  # noqa: E402
+from ._loop import UintrEventLoop  # noqa: E402
+from ._bases import new_event_loop  # noqa: E402
 from ._policy import UintrPolicy, run  # noqa: E402
+
+
+def __getattr__(name: str) -> object:
+    # The uvloop base is imported only when asked for (uvloop is optional).
+    if name == "UintrUVLoop":
+        from ._uvloop import UintrUVLoop
+
+        return UintrUVLoop
+    raise AttributeError(f"module 'uintr_loop' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -30,6 +41,7 @@ __all__ = [
     "SenderClosedError",
     "UintrEventLoop",
     "UintrPolicy",
+    "UintrUVLoop",
     "VectorFd",
     "capabilities",
     "new_event_loop",

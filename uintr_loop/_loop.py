@@ -47,10 +47,13 @@ class _UintrSelector(selectors.EpollSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         port = self._uintr_port
-        # Only a select that may block clears SN: a poll (timeout 0, callbacks
-        # ready) keeps it set, posts meanwhile stay in PIR without a syscall,
-        # and recognise() below takes them all the same.
-        if (timeout is None or timeout > 0) and port.restore():
+        # Only a select that may block clears SN (after a busy-poll, if on): a
+        # poll (timeout 0, callbacks ready) keeps it set, posts meanwhile stay
+        # in PIR without a syscall, and recognise() below takes them all the
+        # same.
+        if (timeout is None or timeout > 0) and port.prepare_to_block(
+            -1.0 if timeout is None else timeout
+        ):
             timeout = 0
         try:
             return super().select(timeout)
@@ -65,19 +68,24 @@ class UintrEventLoop(asyncio.SelectorEventLoop):
     _uintr_mode: str
     _uintr_final_statistics: ReceiverStatistics | None
 
-    def __new__(cls, selector: selectors.BaseSelector | None = None) -> UintrEventLoop:
+    def __new__(
+        cls, selector: selectors.BaseSelector | None = None, *, busy_poll: float = 0
+    ) -> UintrEventLoop:
         # Argument and mode checks and the port come first, so a refusal
         # leaves no half-built loop behind for asyncio's __del__ to trip over.
         if selector is not None:
             raise TypeError("UintrEventLoop makes its own selector; do not pass one")
         port = Port(delivery_mode())
+        port.busy_poll = busy_poll
         self = super().__new__(cls)
         self._uintr_port = port
         self._uintr_mode = port.mode
         self._uintr_final_statistics = None
         return self
 
-    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+    def __init__(
+        self, selector: selectors.BaseSelector | None = None, *, busy_poll: float = 0
+    ) -> None:
         assert self._uintr_port is not None
         super().__init__(_UintrSelector(self._uintr_port))
 
@@ -96,6 +104,23 @@ class UintrEventLoop(asyncio.SelectorEventLoop):
             port.close()
             self._uintr_final_statistics = port.statistics()
             self._uintr_port = None
+
+    @property
+    def busy_poll(self) -> float:
+        """Microseconds the loop spins on its PIR before it blocks (0: off)."""
+        port = self._uintr_port
+        return 0.0 if port is None else float(port.busy_poll)
+
+    @busy_poll.setter
+    def busy_poll(self, microseconds: float) -> None:
+        if self._uintr_port is None:
+            raise RuntimeError("Event loop is closed")
+        self._uintr_port.busy_poll = microseconds
+
+    @property
+    def base(self) -> str:
+        """The loop this one is built on: ``"asyncio"``."""
+        return "asyncio"
 
     @property
     def delivery_mode(self) -> str:
@@ -117,10 +142,3 @@ class UintrEventLoop(asyncio.SelectorEventLoop):
             f"<{type(self).__name__} running={self.is_running()} "
             f"closed={self.is_closed()} debug={self.get_debug()} mode={self.delivery_mode}>"
         )
-
-
-def new_event_loop() -> UintrEventLoop:
-    """A new UintrEventLoop (the loop factory for asyncio.Runner, anyio, pytest-asyncio)."""
-    return UintrEventLoop()
-
-

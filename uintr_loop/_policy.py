@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ._loop import UintrEventLoop, new_event_loop
+from ._bases import check_base, new_event_loop
+from ._core import validate_busy_poll
+from ._loop import UintrEventLoop
 
 _T = TypeVar("_T")
 
@@ -18,17 +21,18 @@ _DefaultPolicy: type = asyncio.unix_events._UnixDefaultEventLoopPolicy
 
 
 class UintrPolicy(_DefaultPolicy):  # type: ignore[misc]
-    """asyncio's default policy, making UintrEventLoops.
+    """asyncio's default policy, making uintr_loop event loops.
 
-    ``asyncio.set_event_loop_policy(UintrPolicy())``. Everything else the
-    default policy offers on this Python (child watchers on 3.10/3.11) is
+    ``asyncio.set_event_loop_policy(UintrPolicy())``; ``base`` and
+    ``busy_poll`` are those of ``uintr_loop.new_event_loop``. Everything else
+    the default policy offers on this Python (child watchers on 3.10/3.11) is
     inherited unchanged. Python 3.14 deprecates policies: constructing one
     warns like asyncio's own; prefer ``uintr_loop.run()`` or a loop factory.
     """
 
     _loop_factory = UintrEventLoop
 
-    def __init__(self) -> None:
+    def __init__(self, *, base: str | None = None, busy_poll: float = 0) -> None:
         if sys.version_info >= (3, 14):
             warnings.warn(
                 "uintr_loop.UintrPolicy is deprecated as asyncio's event loop policies "
@@ -37,21 +41,45 @@ class UintrPolicy(_DefaultPolicy):  # type: ignore[misc]
                 DeprecationWarning,
                 stacklevel=2,
             )
+        self._uintr_base = check_base(base)
+        validate_busy_poll(busy_poll)
+        self._uintr_busy_poll = busy_poll
         super().__init__()
+
+    @property
+    def base(self) -> str:
+        """The base of the loops this policy makes."""
+        return self._uintr_base
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return new_event_loop(base=self._uintr_base, busy_poll=self._uintr_busy_poll)
 
 
 def run(
     main: Coroutine[Any, Any, _T],
     *,
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = new_event_loop,
+    base: str | None = None,
+    busy_poll: float = 0,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     **run_kwargs: Any,
 ) -> _T:
-    """Run a coroutine on a new UintrEventLoop, like ``asyncio.run``.
+    """Run a coroutine on a new uintr_loop event loop, like ``asyncio.run``.
 
-    Extra keyword arguments go to ``asyncio.run`` (3.12+) or the Runner.
+    ``base`` and ``busy_poll`` are those of ``uintr_loop.new_event_loop``;
+    ``loop_factory`` replaces them. Extra keyword arguments go to
+    ``asyncio.run`` (3.12+) or the Runner.
     """
-    factory = loop_factory or new_event_loop
+    if loop_factory is None:
+        check_base(base)
+        validate_busy_poll(busy_poll)
+        factory: Callable[[], asyncio.AbstractEventLoop] = functools.partial(
+            new_event_loop, base=base, busy_poll=busy_poll
+        )
+    elif base is not None or busy_poll:
+        raise TypeError("pass either loop_factory or base/busy_poll, not both")
+    else:
+        factory = loop_factory
     if sys.version_info >= (3, 12):
         return asyncio.run(main, debug=debug, loop_factory=factory, **run_kwargs)
     # asyncio.run's checks, in its order, before any loop exists

@@ -13,7 +13,9 @@ class ReceiverStatistics:
     notifications suppressed (SN). ``refused`` counts posts after close.
     ``delivered`` counts vectors handed over (handler calls for a Receiver,
     recognised vectors for a loop); ``spurious`` counts notifications that
-    found nothing pending.
+    found nothing pending. For a loop with ``busy_poll`` on, ``busy_polls``
+    counts the spins it made before blocking and ``busy_poll_hits`` those
+    that saw a post arrive and so did not block.
     """
 
     mode: str
@@ -24,3 +26,5 @@ class ReceiverStatistics:
     refused: int
     delivered: int
     spurious: int
+    busy_polls: int = 0
+    busy_poll_hits: int = 0

@@ -1,0 +1,152 @@
+# call_soon_threadsafe for a base whose ready queue is private (uvloop).
+#
+# A sender appends a handle to the mailbox and posts the wakeup vector; the
+# loop, recognising vector 0, schedules one drain, which runs every handle in
+# posting order. Both sides hold the GIL, so the list itself needs no lock,
+# and the post can be skipped when the mailbox was not empty. The first
+# handle of a list is appended by a poster that then posts, under the GIL
+# throughout, so whoever sees the list non-empty also sees that post done. A
+# drain swaps out the whole current list, and only a drain does; the post is
+# recognised either by a drain already scheduled (which will swap this list)
+# or schedules one. So every list is taken by some drain, with every handle
+# appended to it before the swap, and a handle appended after the swap goes
+# to a fresh, empty list and posts again.
+#
+# Nothing between the emptiness test and the post can release the GIL (no
+# Python code runs there; the handle is built before), which is what makes
+# that argument hold with several sender threads.
+
+from cpython.contextvars cimport PyContext_CopyCurrent
+
+
+cdef extern from "Python.h":
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+
+
+cdef class ThreadsafeHandle:
+    """What ``call_soon_threadsafe`` returns on the uvloop base: asyncio's
+    Handle API (``cancel()``, ``cancelled()``, ``get_context()``)."""
+    cdef object _callback
+    cdef tuple _args
+    cdef object _context
+    cdef bint _cancelled
+
+    def cancel(self):
+        if not self._cancelled:
+            self._cancelled = True
+            self._callback = None
+            self._args = None
+
+    def cancelled(self):
+        return self._cancelled
+
+    def get_context(self):
+        return self._context
+
+    def __repr__(self):
+        if self._cancelled:
+            return "<ThreadsafeHandle cancelled>"
+        return "<ThreadsafeHandle %r%r>" % (self._callback, self._args)
+
+
+cdef class Mailbox:
+    cdef list items
+    cdef Port port
+    cdef readonly object loop
+    cdef public bint debug
+    cdef bint drain_scheduled
+    cdef readonly bint closed
+
+    def __cinit__(self, loop, Port port):
+        self.items = []
+        self.loop = loop
+        self.port = port
+        port.wakeup_handler = self.on_wakeup
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        """Like ``call_soon()``, but thread-safe."""
+        return self.post(callback, args, context)
+
+    cdef ThreadsafeHandle post(self, callback, tuple args, context):
+        cdef ThreadsafeHandle handle
+        cdef int rc
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        if self.debug:
+            check_callback(callback, "call_soon_threadsafe")
+        handle = ThreadsafeHandle.__new__(ThreadsafeHandle)
+        handle._callback = callback
+        handle._args = args
+        handle._context = PyContext_CopyCurrent() if context is None else context
+        if self.items:
+            self.items.append(handle)       # a post is already on its way
+            return handle
+        self.items.append(handle)
+        rc = post_with_gil(&self.port.wakeup_sender)
+        if rc < 0 and rc != -ESHUTDOWN:
+            raise OSError(-rc, "uintr_loop: notification failed")
+        return handle
+
+    def on_wakeup(self):
+        # Port.recognise saw vector 0 (loop thread, GIL held).
+        if self.items and not self.drain_scheduled and not self.closed:
+            self.drain_scheduled = True
+            self.loop.call_soon(self.drain)
+
+    def drain(self):
+        """Loop callback: run what was posted, in order."""
+        cdef list items = self.items
+        cdef ThreadsafeHandle handle
+        cdef Py_ssize_t i, n = len(items)
+        self.drain_scheduled = False
+        if n == 0:
+            return
+        self.items = []
+        for i in range(n):
+            handle = <ThreadsafeHandle>items[i]
+            if handle._cancelled:
+                continue
+            try:
+                PyContext_Enter(handle._context)
+                try:
+                    handle._callback(*handle._args)
+                finally:
+                    PyContext_Exit(handle._context)
+            except (SystemExit, KeyboardInterrupt):
+                # Propagate as asyncio does, and lose none of the rest.
+                self.items[0:0] = items[i + 1:]
+                if self.items:
+                    self.drain_scheduled = True
+                    self.loop.call_soon(self.drain)
+                raise
+            except BaseException as exc:
+                self.loop.call_exception_handler({
+                    "message": "Exception in callback %r" % (handle._callback,),
+                    "exception": exc,
+                    "handle": handle,
+                })
+
+    def close(self):
+        """The loop closed: callbacks not yet run are dropped, as asyncio's
+        close drops its ready queue; later calls raise RuntimeError."""
+        self.closed = True
+        for handle in self.items:
+            (<ThreadsafeHandle>handle).cancel()
+        self.items = []
+
+
+cdef int check_callback(callback, str method) except -1:
+    # asyncio's debug-mode check
+    if asyncio.iscoroutine(callback) or inspect.iscoroutinefunction(callback):
+        raise TypeError("coroutines cannot be used with %s()" % method)
+    if not callable(callback):
+        raise TypeError("a callable object was expected by %s(), got %r"
+                        % (method, callback))
+    return 0
+
+
+def mailbox_call_soon_threadsafe(self, callback, *args, context=None):
+    """Like ``call_soon()``, but thread-safe: the handle goes to the loop's
+    mailbox and the loop is woken by a post of its wakeup vector."""
+    return (<Mailbox?>self._uintr_mailbox).post(callback, args, context)

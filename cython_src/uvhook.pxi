@@ -1,0 +1,213 @@
+# The uvloop base: the loop's UPID bracketed by libuv's own loop phases.
+#
+# libuv runs, per iteration: timers, pending, idle, PREPARE, (timeout is
+# computed) POLL, CHECK. uvloop releases the GIL for the whole uv_run, so our
+# prepare and check callbacks run without it, as plain C:
+#
+#     prepare  if this iteration may block (uv_backend_timeout != 0): busy-poll
+#              if enabled, then restore (clear SN, load PIR); a pending post
+#              starts our idle handle, which makes the coming poll a zero-timeout
+#              one instead of a sleep. If it will not block, SN stays set (and
+#              our idle handle makes sure of it, see on_prepare).
+#     poll     the eventfd woke epoll: consume it (libuv polls level-triggered).
+#     check    suppress (set SN); only if something is pending, take the GIL
+#              and recognise (vector 0 drains the call_soon_threadsafe
+#              mailbox, vector i schedules Receiver i's delivery).
+#
+# So SN is clear exactly while the loop may sleep, as in the asyncio base, and
+# a busy loop pays no syscall and no GIL round trip for the check. This is the
+# tightest uvloop allows: its own wakeup (uv_async_t) and ready queue are
+# private, with no C API; prepare/check are libuv's public hooks around the one
+# place a libuv loop blocks.
+#
+# Lifetime: the handles and their shared state live in one malloc'd block,
+# owned by libuv once started. close() (loop not running) uv_close()s them
+# before uvloop's own close walks the loop's handles (uvloop would otherwise
+# take our handles for its own); the last close callback frees the block.
+
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from libc.stdlib cimport calloc, free
+from posix.unistd cimport read as posix_read
+
+from busypoll cimport uintr_busy_poll, uintr_poll_stats_t
+from uvapi cimport *
+
+
+cdef struct uvhook_c:
+    uintr_uv_api_t api
+    void *uvloop
+    uintr_block_t *block
+    uintr_poll_stats_t *poll_stats
+    uint64_t *busy_poll_ns
+    int efd
+    int idle_active
+    int open_handles
+    PyObject *port          # strong reference, dropped by UVHook.close()
+    void *prepare
+    void *check
+    void *idle
+    void *poll
+
+
+cdef inline uvhook_c *hook_of(void *handle) noexcept nogil:
+    return <uvhook_c *>(<void **>handle)[0]      # uv_handle_t.data
+
+
+cdef void on_idle(void *handle) noexcept nogil:
+    pass          # being active is its job: it makes the poll not block
+
+
+cdef void on_prepare(void *handle) noexcept nogil:
+    cdef uvhook_c *h = hook_of(handle)
+    cdef int timeout = h.api.backend_timeout(h.uvloop)
+    cdef uint64_t budget = h.busy_poll_ns[0]
+    if timeout == 0:
+        # Usually a poll, not a sleep, and SN stays set. But the public
+        # uv_backend_timeout() also says 0 while fd changes wait to reach
+        # epoll, and the loop may then still sleep: our idle handle makes
+        # sure it does not (one extra iteration, after which it is exact).
+        start_idle(h)
+        return
+    if budget:
+        if timeout > 0 and <uint64_t>timeout * 1000000 < budget:
+            budget = <uint64_t>timeout * 1000000
+        if uintr_busy_poll(h.block, budget, h.poll_stats):
+            start_idle(h)
+            return
+    if uintr_upid_restore(h.block):
+        start_idle(h)
+
+
+cdef inline void start_idle(uvhook_c *h) noexcept nogil:
+    if not h.idle_active:
+        h.idle_active = 1
+        h.api.idle_start(h.idle, on_idle)
+
+
+cdef void on_poll(void *handle, int status, int events) noexcept nogil:
+    cdef uint64_t counter
+    posix_read(hook_of(handle).efd, &counter, sizeof(counter))
+
+
+cdef void on_check(void *handle) noexcept nogil:
+    cdef uvhook_c *h = hook_of(handle)
+    uintr_upid_suppress(h.block)
+    if h.idle_active:
+        h.idle_active = 0
+        h.api.idle_stop(h.idle)
+    if uintr_upid_pending(h.block):
+        with gil:
+            recognise_from_check(<object>h.port)
+
+
+cdef void recognise_from_check(object port) noexcept:
+    # Port.recognise only schedules loop callbacks; an error here would be a
+    # bug, reported as unraisable (a noexcept function) rather than lost.
+    (<Port>port).recognise()
+
+
+cdef void on_closed(void *handle) noexcept nogil:
+    cdef uvhook_c *h = hook_of(handle)
+    h.open_handles -= 1
+    if h.open_handles == 0:
+        free(h)          # the handles are inside the same block
+
+
+cdef class UVHook:
+    """Installs the loop's UPID into a uvloop Loop (see uvhook.pxi)."""
+    cdef uvhook_c *h
+    cdef readonly bint closed
+
+    def __cinit__(self, loop, Port port, str uvloop_module_path):
+        cdef char err[256]
+        cdef uintr_uv_api_t api
+        cdef size_t sizes[4]
+        cdef size_t offset
+        cdef char *block
+        cdef void *uvl
+        cdef int i
+        err[0] = 0
+        if uintr_uv_api_load(&api, uvloop_module_path.encode(), err, sizeof(err)) < 0:
+            raise RuntimeError("uintr_loop: cannot hook into uvloop: %s; use "
+                               "base='asyncio'" % err.decode())
+        uvl = uintr_uv_find_loop(&api, <void *>loop, sizeof(PyObject))
+        if uvl == NULL:
+            raise RuntimeError("uintr_loop: this uvloop's Loop layout is not "
+                               "recognised (no uv_loop_t pointing back at it); "
+                               "use base='asyncio'")
+        sizes[0] = api.handle_size(UINTR_UV_PREPARE)
+        sizes[1] = api.handle_size(UINTR_UV_CHECK)
+        sizes[2] = api.handle_size(UINTR_UV_IDLE)
+        sizes[3] = api.handle_size(UINTR_UV_POLL)
+        offset = (sizeof(uvhook_c) + 63) & ~(<size_t>63)
+        block = <char *>calloc(1, offset + 4 * 512)
+        if block == NULL:
+            raise MemoryError()
+        for i in range(4):
+            if sizes[i] == 0 or sizes[i] > 512:
+                free(block)
+                raise RuntimeError("uintr_loop: unexpected libuv handle size %d"
+                                   % sizes[i])
+        self.h = <uvhook_c *>block
+        self.h.api = api
+        self.h.uvloop = uvl
+        self.h.block = &port.table.block[0]
+        self.h.poll_stats = port.poll_stats_ptr()
+        self.h.busy_poll_ns = &port.busy_poll_ns
+        self.h.efd = port.channel.fd
+        self.h.prepare = block + offset
+        self.h.check = block + offset + 512
+        self.h.idle = block + offset + 1024
+        self.h.poll = block + offset + 1536
+        for handle in (<size_t>self.h.prepare, <size_t>self.h.check,
+                       <size_t>self.h.idle, <size_t>self.h.poll):
+            (<void **><size_t>handle)[0] = <void *>self.h
+        Py_INCREF(port)
+        self.h.port = <PyObject *>port
+        self.init_handles()
+
+    cdef int init_handles(self) except -1:
+        cdef uvhook_c *h = self.h
+        cdef int rc
+        rc = h.api.prepare_init(h.uvloop, h.prepare)
+        if rc == 0:
+            h.open_handles += 1
+            rc = h.api.check_init(h.uvloop, h.check)
+        if rc == 0:
+            h.open_handles += 1
+            rc = h.api.idle_init(h.uvloop, h.idle)
+        if rc == 0:
+            h.open_handles += 1
+            rc = h.api.poll_init(h.uvloop, h.poll, h.efd)
+        if rc == 0:
+            h.open_handles += 1
+            rc = h.api.prepare_start(h.prepare, on_prepare)
+        if rc == 0:
+            rc = h.api.check_start(h.check, on_check)
+        if rc == 0:
+            rc = h.api.poll_start(h.poll, UINTR_UV_READABLE, on_poll)
+        for handle in (<size_t>h.prepare, <size_t>h.check, <size_t>h.idle,
+                       <size_t>h.poll):
+            h.api.unref(<void *><size_t>handle)   # never keep the loop alive
+        if rc != 0:
+            self.close()
+            raise OSError(-rc, "uintr_loop: libuv refused the loop's handles")
+        return 0
+
+    def close(self):
+        """Close the handles (the loop must not be running); uvloop's close,
+        which runs the loop once more, then frees them."""
+        cdef uvhook_c *h = self.h
+        if self.closed:
+            return
+        self.closed = True
+        Py_XDECREF(h.port)
+        h.port = NULL
+        if h.open_handles == 0:
+            free(h)
+            return
+        for handle in (<size_t>h.prepare, <size_t>h.check, <size_t>h.idle,
+                       <size_t>h.poll)[:h.open_handles]:
+            h.api.close(<void *><size_t>handle, on_closed)
+        self.h = NULL

@@ -1,0 +1,46 @@
+"""Which loop a uintr_loop is built on: uvloop (the default where installed)
+or asyncio's selector loop. Both wake through the loop's UPID."""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+
+from ._loop import UintrEventLoop
+
+BASES = ("uvloop", "asyncio")
+
+
+def uvloop_available() -> bool:
+    """True if uvloop can be imported here."""
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def default_base() -> str:
+    """``"uvloop"`` where it is installed, else ``"asyncio"``."""
+    return "uvloop" if uvloop_available() else "asyncio"
+
+
+def check_base(base: str | None) -> str:
+    """The base to use for ``base`` (None: the default); refuses unknown ones."""
+    if base is None:
+        return default_base()
+    if base not in BASES:
+        raise ValueError(f"base must be one of {', '.join(map(repr, BASES))} or None, got {base!r}")
+    if base == "uvloop" and not uvloop_available():
+        raise RuntimeError("base='uvloop' needs uvloop installed (pip install uvloop)")
+    return base
+
+
+def new_event_loop(*, base: str | None = None, busy_poll: float = 0) -> asyncio.AbstractEventLoop:
+    """A new uintr_loop event loop (also the loop factory for asyncio.Runner,
+    anyio and pytest-asyncio).
+
+    ``base``: ``"uvloop"`` (default where installed) or ``"asyncio"``.
+    ``busy_poll``: microseconds to spin on the loop's PIR before blocking
+    (0, the default, is off); see ``statistics().busy_poll_hits``.
+    """
+    if check_base(base) == "uvloop":
+        from ._uvloop import UintrUVLoop
+
+        return UintrUVLoop(busy_poll=busy_poll)
+    return UintrEventLoop(busy_poll=busy_poll)

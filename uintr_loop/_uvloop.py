@@ -1,0 +1,120 @@
+"""UintrUVLoop: uvloop's loop, woken through the loop's UPID.
+
+uvloop keeps its ready queue and its wakeup (a libuv async handle) private,
+so ``call_soon_threadsafe`` goes to a mailbox of the core's instead and posts
+the wakeup vector; libuv's prepare and check phases, hooked in C, clear SN
+just before the loop may sleep and set it again right after (see the core's
+uvhook.pxi for the why). Everything else is uvloop's.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import uvloop
+import uvloop.loop
+
+from ._backend import delivery_mode
+from ._core import Mailbox, Port, UVHook, mailbox_call_soon_threadsafe
+from ._types import ReceiverStatistics
+
+
+class UintrUVLoop(uvloop.Loop):  # type: ignore[misc]
+    """A uvloop event loop woken by (software-delivered) user interrupts."""
+
+    def __init__(self, *, busy_poll: float = 0) -> None:
+        port = Port(delivery_mode())
+        port.busy_poll = busy_poll          # checked before a uv loop exists
+        super().__init__()
+        self._uintr_port: Port | None = port
+        self._uintr_mode: str = port.mode
+        self._uintr_final_statistics: ReceiverStatistics | None = None
+        self._uintr_thread_id: int | None = None
+        self._uintr_mailbox = Mailbox(self, port)
+        self._uintr_mailbox.debug = self.get_debug()
+        try:
+            self._uintr_hook = UVHook(self, port, uvloop.loop.__file__)
+        except BaseException:
+            uvloop.Loop.close(self)
+            port.close()
+            raise
+
+    call_soon_threadsafe = mailbox_call_soon_threadsafe
+
+    @property
+    def _thread_id(self) -> int | None:
+        # asyncio's name for it: Receiver checks wrong-thread calls with it
+        return self._uintr_thread_id
+
+    def run_forever(self) -> None:
+        if self.is_running():
+            super().run_forever()           # raises as uvloop does
+            return
+        self._uintr_thread_id = threading.get_ident()
+        try:
+            super().run_forever()
+        finally:
+            self._uintr_thread_id = None
+
+    def set_debug(self, enabled: bool) -> None:
+        super().set_debug(enabled)
+        mailbox = getattr(self, "_uintr_mailbox", None)   # None inside __init__
+        if mailbox is not None:
+            mailbox.debug = bool(enabled)
+
+    def close(self) -> None:
+        """Close the loop; its receivers are shut down (senders then raise
+        ReceiverClosedError). Callbacks posted and not yet run are dropped,
+        as asyncio drops its ready queue."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        port = self._uintr_port
+        if port is None:
+            return
+        # Our libuv handles go first: uvloop's close walks the loop's handles
+        # and would take ours for its own.
+        self._uintr_hook.close()
+        self._uintr_mailbox.close()
+        super().close()
+        port.close()
+        self._uintr_final_statistics = port.statistics()
+        self._uintr_port = None
+
+    @property
+    def busy_poll(self) -> float:
+        """Microseconds the loop spins on its PIR before it blocks (0: off)."""
+        port = self._uintr_port
+        return 0.0 if port is None else float(port.busy_poll)
+
+    @busy_poll.setter
+    def busy_poll(self, microseconds: float) -> None:
+        if self._uintr_port is None:
+            raise RuntimeError("Event loop is closed")
+        self._uintr_port.busy_poll = microseconds
+
+    @property
+    def delivery_mode(self) -> str:
+        """``"software"`` or ``"hardware"``: how this loop's interrupts travel."""
+        return self._uintr_mode
+
+    @property
+    def base(self) -> str:
+        """The loop this one is built on: ``"uvloop"``."""
+        return "uvloop"
+
+    def statistics(self) -> ReceiverStatistics:
+        """The loop's own receiver (see UintrEventLoop.statistics)."""
+        port = self._uintr_port
+        if port is None:
+            assert self._uintr_final_statistics is not None
+            return self._uintr_final_statistics
+        return port.statistics()  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} running={self.is_running()} "
+            f"closed={self.is_closed()} debug={self.get_debug()} mode={self.delivery_mode}>"
+        )
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
