@@ -6,6 +6,7 @@ One extension, one concern per included file:
   sender.pxi    the send path, Sender and the nogil cimport API
   port.pxi      a loop's UPID table and notification channel (the loop side)
   receiver.pxi  Receiver and VectorFd (recognition, delivery, masking)
+  port_hardware.pxi  the Port's side of the hardware backend (mode="hardware")
   probe.pxi     CPUID and kernel ABI probes
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
@@ -30,4 +31,5 @@ include "errors.pxi"
 include "sender.pxi"
 include "port.pxi"
 include "receiver.pxi"
+include "port_hardware.pxi"
 include "probe.pxi"

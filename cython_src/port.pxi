@@ -29,13 +29,15 @@ cdef class Port:
     cdef uint64_t recognised
     cdef uint64_t spurious
     cdef pid_t owner_pid
+    cdef readonly object hw            # hardware mode: the HardwareReceiver
+    cdef readonly object max_sleep     # hardware mode: longest select (port_hardware.pxi)
 
-    def __cinit__(self, str mode="software"):
+    def __cinit__(self, str mode="software", hardware=None):
         self.memfd = -1
         self.channel.kind = UINTR_CHANNEL_NONE
         self.channel.fd = -1
         self.table = NULL
-        if mode != "software":
+        if mode != "software" and (mode != "hardware" or hardware is None):
             raise HardwareUnavailableError(
                 "delivery mode %r is not available in this build; see "
                 "uintr_loop.capabilities()" % (mode,))
@@ -55,6 +57,8 @@ cdef class Port:
         self.owner_pid = getpid()
         self.slots_used = 1
         self.receivers = {}
+        if mode == "hardware":
+            port_open_hardware(self, hardware)
 
     def __dealloc__(self):
         # Reached only when no Sender, Receiver or loop refers to this port any
@@ -70,7 +74,10 @@ cdef class Port:
 
     cpdef bint restore(self):
         """Clear SN before blocking; True if posts are pending (do not block)."""
-        return uintr_upid_restore(&self.table.block[0])
+        cdef bint pending = uintr_upid_restore(&self.table.block[0])
+        if self.hw is not None:
+            pending = port_restore_hardware(self) or pending
+        return pending
 
     cpdef recognise(self):
         """Set SN again after blocking; take and dispatch pending vectors."""
@@ -80,6 +87,8 @@ cdef class Port:
         cdef unsigned i
         cdef Receiver receiver
         uintr_upid_suppress(b)
+        if self.hw is not None:
+            port_recognise_hardware(self)
         if not uintr_upid_pending(b):
             return
         bits = uintr_upid_recognise(b, &had_on)
@@ -126,6 +135,8 @@ cdef class Port:
             uintr_upid_shutdown(&self.table.block[0])
         for receiver in list(self.receivers.values()):
             receiver.close()
+        if self.hw is not None:
+            self.hw.close()
 
     cdef unsigned attach(self, Receiver receiver) except 0:
         cdef unsigned slot

@@ -21,6 +21,10 @@ typedef struct {
     uint32_t index;  /* block in the table; 0 is the loop's own UPID */
     uint32_t vector;
     _Atomic int closed;
+    /* hardware mode: SENDUIPI through the hardware backend (uintr_hw.h);
+     * NULL in software mode */
+    int (*hw_send)(void *ctx);
+    void *hw_ctx;
 } uintr_sender_c;
 
 /* The memory half: post to the receiver's UPID and, when that asks for a
@@ -32,6 +36,12 @@ static inline int uintr_sender_post(uintr_sender_c *s)
     int r;
     if (atomic_load_explicit(&s->closed, memory_order_relaxed))
         return -EBADF;
+    if (s->hw_send != NULL) {   /* the interrupt travels in hardware: no notify */
+        if (uintr_upid_is_shut(&s->table->block[s->index]) ||
+            uintr_upid_is_shut(&s->table->block[0]))
+            return -ESHUTDOWN;
+        return s->hw_send(s->hw_ctx);
+    }
     r = uintr_upid_post(&s->table->block[s->index], s->vector);
     if (r != UINTR_POST_NOTIFY || s->index == 0)
         return r;
