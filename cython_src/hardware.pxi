@@ -145,7 +145,10 @@ cdef class HardwareReceiver:
         """The loop may sleep next: publish it; True if interrupts are pending."""
         if not self.rx.bound:
             self.bind()
-        return uintr_hw_before_block(self.rx) != 0
+        cdef int rc = uintr_hw_before_block(self.rx)
+        if rc < 0:
+            self.check(rc, UINTR_OP_REGISTER_HANDLER)
+        return rc != 0
 
     cpdef list take(self):
         """The loop is running again: (slot, vector) of every recorded interrupt."""

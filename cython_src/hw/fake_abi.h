@@ -153,10 +153,10 @@ static long fake_kernel(int op, long a0, long a1)
         if (fake_abi->wait_takes_usec ? a1 != 0 : a0 != 0)
             return -EINVAL;
         if (fake_uirr) {
-            fake_deliver();
+            fake_deliver();      /* on the way back to user space, if UIF is set */
             return -EINTR;       /* woken by a user interrupt */
         }
-        return fake_abi->wait_takes_usec ? 0 : -EINTR;
+        return 0;                /* branch: timed out; the real RFC call would sleep on */
     }
     return -ENOSYS;
 }

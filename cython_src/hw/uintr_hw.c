@@ -54,6 +54,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -202,6 +203,7 @@ int uintr_hw_bind(uintr_hw_receiver_t *rx)
     UINTR_SET_CURRENT(rx);
     rx->bound = 1;
     rx->tid = uintr_gettid();
+    rx->owner = (unsigned long)pthread_self();
     UINTR_STUI();          /* UIF starts at 0: enable delivery */
     return 0;
 }
@@ -226,6 +228,8 @@ int uintr_hw_vector_fd(uintr_hw_receiver_t *rx, unsigned vector)
 
 int uintr_hw_before_block(uintr_hw_receiver_t *rx)
 {
+    if ((unsigned long)pthread_self() != rx->owner)
+        return -EXDEV;   /* this thread's handler would never record anything */
     atomic_store(&rx->blocked, 1);
     if (atomic_load(&rx->pending) != 0) {
         atomic_store(&rx->blocked, 0);

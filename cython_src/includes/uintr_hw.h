@@ -60,6 +60,7 @@ typedef struct {
     int wake_fd;
     int bound;                        /* handler registered for this thread */
     long tid;                         /* that thread */
+    unsigned long owner;              /* its pthread_self(): a cheap check per select */
     const uintr_abi_t *abi;
     uint64_t vectors_used;
     int vector_fd[64];                /* -1 where not created */
@@ -84,7 +85,7 @@ typedef struct {
 int uintr_hw_receiver_init(uintr_hw_receiver_t *rx, const uintr_abi_t *abi, int wake_fd);
 int uintr_hw_bind(uintr_hw_receiver_t *rx);          /* register handler + STUI */
 int uintr_hw_vector_fd(uintr_hw_receiver_t *rx, unsigned vector);   /* fd or -errno */
-int uintr_hw_before_block(uintr_hw_receiver_t *rx);  /* 1: pending, do not block */
+int uintr_hw_before_block(uintr_hw_receiver_t *rx);  /* 1: pending, do not block; -EXDEV: wrong thread */
 uint64_t uintr_hw_after_block(uintr_hw_receiver_t *rx);   /* take pending */
 void uintr_hw_mask(void);                            /* CLUI */
 void uintr_hw_unmask(void);                          /* STUI */
