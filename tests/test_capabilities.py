@@ -176,9 +176,27 @@ def test_build_detects_compiler_support_and_never_fails_on_it() -> None:
     names = [e.name for e in setup.extensions(False)]
     assert "uintr_loop._hardware" not in names and "uintr_loop._hardware_fake" in names
     assert "uintr_loop._hardware" in [e.name for e in setup.extensions(True)]
-    # the probe's answer for the real flags is what this build shows
-    if os.environ.get("UINTR_LOOP_BUILD_HARDWARE", "auto") != "0":
-        assert setup.compiler_supports(setup.UINTR_FLAGS) is _capabilities.BUILD_HAS_HARDWARE_BACKEND
+    if _capabilities.BUILD_HAS_HARDWARE_BACKEND:      # built only where the flags work
+        assert setup.compiler_supports(setup.UINTR_FLAGS) is True
+
+
+def test_a_compiler_without_muintr_builds_without_the_backend(
+    tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pathlib
+
+    cc = pathlib.Path(tmp_path) / "cc"
+    cc.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -muintr ] && exit 1; done\nexec gcc "$@"\n')
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))          # an older compiler: no -muintr
+    setup = _setup_module()
+    assert setup.compiler_supports([], source="int uintr_loop_probe;\n") is True   # it compiles C
+    assert setup.compiler_supports(setup.UINTR_FLAGS) is False
+    assert setup.want_hardware() is False
+    assert "no hardware backend in this build" in capsys.readouterr().out
+    monkeypatch.delenv("CC")
+    monkeypatch.setenv("UINTR_LOOP_BUILD_HARDWARE", "0")
+    assert setup.want_hardware() is False
 
 
 def test_info_reports_the_hardware_backend_build() -> None:

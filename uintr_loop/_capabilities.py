@@ -45,11 +45,14 @@ ABIS: dict[str, dict[str, int]] = {
 def _built_backend() -> tuple[bool, str]:
     """Whether uintr_loop._hardware was built (setup.py builds it only where
     the compiler takes -muintr -mgeneral-regs-only), and with what."""
-    try:
-        from . import _hardware  # type: ignore[attr-defined]
-    except ImportError as exc:
-        return False, f"not in this build ({exc.msg})"
-    return True, f"built with {_hardware.BUILT_WITH}"
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(__package__ + "._hardware") is None:
+        return False, ("not in this build (the compiler did not take -muintr "
+                       "-mgeneral-regs-only, or UINTR_LOOP_BUILD_HARDWARE=0)")
+    hardware = importlib.import_module(__package__ + "._hardware")
+    return True, f"built with {hardware.BUILT_WITH}"
 
 
 BUILD_HAS_HARDWARE_BACKEND, BUILD_HARDWARE_BACKEND = _built_backend()
