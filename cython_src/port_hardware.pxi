@@ -42,9 +42,11 @@ cdef int port_recognise_hardware(Port port) except -1:
     return 0
 
 
-cdef int port_hardware_vector(Port port, unsigned slot, unsigned vector) except -1:
-    # uintr_vector_fd belongs to the calling thread's UPID: the loop's thread.
-    port.hw.vector_for(slot, vector)
+cdef int port_hardware_vector(Receiver receiver, unsigned vector) except -1:
+    # uintr_vector_fd belongs to the calling thread's UPID: the loop's thread
+    # (the first call may register the handler for it).
+    receiver.check_thread("vector_fd")
+    receiver.port.hw.vector_for(receiver.slot, vector)
     return 0
 
 

@@ -61,7 +61,7 @@ cdef class Receiver:
         """
         vfd = VectorFd(self, vector)      # it checks the vector and the receiver
         if self.port.hw is not None:
-            port_hardware_vector(self.port, self.slot, vector)
+            port_hardware_vector(self, vector)
         return vfd
 
     def masked(self):

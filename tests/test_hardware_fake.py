@@ -388,6 +388,28 @@ def test_native_nogil_sender_in_hardware_mode(fake_hardware_loop: Any) -> None:
     assert loop._uintr_port.hw.statistics()["interrupts"] == 2000   # one SENDUIPI each
 
 
+def test_vector_fd_off_the_loop_thread_is_refused_in_hardware_mode(fake_hardware_loop: Any) -> None:
+    loop = fake_hardware_loop
+
+    async def main() -> list[BaseException]:
+        r = uintr_loop.Receiver(lambda v: None)
+        errors: list[BaseException] = []
+
+        def other() -> None:
+            try:
+                r.vector_fd(3)
+            except BaseException as exc:
+                errors.append(exc)
+
+        await asyncio.to_thread(other)
+        uintr_loop.Sender(r.vector_fd(3)).send()    # the loop's thread still can
+        return errors
+
+    errors = loop.run_until_complete(main())
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
+    assert "must be called from the thread running its loop" in str(errors[0])
+
+
 def test_closing_in_hardware_mode(fake_hardware_loop: Any) -> None:
     loop = fake_hardware_loop
 
