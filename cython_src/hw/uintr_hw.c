@@ -141,7 +141,12 @@ static inline __attribute__((always_inline)) void
 uintr_hw_record_body(uintr_hw_receiver_t *rx, uint64_t vector);
 
 /* The user-interrupt handler: entered by the CPU with UIF cleared, left by
- * UIRET, which sets UIF again; so it never nests. It records and returns. */
+ * UIRET, which sets UIF again; so it never nests. It records and returns.
+ * The CPU pushes its frame below the interrupted code's red zone (the
+ * kernel programs a 128-byte stack adjust); the handler's own red-zone use
+ * is safe because nothing nests on it (UIF = 0, and signal frames skip the
+ * red zone too). tests/test_hardware_build.py checks the compiled code: no
+ * call, no vector register, one syscall, UIRET. */
 void __attribute__((interrupt))
 uintr_hw_handler(struct __uintr_frame *frame, unsigned long long vector)
 {
