@@ -10,6 +10,8 @@ class ReceiverClosedError(BrokenPipeError):
 class SenderClosedError(ValueError): ...
 class HardwareUnavailableError(RuntimeError): ...
 
+HW_MAX_SLEEP: float
+
 class Port:
     mode: str
     closed: bool
