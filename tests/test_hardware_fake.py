@@ -348,8 +348,11 @@ def test_loop_in_hardware_mode_delivers_through_senduipi(fake_hardware_loop: Any
         a = uintr_loop.Receiver(lambda v: got.append(("a", v)))
         b = uintr_loop.Receiver(lambda v: (got.append(("b", v)), v == 9 and done.set()))
         senders = [uintr_loop.Sender(a.vector_fd(v)) for v in (3, 30)] + [uintr_loop.Sender(b.vector_fd(9))]
+        channel = loop._uintr_port.fileno()
+        wakes(channel)                                 # start from a drained eventfd
         for s in senders:
             s.send()                                   # from the loop thread, loop running
+        assert wakes(channel) == 0                     # a running loop: not one syscall
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         assert sorted(got) == [("a", 3), ("a", 30), ("b", 9)]
@@ -432,3 +435,35 @@ def test_closing_in_hardware_mode(fake_hardware_loop: Any) -> None:
         s3.send()
     # the loop thread masked, then unregistered, on close
     assert [c[0] for c in calls()[-2:]] == ["clui", "uintr_unregister_handler"]
+
+
+def test_ping_pong_through_a_sleeping_loop_loses_no_wakeup(fake_hardware_loop: Any) -> None:
+    """Each send waits for its delivery before the next, so one lost wakeup
+    would hang the round (and fail the hang guard). The fake runs the
+    handler's body on the sending threads, concurrently with the loop's
+    before_block/take: a harsher interleaving than the CPU's same-thread one."""
+    loop = fake_hardware_loop
+    loop._selector._uintr_max_sleep = None   # no 10 ms cap: a lost wakeup must hang, not be late
+    rounds = 1500
+
+    async def main() -> int:
+        acks = [threading.Semaphore(0) for _ in range(2)]
+        r = uintr_loop.Receiver(lambda v: acks[v].release())
+        senders = [uintr_loop.Sender(r.vector_fd(v)) for v in range(2)]
+        failures: list[str] = []
+
+        def ping(v: int) -> None:
+            for i in range(rounds):
+                senders[v].send()
+                if not acks[v].acquire(timeout=HANG_GUARD):
+                    failures.append(f"vector {v}: round {i} never delivered")
+                    return
+
+        await asyncio.gather(*(asyncio.to_thread(ping, v) for v in range(2)))
+        assert failures == []
+        return r.statistics().delivered
+
+    assert loop.run_until_complete(main()) == 2 * rounds
+    hw = loop._uintr_port.hw.statistics()
+    assert hw["interrupts"] == 2 * rounds
+    assert hw["handler_wakes"] >= 1          # the loop did sleep, and was woken from it

@@ -15,6 +15,10 @@
 #include "notify.h"
 #include "upid.h"
 
+/* hardware mode: the CPU carried the interrupt; nothing for the caller to
+ * notify (UINTR_POST_NOTIFY is 0, so a plain 0 would mean "notify") */
+#define UINTR_POST_SENT 3
+
 typedef struct {
     uintr_table_t *table;
     uintr_channel_t channel;
@@ -40,7 +44,8 @@ static inline int uintr_sender_post(uintr_sender_c *s)
         if (uintr_upid_is_shut(&s->table->block[s->index]) ||
             uintr_upid_is_shut(&s->table->block[0]))
             return -ESHUTDOWN;
-        return s->hw_send(s->hw_ctx);
+        r = s->hw_send(s->hw_ctx);
+        return r < 0 ? r : UINTR_POST_SENT;
     }
     r = uintr_upid_post(&s->table->block[s->index], s->vector);
     if (r != UINTR_POST_NOTIFY || s->index == 0)
