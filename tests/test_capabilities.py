@@ -148,7 +148,7 @@ def test_hardware_is_chosen_only_when_cpu_kernel_and_build_agree(monkeypatch: py
 
 def test_build_flag_matches_what_was_built() -> None:
     try:
-        from uintr_loop import _hardware  # type: ignore[attr-defined]  # noqa: F401
+        from uintr_loop import _hardware  # noqa: F401
         built = True
     except ImportError:
         built = False

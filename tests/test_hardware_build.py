@@ -27,7 +27,7 @@ pytestmark = [
 
 
 def disassemble(function: str) -> list[str]:
-    from uintr_loop import _hardware  # type: ignore[attr-defined]
+    from uintr_loop import _hardware
 
     assert OBJDUMP is not None
     out = subprocess.run(

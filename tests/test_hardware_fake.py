@@ -21,7 +21,7 @@ import pytest
 
 import uintr_loop
 from uintr_loop import _capabilities
-from uintr_loop import _hardware_fake as fake  # type: ignore[attr-defined]
+from uintr_loop import _hardware_fake as fake
 from uintr_loop._core import Port
 from uintr_loop._native import NativeSender  # type: ignore[attr-defined]
 from _support import HANG_GUARD, guarded
@@ -59,7 +59,7 @@ def receiver(abi: str, fd: int) -> Any:
 def test_fake_module_is_labelled() -> None:
     assert fake.FAKE is True and "fake" in fake.BUILT_WITH
     if _capabilities.BUILD_HAS_HARDWARE_BACKEND:
-        from uintr_loop import _hardware  # type: ignore[attr-defined]
+        from uintr_loop import _hardware
 
         assert _hardware.FAKE is False and "-muintr" in _hardware.BUILT_WITH
 

@@ -98,7 +98,7 @@ def test_closed_receiver_refuses_sends(hardware_loop: uintr_loop.UintrEventLoop)
 
 
 def test_uintr_wait_returns_when_an_interrupt_arrives() -> None:
-    from uintr_loop import _hardware  # type: ignore[attr-defined]
+    from uintr_loop import _hardware
     import os
 
     assert _caps.abi is not None

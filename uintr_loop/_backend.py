@@ -55,7 +55,7 @@ def delivery_mode() -> str:
 
 def hardware_receiver_factory(abi: str) -> Callable[[int], object]:
     """Builds the loop thread's HardwareReceiver for ``abi`` from the wake fd."""
-    from . import _hardware  # type: ignore[attr-defined]  # built only with -muintr
+    from . import _hardware  # built only with -muintr (see setup.py)
 
     factory: Callable[[int], object] = functools.partial(_hardware.HardwareReceiver, abi)
     return factory
