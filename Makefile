@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/*) uintr_loop/_core.pxd setup.py
+CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
 .PHONY: all build test demo bench clean info
 

@@ -8,6 +8,7 @@ One extension, one concern per included file:
   receiver.pxi  Receiver and VectorFd (recognition, delivery, masking)
   mailbox.pxi   call_soon_threadsafe for a base with a private ready queue
   uvhook.pxi    the uvloop base: the loop's UPID around libuv's poll phase
+  port_hardware.pxi  the Port's side of the hardware backend (mode="hardware")
   probe.pxi     CPUID and kernel ABI probes
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
@@ -36,4 +37,5 @@ include "port.pxi"
 include "receiver.pxi"
 include "mailbox.pxi"
 include "uvhook.pxi"
+include "port_hardware.pxi"
 include "probe.pxi"

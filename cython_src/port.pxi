@@ -32,13 +32,15 @@ cdef class Port:
     cdef uintr_poll_stats_t poll_stats
     cdef uint64_t busy_poll_ns
     cdef public object wakeup_handler  # called on vector 0 (a base with a mailbox)
+    cdef readonly object hw            # hardware mode: the HardwareReceiver
+    cdef readonly object max_sleep     # hardware mode: longest select (port_hardware.pxi)
 
-    def __cinit__(self, str mode="software"):
+    def __cinit__(self, str mode="software", hardware=None):
         self.memfd = -1
         self.channel.kind = UINTR_CHANNEL_NONE
         self.channel.fd = -1
         self.table = NULL
-        if mode != "software":
+        if mode != "software" and (mode != "hardware" or hardware is None):
             raise HardwareUnavailableError(
                 "delivery mode %r is not available in this build; see "
                 "uintr_loop.capabilities()" % (mode,))
@@ -58,6 +60,8 @@ cdef class Port:
         self.owner_pid = getpid()
         self.slots_used = 1
         self.receivers = {}
+        if mode == "hardware":
+            port_open_hardware(self, hardware)
 
     def __dealloc__(self):
         # Reached only when no Sender, Receiver or loop refers to this port any
@@ -73,7 +77,10 @@ cdef class Port:
 
     cpdef bint restore(self):
         """Clear SN before blocking; True if posts are pending (do not block)."""
-        return uintr_upid_restore(&self.table.block[0])
+        cdef bint pending = uintr_upid_restore(&self.table.block[0])
+        if self.hw is not None:
+            pending = port_restore_hardware(self) or pending
+        return pending
 
     @property
     def busy_poll(self):
@@ -97,7 +104,7 @@ cdef class Port:
                 hit = uintr_busy_poll(&self.table.block[0], budget, &self.poll_stats)
             if hit:
                 return True
-        return uintr_upid_restore(&self.table.block[0])
+        return self.restore()
 
     cdef uintr_poll_stats_t *poll_stats_ptr(self):
         return &self.poll_stats
@@ -110,6 +117,8 @@ cdef class Port:
         cdef unsigned i
         cdef Receiver receiver
         uintr_upid_suppress(b)
+        if self.hw is not None:
+            port_recognise_hardware(self)
         if not uintr_upid_pending(b):
             return
         bits = uintr_upid_recognise(b, &had_on)
@@ -158,6 +167,8 @@ cdef class Port:
             uintr_upid_shutdown(&self.table.block[0])
         for receiver in list(self.receivers.values()):
             receiver.close()
+        if self.hw is not None:
+            self.hw.close()
 
     cdef unsigned attach(self, Receiver receiver) except 0:
         cdef unsigned slot

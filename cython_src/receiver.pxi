@@ -59,7 +59,10 @@ cdef class Receiver:
 
         The analogue of uintr_vector_fd(): give it to ``Sender(...)``.
         """
-        return VectorFd(self, vector)      # it checks the vector and the receiver
+        vfd = VectorFd(self, vector)      # it checks the vector and the receiver
+        if self.port.hw is not None:
+            port_hardware_vector(self, vector)
+        return vfd
 
     def masked(self):
         """Defer delivery (CLUI) inside the block; deliver what arrived on

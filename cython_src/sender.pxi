@@ -23,6 +23,7 @@ cdef class Sender:
     cdef uintr_sender_c c
     cdef readonly VectorFd vector_fd
     cdef Receiver receiver     # keeps the block, the table and the channel alive
+    cdef object hw_sender      # hardware mode: keeps c.hw_ctx alive
 
     def __cinit__(self, vector_fd):     # see Receiver.__cinit__
         if not isinstance(vector_fd, VectorFd):
@@ -40,6 +41,8 @@ cdef class Sender:
         self.c.index = self.receiver.slot
         self.c.vector = vfd.vector
         self.c.closed = 0
+        if self.receiver.port.hw is not None:
+            sender_attach_hardware(self)
 
     @property
     def vector(self):
@@ -59,6 +62,8 @@ cdef class Sender:
     def close(self):
         """Unregister. Idempotent; a later send() raises SenderClosedError."""
         self.c.closed = 1
+        if self.hw_sender is not None:
+            self.hw_sender.close()
 
     def __repr__(self):
         return "<Sender vector=%d to %r%s>" % (

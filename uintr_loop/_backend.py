@@ -2,16 +2,19 @@
 
 ``UINTR_LOOP_MODE`` = ``auto`` (default) | ``software`` | ``hardware``.
 ``auto`` picks hardware only where the CPU, the kernel ABI and this build all
-allow it; today's build has no hardware backend, so ``auto`` is ``software``
-and says why. ``hardware`` where it cannot work raises
-HardwareUnavailableError rather than falling back in silence.
+allow it (see ``uintr_loop._capabilities``); everywhere else it is
+``software`` and says why. ``hardware`` where it cannot work raises
+HardwareUnavailableError naming every reason, rather than falling back in
+silence.
 """
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._core import HardwareUnavailableError
+from ._core import HardwareUnavailableError, Port
 
 MODES = ("auto", "software", "hardware")
 ENV_VAR = "UINTR_LOOP_MODE"
@@ -48,3 +51,22 @@ def delivery_mode() -> str:
     from ._capabilities import capabilities
 
     return capabilities().mode
+
+
+def hardware_receiver_factory(abi: str) -> Callable[[int], object]:
+    """Builds the loop thread's HardwareReceiver for ``abi`` from the wake fd."""
+    from . import _hardware  # built only with -muintr (see setup.py)
+
+    factory: Callable[[int], object] = functools.partial(_hardware.HardwareReceiver, abi)
+    return factory
+
+
+def new_port() -> Port:
+    """The Port of a new loop, in the mode chosen here."""
+    from ._capabilities import capabilities
+
+    caps = capabilities()
+    if caps.mode != "hardware":
+        return Port(caps.mode)
+    assert caps.abi is not None     # hardware is chosen only with an ABI found
+    return Port("hardware", hardware=hardware_receiver_factory(caps.abi))

@@ -16,8 +16,13 @@ def uvloop_available() -> bool:
 
 
 def default_base() -> str:
-    """``"uvloop"`` where it is installed, else ``"asyncio"``."""
-    return "uvloop" if uvloop_available() else "asyncio"
+    """``"uvloop"`` where it is installed, else ``"asyncio"``; ``"asyncio"``
+    too where delivery is in hardware (the uvloop base is software-only)."""
+    from ._backend import delivery_mode
+
+    if uvloop_available() and delivery_mode() == "software":
+        return "uvloop"
+    return "asyncio"
 
 
 def check_base(base: str | None) -> str:

@@ -42,7 +42,20 @@ ABIS: dict[str, dict[str, int]] = {
     },
 }
 
-BUILD_HAS_HARDWARE_BACKEND = False
+def _built_backend() -> tuple[bool, str]:
+    """Whether uintr_loop._hardware was built (setup.py builds it only where
+    the compiler takes -muintr -mgeneral-regs-only), and with what."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(__package__ + "._hardware") is None:
+        return False, ("not in this build (the compiler did not take -muintr "
+                       "-mgeneral-regs-only, or UINTR_LOOP_BUILD_HARDWARE=0)")
+    hardware = importlib.import_module(__package__ + "._hardware")
+    return True, f"built with {hardware.BUILT_WITH}"
+
+
+BUILD_HAS_HARDWARE_BACKEND, BUILD_HARDWARE_BACKEND = _built_backend()
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class Capabilities:
     requested: str = "auto"
     mode: str = "software"
     reason: str = ""
+    hardware_why_not: tuple[str, ...] = ()
 
     def describe(self) -> str:
         lines = [
@@ -70,7 +84,9 @@ class Capabilities:
         ]
         for name, result in self.abi_probe.items():
             lines.append(f"  {name:17} {result}")
-        lines.append(f"hardware backend:   {'built' if self.hardware_backend_built else 'not in this build'}")
+        lines.append(f"hardware backend:   {BUILD_HARDWARE_BACKEND}")
+        for why in self.hardware_why_not:
+            lines.append(f"  no hardware:      {why}")
         return "\n".join(lines)
 
 
@@ -123,16 +139,8 @@ def capabilities() -> Capabilities:
     hardware path cannot be used, ValueError for an unknown mode.
     """
     cpu, flag, release, abi, results = _probe()
-    if not cpu:
-        why = "the CPU does not report UINTR (CPUID.(7,0):EDX[5] = 0)"
-    elif abi is None:
-        why = "the kernel has no UINTR syscalls (stock kernels have none)"
-    elif not BUILD_HAS_HARDWARE_BACKEND:
-        why = "this build of uintr_loop has no hardware backend yet"
-    else:
-        why = ""
-    usable = not why
-    choice = choose_mode(usable, why)
+    reasons = hardware_reasons(cpu, flag, abi, BUILD_HAS_HARDWARE_BACKEND)
+    choice = choose_mode(not reasons, "; ".join(reasons))
     return Capabilities(
         cpu_uintr=cpu,
         cpuinfo_flag=flag,
@@ -142,4 +150,24 @@ def capabilities() -> Capabilities:
         requested=requested_mode(),
         mode=choice.mode,
         reason=choice.reason,
+        hardware_why_not=tuple(reasons),
     )
+
+
+def hardware_reasons(cpu: bool | None, cpuinfo_flag: bool, abi: str | None, built: bool) -> list[str]:
+    """Every reason the hardware mode cannot be used (empty: it can)."""
+    reasons = []
+    if cpu is None:
+        reasons.append("the CPU has no CPUID leaf 7, so no UINTR")
+    elif not cpu:
+        reasons.append("the CPU does not report UINTR (CPUID.(7,0):EDX[5] = 0)")
+    if not cpuinfo_flag:
+        reasons.append("the kernel does not claim UINTR (no 'uintr' flag in /proc/cpuinfo; "
+                       "its syscalls were not probed)")
+    elif abi is None:
+        reasons.append("the kernel answers neither UINTR syscall numbering (449.. or 471..)")
+    if not built:
+        reasons.append("this build of uintr_loop has no hardware backend "
+                       "(the compiler did not take -muintr -mgeneral-regs-only, or "
+                       "UINTR_LOOP_BUILD_HARDWARE=0)")
+    return reasons

@@ -22,7 +22,7 @@ import select
 import selectors
 from typing import Any
 
-from ._backend import delivery_mode
+from ._backend import new_port
 from ._core import Port
 from ._types import ReceiverStatistics
 
@@ -42,6 +42,7 @@ class _UintrSelector(selectors.EpollSelector):
     def __init__(self, port: Port) -> None:
         super().__init__()
         self._uintr_port = port
+        self._uintr_max_sleep = port.max_sleep   # hardware mode only (see port_hardware.pxi)
         epoll: select.epoll = self._selector  # type: ignore[attr-defined]
         epoll.register(port.fileno(), select.EPOLLIN | select.EPOLLET)
 
@@ -55,6 +56,9 @@ class _UintrSelector(selectors.EpollSelector):
             -1.0 if timeout is None else timeout
         ):
             timeout = 0
+        cap = self._uintr_max_sleep
+        if cap is not None and (timeout is None or timeout > cap):
+            timeout = cap
         try:
             return super().select(timeout)
         finally:
@@ -75,7 +79,7 @@ class UintrEventLoop(asyncio.SelectorEventLoop):
         # leaves no half-built loop behind for asyncio's __del__ to trip over.
         if selector is not None:
             raise TypeError("UintrEventLoop makes its own selector; do not pass one")
-        port = Port(delivery_mode())
+        port = new_port()
         port.busy_poll = busy_poll
         self = super().__new__(cls)
         self._uintr_port = port

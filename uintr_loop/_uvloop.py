@@ -14,8 +14,8 @@ from typing import Any
 import uvloop
 import uvloop.loop
 
-from ._backend import delivery_mode
-from ._core import Mailbox, Port, UVHook, mailbox_call_soon_threadsafe
+from ._backend import new_port
+from ._core import HardwareUnavailableError, Mailbox, Port, UVHook, mailbox_call_soon_threadsafe
 from ._types import ReceiverStatistics
 
 
@@ -23,8 +23,18 @@ class UintrUVLoop(uvloop.Loop):  # type: ignore[misc]
     """A uvloop event loop woken by (software-delivered) user interrupts."""
 
     def __init__(self, *, busy_poll: float = 0) -> None:
-        port = Port(delivery_mode())
-        port.busy_poll = busy_poll          # checked before a uv loop exists
+        port = new_port()
+        if port.mode != "software":
+            port.close()
+            raise HardwareUnavailableError(
+                "the uvloop base delivers in software only; use base='asyncio' "
+                "for hardware delivery"
+            )
+        try:
+            port.busy_poll = busy_poll      # checked before a uv loop exists
+        except BaseException:
+            port.close()
+            raise
         super().__init__()
         self._uintr_port: Port | None = port
         self._uintr_mode: str = port.mode

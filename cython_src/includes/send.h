@@ -15,12 +15,20 @@
 #include "notify.h"
 #include "upid.h"
 
+/* hardware mode: the CPU carried the interrupt; nothing for the caller to
+ * notify (UINTR_POST_NOTIFY is 0, so a plain 0 would mean "notify") */
+#define UINTR_POST_SENT 3
+
 typedef struct {
     uintr_table_t *table;
     uintr_channel_t channel;
     uint32_t index;  /* block in the table; 0 is the loop's own UPID */
     uint32_t vector;
     _Atomic int closed;
+    /* hardware mode: SENDUIPI through the hardware backend (uintr_hw.h);
+     * NULL in software mode */
+    int (*hw_send)(void *ctx);
+    void *hw_ctx;
 } uintr_sender_c;
 
 /* The memory half: post to the receiver's UPID and, when that asks for a
@@ -32,6 +40,13 @@ static inline int uintr_sender_post(uintr_sender_c *s)
     int r;
     if (atomic_load_explicit(&s->closed, memory_order_relaxed))
         return -EBADF;
+    if (s->hw_send != NULL) {   /* the interrupt travels in hardware: no notify */
+        if (uintr_upid_is_shut(&s->table->block[s->index]) ||
+            uintr_upid_is_shut(&s->table->block[0]))
+            return -ESHUTDOWN;
+        r = s->hw_send(s->hw_ctx);
+        return r < 0 ? r : UINTR_POST_SENT;
+    }
     r = uintr_upid_post(&s->table->block[s->index], s->vector);
     if (r != UINTR_POST_NOTIFY || s->index == 0)
         return r;

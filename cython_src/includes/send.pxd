@@ -11,6 +11,8 @@ cdef extern from "send.h" nogil:
         uint32_t index
         uint32_t vector
         int closed
+        int (*hw_send)(void *ctx) noexcept nogil
+        void *hw_ctx
 
     int uintr_sender_post(uintr_sender_c *s)
     int uintr_sender_send(uintr_sender_c *s)
