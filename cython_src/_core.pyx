@@ -6,23 +6,31 @@ One extension, one concern per included file:
   sender.pxi    the send path, Sender and the nogil cimport API
   port.pxi      a loop's UPID table and notification channel (the loop side)
   receiver.pxi  Receiver and VectorFd (recognition, delivery, masking)
+  vectorfd.pxi  vector fds across processes: export, open, liveness, repair
   probe.pxi     CPUID and kernel ABI probes
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
 import asyncio
 import threading
 
+import os
+import weakref
+
 from libc.errno cimport ESHUTDOWN, errno
 from libc.stdint cimport uint32_t, uint64_t
 from posix.types cimport pid_t
-from posix.unistd cimport getpid
+from posix.unistd cimport close, getpid
 
+from liveness cimport (uintr_lease_acquire, uintr_lease_release, uintr_lease_t,
+                       uintr_liveness_after_fork, uintr_liveness_state)
 from cpu cimport uintr_cpuid_leaf7_edx, uintr_raw_syscall2
 from memfd cimport uintr_map_table, uintr_unmap_table
-from notify cimport (UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_notify,
+from notify cimport (UINTR_CHANNEL_EVENTFD, UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_notify,
                      uintr_channel_open, uintr_channel_t)
 from send cimport uintr_sender_c, uintr_sender_post, uintr_sender_send
 from upid cimport *
+from vectorfd cimport (uintr_peer_set_t, uintr_peers_add, uintr_peers_close, uintr_peers_hold,
+                       uintr_vfd_create, uintr_vfd_open, uintr_vfd_opened_t)
 
 from uintr_loop._types import ReceiverStatistics
 
@@ -30,4 +38,5 @@ include "errors.pxi"
 include "sender.pxi"
 include "port.pxi"
 include "receiver.pxi"
+include "vectorfd.pxi"
 include "probe.pxi"
