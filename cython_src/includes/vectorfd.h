@@ -220,8 +220,8 @@ static inline int uintr_vfd_owner(int fd, const uintr_vfd_header_t *hdr, int *pi
         return -ESRCH; /* the owner's pid namespace is not visible from here */
     len = sizeof pidfd;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
-        *pidfd_out = pidfd;  /* the kernel's own reference: no pid reuse race */
-        return 0;
+        /* the kernel's own reference: no pid reuse race */
+        goto check;
     }
     if (errno == ESRCH)
         return -ESHUTDOWN;
@@ -235,6 +235,15 @@ static inline int uintr_vfd_owner(int fd, const uintr_vfd_header_t *hdr, int *pi
         return -ESHUTDOWN;
     }
     fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+check:
+    {
+        /* A pidfd is readable once its process has exited. */
+        struct pollfd p = {pidfd, POLLIN, 0};
+        if (poll(&p, 1, 0) == 1) {
+            close(pidfd);
+            return -ESHUTDOWN;
+        }
+    }
     *pidfd_out = pidfd;
     return 0;
 }
