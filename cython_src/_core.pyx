@@ -19,6 +19,7 @@ import weakref
 from libc.errno cimport ESHUTDOWN, errno
 from libc.stdint cimport uint32_t, uint64_t
 from posix.types cimport pid_t
+from posix.fcntl cimport F_DUPFD_CLOEXEC, fcntl
 from posix.unistd cimport close, getpid
 
 from liveness cimport (uintr_lease_acquire, uintr_lease_release, uintr_lease_t,

@@ -85,6 +85,7 @@ cdef SenderLease open_vector_fd(object fd, uintr_sender_c *c):
     cdef uintr_vfd_opened_t o
     cdef int err = 0
     cdef int rc
+    cdef int hupfd
     cdef SenderLease lease
     if fd < 0:
         raise InvalidVectorFdError("fd %d is not open" % fd)
@@ -106,7 +107,9 @@ cdef SenderLease open_vector_fd(object fd, uintr_sender_c *c):
     lease.keep_fd = o.keep_fd
     lease.owner_pid = o.owner_pid
     lease.index = o.hdr.index
-    lease.lease = uintr_lease_acquire(o.table_fd, TABLE_SIZE, o.pidfd, &err)  # takes the pidfd
+    hupfd = fcntl(o.keep_fd, F_DUPFD_CLOEXEC, 0) if o.pidfd >= 0 else -1
+    # the lease takes the pidfd and hupfd, whatever happens
+    lease.lease = uintr_lease_acquire(o.table_fd, TABLE_SIZE, o.pidfd, hupfd, &err)
     close(o.table_fd)                   # the mapping keeps the table
     if lease.lease == NULL:
         raise OSError(-err, "uintr_loop: cannot map or watch the receiver's UPID table")

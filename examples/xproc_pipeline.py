@@ -200,11 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         args.items, args.paced_items = 20_000, 500
 
     rows: list[Row] = []
-    with asyncio.Runner(loop_factory=uintr_loop.new_event_loop) as runner:
+    loop = uintr_loop.new_event_loop()          # (asyncio.Runner is 3.11+)
+    try:
         for phase, count, pause in (("burst", args.items, 0.0),
                                     ("paced", args.paced_items, args.pause_us / 1e6)):
             for transport in ("uintr", "pipe"):
-                rows.append(runner.run(consume(transport, phase, count, pause)))
+                rows.append(loop.run_until_complete(consume(transport, phase, count, pause)))
+    finally:
+        loop.close()
 
     print(f"{'transport':9} {'phase':6} {'items':>8} {'items/s':>10} {'p50 us':>8} "
           f"{'p99 us':>9} {'wakeups':>8} {'syscalls':>9} {'lost':>5}")

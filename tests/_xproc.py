@@ -111,20 +111,26 @@ loop = uintr_loop.new_event_loop()
 receiver = uintr_loop.Receiver(lambda v: None, loop=loop)
 vfd = receiver.vector_fd(args["vector"])
 uintr_loop.send_fds(sock, [vfd], b"vfd")
-if args["run_loop"]:
+if args["then"] == "run":
     loop.run_forever()                   # until killed
+elif args["then"] == "exec":
+    sock.recv(1)                         # then become another program: same pid,
+    os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(60)"])
 else:
     sock.recv(1)                         # blocked outside the loop, until killed
 """
 
 
-def spawn_owner(vector: int, run_loop: bool) -> tuple[subprocess.Popen[str], int]:
-    """A child that owns a loop and a receiver and sends back a vector fd."""
+def spawn_owner(vector: int, then: str,
+                keep: list[socket.socket] | None = None) -> tuple[subprocess.Popen[str], int]:
+    """A child that owns a loop and a receiver and sends back a vector fd;
+    ``then`` = "run" (its loop), "idle" (blocked, loop not running) or "exec"
+    (on a byte sent to the socket appended to ``keep``)."""
     ours, theirs = socket.socketpair()
-    with ours, theirs:
+    with theirs:
         proc = subprocess.Popen(
             [sys.executable, "-c", OWNER_CHILD,
-             json.dumps({"sock": theirs.fileno(), "vector": vector, "run_loop": run_loop})],
+             json.dumps({"sock": theirs.fileno(), "vector": vector, "then": then})],
             pass_fds=(theirs.fileno(),), env=child_env(), text=True,
         )
         ours.settimeout(HANG_GUARD * 3)
@@ -132,4 +138,8 @@ def spawn_owner(vector: int, run_loop: bool) -> tuple[subprocess.Popen[str], int
 
         data, fds = uintr_loop.recv_fds(ours, 1)
         assert data == b"vfd" and len(fds) == 1, (data, fds)
+    if keep is not None:
+        keep.append(ours)
+    else:
+        ours.close()
     return proc, fds[0]

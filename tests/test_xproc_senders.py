@@ -123,10 +123,16 @@ if pid == 0:
     sender = uintr_loop.Sender(vfd.fileno())
     inherited = uintr_loop.Sender(vfd)           # the VectorFd object works too
     state = liveness_state()
+    grandchild = os.fork()
+    if grandchild == 0:
+        # the watcher thread did not survive fork: the core restarts it
+        os._exit(0 if liveness_state()["watcher_running"] else 4)
+    _, gstatus = os.waitpid(grandchild, 0)
     for i in range(1, N + 1):
         counter.value = i
         (sender if i % 2 else inherited).send()
-    os._exit(0 if state["watched"] == 1 and state["watcher_running"] else 3)
+    ok = state["watched"] == 1 and state["watcher_running"]
+    os._exit(os.waitstatus_to_exitcode(gstatus) or (0 if ok else 3))
 
 async def main():
     while not seen or seen[-1] != N:
@@ -184,12 +190,24 @@ def test_native_sender_in_another_process_sees_receiver_close(uintr_only_loop):
     assert proc.returncode != 0 and "ReceiverClosedError" in err
 
 
-@pytest.mark.parametrize("run_loop", [True, False], ids=["owner-loop-running", "owner-loop-idle"])
-def test_receiver_process_killed_senders_get_eshutdown(run_loop: bool) -> None:
+def wait_refused(sender: uintr_loop.Sender) -> bool:
+    deadline = time.monotonic() + HANG_GUARD
+    while time.monotonic() < deadline:
+        try:
+            sender.send()
+        except uintr_loop.ReceiverClosedError as exc:
+            assert exc.errno == errno.ESHUTDOWN
+            return True
+        time.sleep(0.0005)
+    return False
+
+
+@pytest.mark.parametrize("then", ["run", "idle"], ids=["owner-loop-running", "owner-loop-idle"])
+def test_receiver_process_killed_senders_get_eshutdown(then: str) -> None:
     """SIGKILL: none of the owner's clean-up runs. Senders here (Python and
     native) learn it from the liveness watch, even when every post of theirs
     is coalesced or suppressed and so makes no syscall."""
-    proc, fd = spawn_owner(VECTOR, run_loop)
+    proc, fd = spawn_owner(VECTOR, then)
     try:
         sender = uintr_loop.Sender(fd)
         os.close(fd)
@@ -199,17 +217,7 @@ def test_receiver_process_killed_senders_get_eshutdown(run_loop: bool) -> None:
         native = NativeSender(sender, 10**12, 20_000, 1)   # sends every 20 us until refused
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        deadline = time.monotonic() + HANG_GUARD
-        refused = False
-        while not refused and time.monotonic() < deadline:
-            try:
-                sender.send()
-            except uintr_loop.ReceiverClosedError as exc:
-                assert exc.errno == errno.ESHUTDOWN
-                refused = True
-            else:
-                time.sleep(0.0005)
-        assert refused, "no ReceiverClosedError within the hang guard after SIGKILL"
+        assert wait_refused(sender), "no ReceiverClosedError within the hang guard after SIGKILL"
         sent, error = native.join()
         assert error == -errno.ESHUTDOWN and sent >= 0
         with pytest.raises(uintr_loop.ReceiverClosedError):
@@ -218,8 +226,24 @@ def test_receiver_process_killed_senders_get_eshutdown(run_loop: bool) -> None:
         kill(proc)
 
 
+def test_receiver_process_that_execs_is_gone_for_its_senders() -> None:
+    """exec keeps the pid (no pidfd event) but closes the owner's fds."""
+    keep: list[socket.socket] = []
+    proc, fd = spawn_owner(VECTOR, "exec", keep)
+    try:
+        sender = uintr_loop.Sender(fd)
+        os.close(fd)
+        sender.send()
+        keep[0].send(b"x")
+        assert wait_refused(sender), "no ReceiverClosedError within the hang guard after exec"
+        assert proc.poll() is None                  # the process itself lives on
+    finally:
+        keep[0].close()
+        kill(proc)
+
+
 def test_sender_opened_after_the_owner_died_is_refused() -> None:
-    proc, fd = spawn_owner(VECTOR, False)
+    proc, fd = spawn_owner(VECTOR, "idle")
     proc.kill()
     proc.wait(timeout=60)
     try:

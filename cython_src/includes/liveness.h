@@ -14,8 +14,12 @@
  *    pidfd of the owner, a count of the senders using it;
  *  - one watcher thread per process (started on first need, never touching
  *    Python, all signals blocked) waits in epoll on every lease's pidfd;
+ *  - it also waits for EPOLLHUP on a copy of one of the table's vector fds:
+ *    that comes once every copy of the owner's end of it is closed, which
+ *    covers an owner that exec'd (its fds are close-on-exec; its pid lives on);
  *  - when a pidfd becomes readable (the owner exited, however: SIGKILL
- *    included, when none of its own clean-up runs), the watcher sets the
+ *    included, when none of its own clean-up runs) or the vector fd hangs
+ *    up, the watcher sets the
  *    shut-down bit on every block of that table. Every later post, by any
  *    sender in any process, returns -ESHUTDOWN through the ordinary post path
  *    (upid.h), whether or not it would have made a syscall.
@@ -62,6 +66,7 @@ typedef struct uintr_lease {
     uintr_table_t *table;
     size_t size;
     int pidfd;      /* -1: not watched (the owner is this process, or gone) */
+    int hupfd;      /* a copy of one vector fd of the table, or -1 */
     unsigned refs;
     uint64_t id;
 } uintr_lease_t;
@@ -80,14 +85,38 @@ static void uintr_table_shutdown_all(uintr_table_t *t)
         uintr_upid_shutdown(&t->block[i]);
 }
 
+static void uintr_lease_unwatch(uintr_lease_t *l)
+{
+    int *fds[2] = {&l->pidfd, &l->hupfd};
+    for (int i = 0; i < 2; i++) {
+        if (*fds[i] >= 0) {
+            if (uintr_watch_epfd >= 0)
+                epoll_ctl(uintr_watch_epfd, EPOLL_CTL_DEL, *fds[i], NULL);
+            close(*fds[i]);
+            *fds[i] = -1;
+        }
+    }
+}
+
+static int uintr_lease_watch(uintr_lease_t *l)
+{
+    /* The pidfd is readable when the owner exits; the vector fd reports
+     * EPOLLHUP (always reported, never asked for) once every copy of the
+     * owner's end is closed: the owner exec'd, or its loop is gone. */
+    struct epoll_event in = {.events = EPOLLIN, .data.u64 = l->id};
+    struct epoll_event hup = {.events = 0, .data.u64 = l->id};
+    if (l->pidfd >= 0 && epoll_ctl(uintr_watch_epfd, EPOLL_CTL_ADD, l->pidfd, &in) < 0)
+        return -errno;
+    if (l->hupfd >= 0 && epoll_ctl(uintr_watch_epfd, EPOLL_CTL_ADD, l->hupfd, &hup) < 0)
+        return -errno;
+    return 0;
+}
+
 /* Called with the lock held. */
 static void uintr_lease_owner_gone(uintr_lease_t *l)
 {
     uintr_table_shutdown_all(l->table);
-    if (uintr_watch_epfd >= 0)
-        epoll_ctl(uintr_watch_epfd, EPOLL_CTL_DEL, l->pidfd, NULL);
-    close(l->pidfd);
-    l->pidfd = -1;
+    uintr_lease_unwatch(l);
     uintr_owner_deaths++;
 }
 
@@ -109,7 +138,7 @@ static void *uintr_watch_main(void *arg)
         }
         for (int i = 0; i < n; i++)
             for (uintr_lease_t *l = uintr_leases; l; l = l->next)
-                if (l->id == ev[i].data.u64 && l->pidfd >= 0)
+                if (l->id == ev[i].data.u64 && (l->pidfd >= 0 || l->hupfd >= 0))
                     uintr_lease_owner_gone(l);
         pthread_mutex_unlock(&uintr_lease_mu);
     }
@@ -133,7 +162,7 @@ static int uintr_watch_ensure(void)
 {
     int need = 0;
     for (uintr_lease_t *l = uintr_leases; l; l = l->next)
-        need |= l->pidfd >= 0;
+        need |= l->pidfd >= 0 || l->hupfd >= 0;
     if (!need || uintr_watch_started)
         return 0;
     if (!uintr_atfork_done) {
@@ -146,11 +175,9 @@ static int uintr_watch_ensure(void)
         if (uintr_watch_epfd < 0)
             return -errno;
         for (uintr_lease_t *l = uintr_leases; l; l = l->next) {
-            if (l->pidfd >= 0) {
-                struct epoll_event ev = {.events = EPOLLIN, .data.u64 = l->id};
-                if (epoll_ctl(uintr_watch_epfd, EPOLL_CTL_ADD, l->pidfd, &ev) < 0)
-                    return -errno;
-            }
+            int rc = uintr_lease_watch(l);
+            if (rc < 0)
+                return rc;
         }
     }
     pthread_t t;
@@ -172,17 +199,25 @@ static int uintr_watch_ensure(void)
 }
 
 /* Map table_fd (this process's lease on that table, shared by all its
- * senders) and watch pidfd (ownership passes here; -1: no watch). Returns the
- * lease or NULL with *err = -errno. */
-static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, int *err)
+ * senders) and watch pidfd and hupfd (a copy of the vector fd). Ownership of
+ * both passes here; pidfd -1: no watch (the owner is this process). Returns
+ * the lease or NULL with *err = -errno. */
+static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, int hupfd,
+                                          int *err)
 {
     struct stat st;
     uintr_lease_t *l;
     *err = 0;
+    if (pidfd < 0 && hupfd >= 0) {
+        close(hupfd);
+        hupfd = -1;
+    }
     if (fstat(table_fd, &st) < 0) {
         *err = -errno;
         if (pidfd >= 0)
             close(pidfd);
+        if (hupfd >= 0)
+            close(hupfd);
         return NULL;
     }
     pthread_mutex_lock(&uintr_lease_mu);
@@ -191,6 +226,8 @@ static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, 
             l->refs++;
             if (pidfd >= 0)
                 close(pidfd); /* already watched (or already found dead) */
+            if (hupfd >= 0)
+                close(hupfd);
             pthread_mutex_unlock(&uintr_lease_mu);
             return l;
         }
@@ -202,6 +239,8 @@ static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, 
         free(l);
         if (pidfd >= 0)
             close(pidfd);
+        if (hupfd >= 0)
+            close(hupfd);
         pthread_mutex_unlock(&uintr_lease_mu);
         return NULL;
     }
@@ -210,22 +249,19 @@ static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, 
     l->table = (uintr_table_t *)p;
     l->size = size;
     l->pidfd = pidfd;
+    l->hupfd = hupfd;
     l->refs = 1;
     l->id = uintr_lease_next_id++;
     l->next = uintr_leases;
     uintr_leases = l;
     if (pidfd >= 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = l->id};
-        if (uintr_watch_epfd >= 0 &&
-            epoll_ctl(uintr_watch_epfd, EPOLL_CTL_ADD, pidfd, &ev) < 0)
-            *err = -errno;
+        if (uintr_watch_epfd >= 0)
+            *err = uintr_lease_watch(l);
         if (!*err)
             *err = uintr_watch_ensure();
         if (*err) { /* cannot watch: refuse rather than send blind */
             uintr_leases = l->next;
-            if (uintr_watch_epfd >= 0)
-                epoll_ctl(uintr_watch_epfd, EPOLL_CTL_DEL, pidfd, NULL);
-            close(pidfd);
+            uintr_lease_unwatch(l);
             munmap(p, size);
             free(l);
             l = NULL;
@@ -245,11 +281,7 @@ static void uintr_lease_release(uintr_lease_t *l)
                 break;
             }
         }
-        if (l->pidfd >= 0) {
-            if (uintr_watch_epfd >= 0)
-                epoll_ctl(uintr_watch_epfd, EPOLL_CTL_DEL, l->pidfd, NULL);
-            close(l->pidfd);
-        }
+        uintr_lease_unwatch(l);
         munmap(l->table, l->size);
         free(l);
     }
