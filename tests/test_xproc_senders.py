@@ -178,16 +178,28 @@ def test_receiver_close_reaches_senders_in_other_processes(uintr_only_loop):
 
 
 def test_native_sender_in_another_process_sees_receiver_close(uintr_only_loop):
+    """A pthread without the GIL in another process, refused mid-stream."""
     receiver = uintr_loop.Receiver(lambda v: None, loop=uintr_only_loop)
     vfd = receiver.vector_fd(VECTOR)
     counter = SharedCounter()
-    receiver.close()
-    proc = spawn_sender({"count": 10, "native": True, "vfd": vfd.fileno(), "counter": counter.fd},
+    proc = spawn_sender({"count": 10**12, "native": True, "pause_ns": 20_000,
+                         "vfd": vfd.fileno(), "counter": counter.fd},
                         (vfd.fileno(), counter.fd))
-    out, err = proc.communicate(timeout=60)
-    counter.close()
-    # the receiver was closed before the child opened the fd: Sender() refuses
-    assert proc.returncode != 0 and "ReceiverClosedError" in err
+    try:
+        deadline = time.monotonic() + HANG_GUARD
+        while receiver.statistics().posted < 1000 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert receiver.statistics().posted >= 1000
+        receiver.close()
+        result = finish(proc)
+    finally:
+        kill(proc)
+        counter.close()
+    assert result["error"] == -errno.ESHUTDOWN
+    st = receiver.statistics()
+    assert st.posted == result["sent"] and st.refused == 1
+    with pytest.raises(uintr_loop.ReceiverClosedError):
+        uintr_loop.Sender(vfd.fileno())            # and no new sender of it
 
 
 def wait_refused(sender: uintr_loop.Sender) -> bool:
