@@ -31,6 +31,7 @@ cdef int export_vector_fd(Receiver receiver, unsigned vector) except -2:
     cdef int fd
     if not port.owned():
         return -1
+    uintr_peers_hold(&port.peers, receiver.slot)   # forget peers of fds closed everywhere
     fd = uintr_vfd_create(port.memfd, port.channel.fd, receiver.slot, vector,
                           TABLE_SIZE, &peer)
     if fd < 0:

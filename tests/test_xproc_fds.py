@@ -266,3 +266,15 @@ print(os.waitstatus_to_exitcode(status))
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "0"
+
+
+def test_repeated_vector_fds_do_not_pile_up_descriptors(uintr_only_loop):
+    r = uintr_loop.Receiver(lambda v: None, loop=uintr_only_loop)
+    r.vector_fd(1).close()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(200):
+        vfd = r.vector_fd(1)
+        uintr_loop.Sender(vfd.fileno()).send()
+        vfd.close()
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= before + 2
