@@ -169,7 +169,9 @@ cdef arm_repair(Port port, loop):
     if port.repair is not None:
         return
     port.repair = Repair(port, loop)
-    owner = getattr(loop, "_thread_id", None)
+    # asyncio's loops record the thread running them; a loop that does not
+    # say is assumed to be running elsewhere.
+    owner = getattr(loop, "_thread_id", -1)
     try:
         if owner is None or owner == threading.get_ident():
             loop.call_soon(port.repair.tick)      # no wakeup post needed
