@@ -96,6 +96,8 @@ def bad_fds(tmp_path):
     junk, sender = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sender.send(b"x" * 32)
     made["seqpacket socket with junk"] = junk.detach()
+    lonely = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    made["unconnected seqpacket socket"] = lonely.detach()
     extra = [w, other.detach(), sender.detach()]
     yield made
     for fd in [*made.values(), *extra]:
@@ -109,6 +111,7 @@ EXPECTED = {
     "tcp socket": "not a uintr_loop vector fd",
     "unix stream socket": "not a uintr_loop vector fd",
     "empty seqpacket socket": "carries no capability",
+    "unconnected seqpacket socket": "carries no capability",
     "seqpacket socket with junk": "not a vector fd of this uintr_loop version",
 }
 

@@ -295,8 +295,9 @@ static inline int uintr_vfd_open(int fd, uint64_t table_size, uintr_vfd_opened_t
     do {
         n = recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return (errno == EAGAIN || errno == EWOULDBLOCK) ? -ENOMSG : -errno;
+    if (n < 0) /* nothing queued, or a socket that cannot hold anything (unconnected, listening) */
+        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN || errno == EINVAL)
+                   ? -ENOMSG : -errno;
     if (n == 0 && msg.msg_controllen == 0)
         return -ENOMSG;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
