@@ -205,15 +205,17 @@ def summary(samples: list[int]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--wakeups", type=int, default=20000)
+    parser.add_argument("--wakeups", type=int, help="counted per row (default 20000; --quick 2000)")
     parser.add_argument("--pause-us", type=float, default=50.0)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of all modes")
     parser.add_argument("--kill-trials", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="2000 wakeups, 3 kill trials")
+    parser.add_argument("--quick", action="store_true", help="2000 wakeups, 2 rounds, 3 kill trials")
     parser.add_argument("--json", default=str(RESULTS), help=f"default: {RESULTS}")
     args = parser.parse_args(argv)
     if args.quick:
-        args.wakeups, args.kill_trials = 2000, 3
+        args.rounds, args.kill_trials = 2, 3
+    if args.wakeups is None:
+        args.wakeups = 2000 if args.quick else 20000
 
     results: dict[str, Any] = {"wakeups": args.wakeups, "pause_us": args.pause_us,
                                "rounds": args.rounds, "rows": {}}

@@ -34,3 +34,20 @@ def test_xproc_pipeline_example_quick(tmp_path: Path) -> None:
     # a pipe pays one write per item; a post at most one eventfd write
     assert rows["pipe", "burst"]["syscalls"] == 20_000
     assert 1 <= rows["uintr", "burst"]["syscalls"] <= 20_000
+
+
+def test_xproc_latency_benchmark_quick(tmp_path: Path) -> None:
+    """The benchmark is a program, not a test: this only checks it runs and
+    reports every row (no figure is asserted)."""
+    out_json = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "xproc_latency.py"), "--quick",
+         "--wakeups", "300", "--json", str(out_json)],
+        cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "| process, Sender.send |" in proc.stdout
+    result = json.loads(out_json.read_text())
+    assert set(result["rows"]) == {"thread", "process", "pipe"}
+    assert all(row["n"] > 0 for row in result["rows"].values())
+    assert result["owner_death_detection_us"]["n"] == 3
