@@ -320,3 +320,45 @@ def test_half_done_post_of_a_killed_sender_is_repaired(uintr_only_loop):
     sender.send()                                 # and the receiver works normally after
     loop.run_until_complete(asyncio.sleep(0.001))
     assert got == [VECTOR, VECTOR]
+
+
+def test_three_sender_processes_at_once_lose_nothing(uintr_only_loop):
+    """Concurrent posts from three processes (two Python, one native) to one
+    vector: each Python child's last post is seen, and every post is counted."""
+    loop = uintr_only_loop
+    counters = [SharedCounter() for _ in range(3)]
+    seen: list[tuple[int, ...]] = []
+    event = asyncio.Event()
+
+    def handler(vector: int) -> None:
+        seen.append(tuple(c.value for c in counters))
+        event.set()
+
+    receiver = uintr_loop.Receiver(handler, loop=loop)
+    vfd = receiver.vector_fd(VECTOR)
+    counts = (20_000, 15_000, 30_000)
+    procs = [
+        spawn_sender({"count": n, "native": i == 2, "vfd": vfd.fileno(), "counter": c.fd},
+                     (vfd.fileno(), c.fd))
+        for i, (n, c) in enumerate(zip(counts, counters))
+    ]
+
+    async def main() -> list[dict[str, object]]:
+        results = [await asyncio.to_thread(finish, p) for p in procs]
+        while not seen or seen[-1][:2] != counts[:2]:
+            event.clear()
+            await event.wait()
+        return results
+
+    try:
+        results = loop.run_until_complete(guarded(main(), HANG_GUARD * 3))
+    finally:
+        for p in procs:
+            kill(p)
+        for c in counters:
+            c.close()
+    assert [r["sent"] for r in results] == list(counts)
+    assert [r["error"] for r in results] == [None, None, 0]
+    st = receiver.statistics()
+    assert st.posted == sum(counts) and st.refused == 0
+    assert st.posted == st.notifications + st.coalesced + st.suppressed
