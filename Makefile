@@ -34,6 +34,7 @@ demo: build
 bench: build
 	$(PY) -m pip install -q uvloop
 	$(PY) benchmarks/wake_latency.py
+	$(PY) benchmarks/xproc_latency.py
 
 info: build
 	$(PY) -m uintr_loop info

@@ -9,6 +9,7 @@ One extension, one concern per included file:
   mailbox.pxi   call_soon_threadsafe for a base with a private ready queue
   uvhook.pxi    the uvloop base: the loop's UPID around libuv's poll phase
   port_hardware.pxi  the Port's side of the hardware backend (mode="hardware")
+  vectorfd.pxi  vector fds across processes: export, open, liveness, repair
   probe.pxi     CPUID and kernel ABI probes
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
@@ -16,18 +17,26 @@ import asyncio
 import inspect
 import threading
 
+import os
+import weakref
+
 from libc.errno cimport ESHUTDOWN, errno
 from libc.stdint cimport uint32_t, uint64_t
 from posix.types cimport pid_t
-from posix.unistd cimport getpid
+from posix.fcntl cimport F_DUPFD_CLOEXEC, fcntl
+from posix.unistd cimport close, getpid
 
+from liveness cimport (uintr_lease_acquire, uintr_lease_release, uintr_lease_t,
+                       uintr_liveness_after_fork, uintr_liveness_state)
 from cpu cimport uintr_cpuid_leaf7_edx, uintr_raw_syscall2
 from memfd cimport uintr_map_table, uintr_unmap_table
-from notify cimport (UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_notify,
+from notify cimport (UINTR_CHANNEL_EVENTFD, UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_notify,
                      uintr_channel_open, uintr_channel_t)
 from busypoll cimport uintr_busy_poll, uintr_poll_stats_t
 from send cimport uintr_sender_c, uintr_sender_post, uintr_sender_send
 from upid cimport *
+from vectorfd cimport (uintr_peer_set_t, uintr_peers_add, uintr_peers_close, uintr_peers_hold,
+                       uintr_vfd_create, uintr_vfd_open, uintr_vfd_opened_t)
 
 from uintr_loop._types import ReceiverStatistics
 
@@ -38,4 +47,5 @@ include "receiver.pxi"
 include "mailbox.pxi"
 include "uvhook.pxi"
 include "port_hardware.pxi"
+include "vectorfd.pxi"
 include "probe.pxi"

@@ -16,6 +16,11 @@ class SenderClosedError(ValueError):
     """The Sender (or the VectorFd it would be made from) was closed."""
 
 
+class InvalidVectorFdError(ValueError):
+    """What was given as a vector fd is not one: not open, not a socket, or a
+    socket that carries no uintr_loop capability."""
+
+
 class HardwareUnavailableError(RuntimeError):
     """Hardware delivery was asked for where UINTR cannot be used."""
 

@@ -34,6 +34,8 @@ cdef class Port:
     cdef public object wakeup_handler  # called on vector 0 (a base with a mailbox)
     cdef readonly object hw            # hardware mode: the HardwareReceiver
     cdef readonly object max_sleep     # hardware mode: longest select (port_hardware.pxi)
+    cdef uintr_peer_set_t peers     # vector fds handed out, per block (vectorfd.pxi)
+    cdef object repair              # the half-done-post repair timer (vectorfd.pxi)
 
     def __cinit__(self, str mode="software", hardware=None):
         self.memfd = -1
@@ -67,6 +69,7 @@ cdef class Port:
         # Reached only when no Sender, Receiver or loop refers to this port any
         # more: nobody can write to the channel or the table after this.
         uintr_channel_close(&self.channel)
+        uintr_peers_close(&self.peers)
         if self.table != NULL:
             uintr_unmap_table(self.table, TABLE_SIZE, self.memfd)
             self.table = NULL
@@ -176,6 +179,11 @@ cdef class Port:
             raise RuntimeError("Event loop is closed")
         for slot in range(1, UINTR_TABLE_SLOTS):
             if not (self.slots_used >> slot) & 1:
+                if uintr_peers_hold(&self.peers, slot):
+                    # A vector fd or sender of the block's last receiver may
+                    # still exist in some process: reusing the block would
+                    # turn its posts into another receiver's (vectorfd.h).
+                    continue
                 self.slots_used |= (<uint64_t>1) << slot
                 uintr_upid_init(&self.table.block[slot], slot, 0)
                 self.receivers[slot] = receiver

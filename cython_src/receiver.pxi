@@ -164,12 +164,18 @@ cdef class MaskedSection:
 
 
 cdef class VectorFd:
-    """The right to send one vector to one receiver (uintr_vector_fd)."""
+    """The right to send one vector to one receiver (uintr_vector_fd).
+
+    ``fileno()`` is a real file descriptor (vectorfd.h): inherited by fork,
+    passable with SCM_RIGHTS, and ``Sender(fd)`` opens it in any process.
+    """
     cdef readonly Receiver receiver
     cdef readonly unsigned vector
     cdef readonly bint closed
+    cdef int fd
 
     def __cinit__(self, Receiver receiver, vector):
+        self.fd = -1                      # before anything can raise: see __dealloc__
         # Reachable directly from Python, so it checks what vector_fd() checks:
         # the vector becomes a shift count in the send path.
         check_vector(vector)
@@ -177,11 +183,30 @@ cdef class VectorFd:
             raise ReceiverClosedError()
         self.receiver = receiver
         self.vector = vector
+        self.fd = export_vector_fd(receiver, vector)
+
+    def __dealloc__(self):
+        if self.fd >= 0:
+            close(self.fd)
+
+    def fileno(self):
+        """The vector fd. Raises SenderClosedError once closed, RuntimeError in
+        a process that did not make it (a fork child: make fds in the owner)."""
+        if self.closed:
+            raise SenderClosedError("the VectorFd is closed")
+        if self.fd < 0:
+            raise RuntimeError("only the process running the receiver's loop makes "
+                               "its vector fds; pass them to other processes")
+        return self.fd
 
     def close(self):
-        """Give up the capability. Senders already registered keep working."""
+        """Give up the capability (and close the fd). Senders already
+        registered keep working, exactly as with the kernel ABI."""
         self.closed = True
+        if self.fd >= 0:
+            close(self.fd)
+            self.fd = -1
 
     def __repr__(self):
-        return "<VectorFd vector=%d of %r%s>" % (
-            self.vector, self.receiver, " closed" if self.closed else "")
+        return "<VectorFd fd=%d vector=%d of %r%s>" % (
+            self.fd, self.vector, self.receiver, " closed" if self.closed else "")

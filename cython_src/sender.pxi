@@ -23,26 +23,36 @@ cdef class Sender:
     cdef uintr_sender_c c
     cdef readonly VectorFd vector_fd
     cdef Receiver receiver     # keeps the block, the table and the channel alive
+    cdef SenderLease lease     # or, opened from a vector fd: the same (vectorfd.pxi)
     cdef object hw_sender      # hardware mode: keeps c.hw_ctx alive
 
     def __cinit__(self, vector_fd):     # see Receiver.__cinit__
-        if not isinstance(vector_fd, VectorFd):
-            raise TypeError("Sender() takes a VectorFd from Receiver.vector_fd(), "
-                            "got %s" % type(vector_fd).__name__)
-        cdef VectorFd vfd = <VectorFd>vector_fd
-        if vfd.closed:
-            raise SenderClosedError("the VectorFd is closed")
-        if vfd.receiver.closed:
-            raise ReceiverClosedError()
-        self.vector_fd = vfd
-        self.receiver = vfd.receiver
-        self.c.table = self.receiver.port.table
-        self.c.channel = self.receiver.port.channel
-        self.c.index = self.receiver.slot
-        self.c.vector = vfd.vector
-        self.c.closed = 0
-        if self.receiver.port.hw is not None:
-            sender_attach_hardware(self)
+        cdef VectorFd vfd
+        if isinstance(vector_fd, VectorFd):
+            vfd = <VectorFd>vector_fd
+            if vfd.closed:
+                raise SenderClosedError("the VectorFd is closed")
+            if vfd.receiver.closed:
+                raise ReceiverClosedError()
+            self.vector_fd = vfd
+            if vfd.fd >= 0 and not vfd.receiver.port.owned():
+                # inherited through fork: open it as any other process would,
+                # so the sender learns when the owner exits
+                self.lease = open_vector_fd(vfd.fd, &self.c)
+                return
+            self.receiver = vfd.receiver
+            self.c.table = self.receiver.port.table
+            self.c.channel = self.receiver.port.channel
+            self.c.index = self.receiver.slot
+            self.c.vector = vfd.vector
+            self.c.closed = 0
+            if self.receiver.port.hw is not None:
+                sender_attach_hardware(self)
+        elif isinstance(vector_fd, int) and not isinstance(vector_fd, bool):
+            self.lease = open_vector_fd(vector_fd, &self.c)
+        else:
+            raise TypeError("Sender() takes a VectorFd from Receiver.vector_fd() or "
+                            "a vector fd (int), got %s" % type(vector_fd).__name__)
 
     @property
     def vector(self):
@@ -66,8 +76,9 @@ cdef class Sender:
             self.hw_sender.close()
 
     def __repr__(self):
+        to = self.receiver if self.lease is None else self.lease
         return "<Sender vector=%d to %r%s>" % (
-            self.c.vector, self.receiver, " closed" if self.c.closed else "")
+            self.c.vector, to, " closed" if self.c.closed else "")
 
 
 cdef const void *uintr_sender_handle(object sender) except NULL:

@@ -301,7 +301,8 @@ def test_bad_constructor_arguments(loop):
     with pytest.raises(TypeError, match="callable"):
         uintr_loop.Receiver(42, loop=loop)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="VectorFd"):
-        uintr_loop.Sender(3)  # type: ignore[arg-type]
+        uintr_loop.Sender("3")  # type: ignore[arg-type]
+    # (an int is a vector fd number: tests/test_xproc_fds.py checks bad ones)
     stock = asyncio.new_event_loop()
     try:
         with pytest.raises(TypeError, match="uintr_loop event loop"):

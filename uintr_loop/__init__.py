@@ -8,12 +8,14 @@ _check_platform()
 from ._types import ReceiverStatistics  # noqa: E402
 from ._core import (  # noqa: E402
     HardwareUnavailableError,
+    InvalidVectorFdError,
     Receiver,
     ReceiverClosedError,
     Sender,
     SenderClosedError,
     VectorFd,
 )
+from ._fds import recv_fds, send_fds  # noqa: E402
 from ._capabilities import Capabilities, capabilities  # noqa: E402
 from ._loop import UintrEventLoop  # noqa: E402
 from ._bases import new_event_loop  # noqa: E402
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Capabilities",
     "HardwareUnavailableError",
+    "InvalidVectorFdError",
     "Receiver",
     "ReceiverClosedError",
     "ReceiverStatistics",
@@ -45,5 +48,7 @@ __all__ = [
     "VectorFd",
     "capabilities",
     "new_event_loop",
+    "recv_fds",
     "run",
+    "send_fds",
 ]

@@ -1,5 +1,9 @@
 /* memfd.h - the page that holds a loop's UPID table: a memfd mapped shared,
- * so a fork shares it and (later) another process can map it. */
+ * so a fork shares it and other processes can map it (vectorfd.h).
+ *
+ * The size is sealed (F_SEAL_SHRINK | F_SEAL_GROW, then F_SEAL_SEAL): the
+ * memfd travels to other processes inside vector fds, and a holder that could
+ * ftruncate it would make every mapping of it raise SIGBUS on access. */
 #ifndef UINTR_LOOP_MEMFD_H
 #define UINTR_LOOP_MEMFD_H
 
@@ -7,16 +11,18 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 static inline void *uintr_map_table(int *fd_out, size_t size)
 {
     void *p;
-    int fd = memfd_create("uintr_loop-upid", MFD_CLOEXEC);
+    int fd = memfd_create("uintr_loop-upid", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return NULL;
-    if (ftruncate(fd, (off_t)size) < 0) {
+    if (ftruncate(fd, (off_t)size) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         int e = errno;
         close(fd);
         errno = e;

@@ -7,7 +7,15 @@
  * uintr_sender_send() directly. The Python object that owns the struct keeps
  * the table and the channel alive (the table is unmapped and the eventfd
  * closed only when the last owner is gone), so a sender can never write into
- * freed memory or a recycled fd.
+ * freed memory or a recycled fd. For a sender in the loop's process that is
+ * the Receiver (and so the loop's port); for one opened from a vector fd it
+ * is a lease: this process's own mapping of the table and its own copy of
+ * the eventfd (vectorfd.pxi). Either stays valid after the receiving process
+ * is gone: the mapping keeps the pages (the memfd is sealed, so no holder can
+ * shrink it under us: no SIGBUS), an eventfd write with no reader left just
+ * bumps a counter, and the shut-down bit (set by the owner, or by our
+ * liveness watcher when the owner exits) turns every later post into
+ * -ESHUTDOWN. The send path itself is unchanged across processes.
  */
 #ifndef UINTR_LOOP_SEND_H
 #define UINTR_LOOP_SEND_H

@@ -56,7 +56,22 @@
  *
  * Shut down (software only): reserved status bit 2. Once set, it is never
  * cleared; every later post fails with -ESHUTDOWN (the kernel ABI's error
- * for a receiver that is gone) instead of vanishing.
+ * for a receiver that is gone) instead of vanishing. The owner sets it when
+ * it closes a receiver or its loop; with senders in other processes, a
+ * sender process's liveness watcher also sets it on every block of a table
+ * whose owner has exited (liveness.h). Either writer is fine because the bit
+ * only ever goes 0 -> 1, and a block is re-initialised (uintr_upid_init,
+ * the one place that clears it) only by its owner and only once no vector
+ * fd or sender of that block exists in any process (vectorfd.h).
+ *
+ * Senders in other processes add one hazard threads do not have: a process
+ * can die between two steps. Killed after its successful CAS of ON and
+ * before it notifies, it leaves ON set with no notification on the way, and
+ * later posts coalesce on it. Nothing is lost (the bits are in PIR), but
+ * nobody is woken; the loop repairs this on a timer (vectorfd.pxi), by doing
+ * what the missing notification would have done (C then X), which the
+ * argument above shows is always safe: at worst a later notification finds
+ * PIR empty and is counted as spurious.
  */
 #ifndef UINTR_LOOP_UPID_H
 #define UINTR_LOOP_UPID_H

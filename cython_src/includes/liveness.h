@@ -1,0 +1,315 @@
+/*
+ * liveness.h - a sender process's mappings of other processes' UPID tables,
+ * and the watch that tells its senders when the receiving process is gone.
+ *
+ * Why a watch is needed
+ * ---------------------
+ * A post is memory only; most posts make no syscall at all (coalesced on ON,
+ * suppressed on SN). If the receiving process dies, nobody sets the shut-down
+ * bit, and a sender could post into an orphaned table for ever, learning
+ * nothing. The kernel avoids this because it owns the UPID; here a process
+ * that sends to a table it does not own watches the owner instead:
+ *
+ *  - one lease per (process, table): one shared mapping of the table, one
+ *    pidfd of the owner, a count of the senders using it;
+ *  - one watcher thread per process (started on first need, never touching
+ *    Python, all signals blocked) waits in epoll on every lease's pidfd;
+ *  - it also waits for EPOLLHUP on a copy of one of the table's vector fds:
+ *    that comes once every copy of the owner's end of it is closed, which
+ *    covers an owner that exec'd (its fds are close-on-exec; its pid lives on);
+ *  - when a pidfd becomes readable (the owner exited, however: SIGKILL
+ *    included, when none of its own clean-up runs) or the vector fd hangs
+ *    up, the watcher sets the
+ *    shut-down bit on every block of that table. Every later post, by any
+ *    sender in any process, returns -ESHUTDOWN through the ordinary post path
+ *    (upid.h), whether or not it would have made a syscall.
+ *
+ * Setting the bit on the dead owner's behalf is safe: the bit is only ever
+ * set, never cleared, while any process may still hold the table (a block is
+ * re-initialised only by its owner, and only after every vector fd and sender
+ * of it is gone; vectorfd.h). Detection latency is the time from the owner's
+ * exit to the watcher thread being scheduled: the kernel wakes pidfd waiters
+ * as the exit completes; on a loaded machine that is a scheduling delay.
+ *
+ * Memory safety: the lease's mapping is this process's own MAP_SHARED mapping
+ * of the memfd, which keeps the pages alive after the owner is gone, and the
+ * memfd is sealed against shrinking, so no access can fault (no SIGBUS). The
+ * mapping is removed only when the last sender using it is deallocated.
+ *
+ * Fork: the watcher thread does not exist in a child. pthread_atfork keeps
+ * the lock consistent; the child builds its own epoll set and thread on its
+ * next lease or when uintr_liveness_after_fork() is called (the core does so
+ * from os.register_at_fork), so senders inherited by a child are watched too.
+ */
+#ifndef UINTR_LOOP_LIVENESS_H
+#define UINTR_LOOP_LIVENESS_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "upid.h"
+
+typedef struct uintr_lease {
+    struct uintr_lease *next;
+    dev_t dev;
+    ino_t ino;
+    uintr_table_t *table;
+    size_t size;
+    int pidfd;      /* -1: not watched (the owner is this process, or gone) */
+    int hupfd;      /* a copy of one vector fd of the table, or -1 */
+    unsigned refs;
+    uint64_t id;
+} uintr_lease_t;
+
+static pthread_mutex_t uintr_lease_mu = PTHREAD_MUTEX_INITIALIZER;
+static uintr_lease_t *uintr_leases;
+static uint64_t uintr_lease_next_id = 1;
+static int uintr_watch_epfd = -1;
+static int uintr_watch_started;
+static int uintr_atfork_done;
+static uint64_t uintr_owner_deaths; /* tables marked shut by the watcher */
+
+static void uintr_table_shutdown_all(uintr_table_t *t)
+{
+    for (unsigned i = 0; i < UINTR_TABLE_SLOTS; i++)
+        uintr_upid_shutdown(&t->block[i]);
+}
+
+static void uintr_lease_unwatch(uintr_lease_t *l)
+{
+    int *fds[2] = {&l->pidfd, &l->hupfd};
+    for (int i = 0; i < 2; i++) {
+        if (*fds[i] >= 0) {
+            if (uintr_watch_epfd >= 0)
+                epoll_ctl(uintr_watch_epfd, EPOLL_CTL_DEL, *fds[i], NULL);
+            close(*fds[i]);
+            *fds[i] = -1;
+        }
+    }
+}
+
+static int uintr_lease_watch(uintr_lease_t *l)
+{
+    /* The pidfd is readable when the owner exits; the vector fd reports
+     * EPOLLHUP (always reported, never asked for) once every copy of the
+     * owner's end is closed: the owner exec'd, or its loop is gone. */
+    struct epoll_event in = {.events = EPOLLIN, .data.u64 = l->id};
+    struct epoll_event hup = {.events = 0, .data.u64 = l->id};
+    if (l->pidfd >= 0 && epoll_ctl(uintr_watch_epfd, EPOLL_CTL_ADD, l->pidfd, &in) < 0)
+        return -errno;
+    if (l->hupfd >= 0 && epoll_ctl(uintr_watch_epfd, EPOLL_CTL_ADD, l->hupfd, &hup) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Called with the lock held. */
+static void uintr_lease_owner_gone(uintr_lease_t *l)
+{
+    uintr_table_shutdown_all(l->table);
+    uintr_lease_unwatch(l);
+    uintr_owner_deaths++;
+}
+
+static void *uintr_watch_main(void *arg)
+{
+    int epfd = (int)(intptr_t)arg;
+    struct epoll_event ev[16];
+    for (;;) {
+        int n = epoll_wait(epfd, ev, 16, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return NULL; /* epfd gone (a forked child closed its copy) */
+        }
+        pthread_mutex_lock(&uintr_lease_mu);
+        if (epfd != uintr_watch_epfd) { /* replaced after a fork: retire */
+            pthread_mutex_unlock(&uintr_lease_mu);
+            return NULL;
+        }
+        for (int i = 0; i < n; i++)
+            for (uintr_lease_t *l = uintr_leases; l; l = l->next)
+                if (l->id == ev[i].data.u64 && (l->pidfd >= 0 || l->hupfd >= 0))
+                    uintr_lease_owner_gone(l);
+        pthread_mutex_unlock(&uintr_lease_mu);
+    }
+}
+
+static void uintr_atfork_prepare(void) { pthread_mutex_lock(&uintr_lease_mu); }
+static void uintr_atfork_parent(void) { pthread_mutex_unlock(&uintr_lease_mu); }
+static void uintr_atfork_child(void)
+{
+    /* The watcher thread is not in the child. Its epoll set is shared with
+     * the parent's: drop our copy, build a new one on demand. */
+    if (uintr_watch_epfd >= 0)
+        close(uintr_watch_epfd);
+    uintr_watch_epfd = -1;
+    uintr_watch_started = 0;
+    pthread_mutex_unlock(&uintr_lease_mu);
+}
+
+/* With the lock held: make sure the watcher runs if a lease needs it. */
+static int uintr_watch_ensure(void)
+{
+    int need = 0;
+    for (uintr_lease_t *l = uintr_leases; l; l = l->next)
+        need |= l->pidfd >= 0 || l->hupfd >= 0;
+    if (!need || uintr_watch_started)
+        return 0;
+    if (!uintr_atfork_done) {
+        if (pthread_atfork(uintr_atfork_prepare, uintr_atfork_parent, uintr_atfork_child))
+            return -ENOMEM;
+        uintr_atfork_done = 1;
+    }
+    if (uintr_watch_epfd < 0) {
+        uintr_watch_epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (uintr_watch_epfd < 0)
+            return -errno;
+        for (uintr_lease_t *l = uintr_leases; l; l = l->next) {
+            int rc = uintr_lease_watch(l);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    pthread_t t;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    int rc;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* the thread inherits: no signal lands there */
+    rc = pthread_create(&t, &attr, uintr_watch_main, (void *)(intptr_t)uintr_watch_epfd);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc)
+        return -rc;
+    uintr_watch_started = 1;
+    return 0;
+}
+
+/* Map table_fd (this process's lease on that table, shared by all its
+ * senders) and watch pidfd and hupfd (a copy of the vector fd). Ownership of
+ * both passes here; pidfd -1: no watch (the owner is this process). Returns
+ * the lease or NULL with *err = -errno. */
+static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, int hupfd,
+                                          int *err)
+{
+    struct stat st;
+    uintr_lease_t *l;
+    *err = 0;
+    if (pidfd < 0 && hupfd >= 0) {
+        close(hupfd);
+        hupfd = -1;
+    }
+    if (fstat(table_fd, &st) < 0) {
+        *err = -errno;
+        if (pidfd >= 0)
+            close(pidfd);
+        if (hupfd >= 0)
+            close(hupfd);
+        return NULL;
+    }
+    pthread_mutex_lock(&uintr_lease_mu);
+    for (l = uintr_leases; l; l = l->next) {
+        if (l->dev == st.st_dev && l->ino == st.st_ino) {
+            l->refs++;
+            if (pidfd >= 0)
+                close(pidfd); /* already watched (or already found dead) */
+            if (hupfd >= 0)
+                close(hupfd);
+            pthread_mutex_unlock(&uintr_lease_mu);
+            return l;
+        }
+    }
+    l = (uintr_lease_t *)calloc(1, sizeof *l);
+    void *p = l ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, table_fd, 0) : NULL;
+    if (!l || p == MAP_FAILED) {
+        *err = l ? -errno : -ENOMEM;
+        free(l);
+        if (pidfd >= 0)
+            close(pidfd);
+        if (hupfd >= 0)
+            close(hupfd);
+        pthread_mutex_unlock(&uintr_lease_mu);
+        return NULL;
+    }
+    l->dev = st.st_dev;
+    l->ino = st.st_ino;
+    l->table = (uintr_table_t *)p;
+    l->size = size;
+    l->pidfd = pidfd;
+    l->hupfd = hupfd;
+    l->refs = 1;
+    l->id = uintr_lease_next_id++;
+    l->next = uintr_leases;
+    uintr_leases = l;
+    if (pidfd >= 0) {
+        if (uintr_watch_epfd >= 0)
+            *err = uintr_lease_watch(l);
+        if (!*err)
+            *err = uintr_watch_ensure();
+        if (*err) { /* cannot watch: refuse rather than send blind */
+            uintr_leases = l->next;
+            uintr_lease_unwatch(l);
+            munmap(p, size);
+            free(l);
+            l = NULL;
+        }
+    }
+    pthread_mutex_unlock(&uintr_lease_mu);
+    return l;
+}
+
+static void uintr_lease_release(uintr_lease_t *l)
+{
+    pthread_mutex_lock(&uintr_lease_mu);
+    if (--l->refs == 0) {
+        for (uintr_lease_t **pp = &uintr_leases; *pp; pp = &(*pp)->next) {
+            if (*pp == l) {
+                *pp = l->next;
+                break;
+            }
+        }
+        uintr_lease_unwatch(l);
+        munmap(l->table, l->size);
+        free(l);
+    }
+    pthread_mutex_unlock(&uintr_lease_mu);
+}
+
+/* In a forked child: start this process's own watcher if leases need one. */
+static int uintr_liveness_after_fork(void)
+{
+    int rc;
+    pthread_mutex_lock(&uintr_lease_mu);
+    rc = uintr_watch_ensure();
+    pthread_mutex_unlock(&uintr_lease_mu);
+    return rc;
+}
+
+/* (leases, watched leases, tables found dead, watcher running) */
+static void uintr_liveness_state(uint64_t out[4])
+{
+    pthread_mutex_lock(&uintr_lease_mu);
+    out[0] = out[1] = 0;
+    for (uintr_lease_t *l = uintr_leases; l; l = l->next) {
+        out[0]++;
+        out[1] += l->pidfd >= 0;
+    }
+    out[2] = uintr_owner_deaths;
+    out[3] = (uint64_t)uintr_watch_started;
+    pthread_mutex_unlock(&uintr_lease_mu);
+}
+
+#endif
