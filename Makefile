@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
@@ -31,9 +32,11 @@ test: build
 demo: build
 	$(PY) examples/offload_server.py --demo
 
+# Under 5 minutes: every loop side by side (5 interleaved rounds), then the
+# cross-process figures. Results, tables and plots go to benchmarks/results/.
 bench: build
-	$(PY) -m pip install -q uvloop
-	$(PY) benchmarks/wake_latency.py
+	$(PY) -m pip install -q --no-build-isolation -e ".[bench]"
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 	$(PY) benchmarks/xproc_latency.py
 
 info: build

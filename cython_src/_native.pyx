@@ -61,3 +61,54 @@ def half_post(sender):
     (vectorfd.pxi: the repair). Returns the post's UINTR_POST_* result."""
     cdef uintr_sender_c *s = <uintr_sender_c *>uintr_sender_handle(sender)
     return uintr_upid_post(&s.table.block[s.index], s.vector)
+
+
+
+cdef extern from "stamp.h" nogil:
+    ctypedef struct stamp_job:
+        const void *handle
+        int (*send)(const void *)
+        uint64_t count
+        uint64_t pause_ns
+        uint64_t sent
+        int error
+    uint64_t stamp_now_ns()
+    uint64_t stamp_load(stamp_job *job)
+    void stamp_ack(stamp_job *job)
+    int stamp_start(stamp_job *job)
+    void stamp_join(stamp_job *job)
+
+
+cdef class StampSender:
+    """For the latency benchmark: a pthread that, ``count`` times, sleeps
+    ``pause_ns``, stamps CLOCK_MONOTONIC and sends (no GIL), then waits for
+    the handler's ``ack()``. ``latency_ns()`` in the handler is the time from
+    the stamp to now (time.perf_counter_ns uses the same clock on Linux)."""
+    cdef stamp_job job
+    cdef object sender
+    cdef bint started
+    cdef bint joined
+
+    def __init__(self, sender, uint64_t count, uint64_t pause_ns):
+        memset(&self.job, 0, sizeof(self.job))
+        self.job.handle = uintr_sender_handle(sender)
+        self.job.send = uintr_send
+        self.job.count = count
+        self.job.pause_ns = pause_ns
+        self.sender = sender
+        if stamp_start(&self.job) != 0:
+            raise OSError("pthread_create failed")
+        self.started = True
+
+    def latency_ns(self):
+        return stamp_now_ns() - stamp_load(&self.job)
+
+    def ack(self):
+        stamp_ack(&self.job)
+
+    def join(self):
+        if self.started and not self.joined:
+            with nogil:
+                stamp_join(&self.job)
+            self.joined = True
+        return self.job.sent, self.job.error

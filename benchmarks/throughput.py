@@ -1,0 +1,116 @@
+"""Cross-thread throughput and the syscalls it costs.
+
+* throughput: 1 or 4 Python threads call ``call_soon_threadsafe`` as fast as
+  they can; the figure is callbacks run per second (all loops).
+* syscalls: notification writes (eventfd) per 1000 ``call_soon_threadsafe``
+  calls, read from the loop's own statistics, while the loop is busy
+  (running a chain of CPU-bound callbacks) and while it is idle (blocked
+  between posts). uintr loops only: stock loops keep no such count (see
+  benchmarks/README.md for the strace check of all four).
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from _common import run_on
+
+
+async def throughput(senders: int, posts: int) -> float:
+    loop = asyncio.get_running_loop()
+    per_sender = posts // senders
+    total = per_sender * senders
+    count = 0
+    done = loop.create_future()
+
+    def callback() -> None:
+        nonlocal count
+        count += 1
+        if count == total:
+            done.set_result(None)
+
+    def sender() -> None:
+        cst = loop.call_soon_threadsafe
+        for _ in range(per_sender):
+            cst(callback)
+
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    await done
+    elapsed = time.perf_counter() - t0
+    for t in threads:
+        t.join()
+    return total / elapsed
+
+
+async def busy_posts(calls: int) -> tuple[int, int]:
+    """(notifications, calls) while the loop runs CPU-bound callbacks."""
+    loop = asyncio.get_running_loop()
+    before = loop.statistics().notifications  # type: ignore[attr-defined]
+    stop = False
+    ran = 0
+    done = loop.create_future()
+
+    def busy() -> None:
+        t_end = time.perf_counter() + 50e-6
+        while time.perf_counter() < t_end:
+            pass
+        if not stop:
+            loop.call_soon(busy)
+
+    def callback() -> None:
+        nonlocal ran
+        ran += 1
+        if ran == calls:
+            done.set_result(None)
+
+    def sender() -> None:
+        for i in range(calls):
+            loop.call_soon_threadsafe(callback)
+            if i % 10 == 9:
+                time.sleep(20e-6)
+
+    loop.call_soon(busy)
+    await asyncio.sleep(0.01)
+    thread = threading.Thread(target=sender)
+    thread.start()
+    await done
+    stop = True
+    thread.join()
+    return loop.statistics().notifications - before, calls  # type: ignore[attr-defined]
+
+
+async def idle_posts(calls: int) -> tuple[int, int]:
+    """(notifications, calls) when every post finds the loop blocked."""
+    loop = asyncio.get_running_loop()
+    before = loop.statistics().notifications  # type: ignore[attr-defined]
+    got = threading.Semaphore(0)
+    ran = 0
+    done = loop.create_future()
+
+    def callback() -> None:
+        nonlocal ran
+        ran += 1
+        got.release()
+        if ran == calls:
+            done.set_result(None)
+
+    def sender() -> None:
+        for _ in range(calls):
+            time.sleep(100e-6)
+            loop.call_soon_threadsafe(callback)
+            got.acquire()
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    await done
+    thread.join()
+    return loop.statistics().notifications - before, calls  # type: ignore[attr-defined]
+
+
+def per_thousand(factory, fn, calls: int) -> float:  # type: ignore[no-untyped-def]
+    (notes, n), _ = run_on(factory, lambda: fn(calls))
+    return 1000.0 * notes / n

@@ -1,0 +1,36 @@
+"""`make bench` must keep working: a quick smoke run of benchmarks/run.py.
+
+It checks that every scenario ran on every loop and that the report has a row
+for every target of issue 3. It asserts no timing: figures on a shared
+2-core machine belong to the benchmark's own output, not to a test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from _support import REPO_ROOT
+
+
+def test_quick_benchmark_run_reports_every_figure(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = dict(os.environ, UINTR_BENCH_RESULTS=str(tmp_path), PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "run.py"), "--quick"],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "bench.json").read_text())
+    (rnd,) = data["rounds"]
+    loops = ("asyncio", "uvloop", "uintr-asyncio", "uintr-uvloop")
+    assert {f"python/{n}" for n in loops} | {"floor"} <= set(rnd["latency"])
+    for series, p in rnd["latency"].items():
+        assert p["n"] == 300 and 0 < p["p50"] <= p["p99"] <= p["p99.9"], (series, p)
+    assert set(rnd["throughput"]) == {f"{k}/{n}" for k in (1, 4) for n in loops}
+    assert all(rate > 0 for rate in rnd["throughput"].values())
+    assert set(rnd["echo"]) == {f"{k}/{n}" for k in ("protocol", "streams") for n in loops}
+    figures = [row[0] for row in data["targets"]]
+    for needle in ("Python sender", "native sender", "busy-poll", "throughput, 1", "throughput, 4",
+                   "notifications per 1000", "echo (protocol)", "echo (streams)"):
+        assert any(needle in f for f in figures), needle
+    table = (tmp_path / "bench.md").read_text()
+    assert table.strip() == proc.stdout.strip() and "| figure | target | measured | met |" in table
