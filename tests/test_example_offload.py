@@ -31,22 +31,26 @@ def test_offload_server_example_both_loops(tmp_path: Path) -> None:
     for field in ("requests", "errors", "req/s", "p50 ms", "p99 ms", *STAT_FIELDS):
         assert field in header, header
     rows = {line.split()[0]: line.split() for line in table.splitlines()
-            if line.split() and line.split()[0] in ("asyncio", "uintr")}
-    assert set(rows) == {"asyncio", "uintr"}, table
+            if line.split() and line.split()[0] in ("asyncio", "uvloop", "uintr")}
+    assert set(rows) == {"asyncio", "uvloop", "uintr"}, table
     for row in rows.values():
         assert row[1:3] == [str(REQUESTS), "0"], row
-    assert rows["asyncio"][-len(STAT_FIELDS):] == ["-"] * len(STAT_FIELDS), rows["asyncio"]
+    for stock in ("asyncio", "uvloop"):
+        assert rows[stock][-len(STAT_FIELDS):] == ["-"] * len(STAT_FIELDS), rows[stock]
 
     results = {r["loop"]: r for r in json.loads(out_json.read_text())["results"]}
-    assert set(results) == {"asyncio", "uintr"}
+    assert set(results) == {"asyncio", "uvloop", "uintr"}
     for r in results.values():
         assert not r["failed"] and r["ok"] == REQUESTS and r["errors"] == 0, r
         assert r["served"] == r["expected_served"] >= REQUESTS, r
-    assert results["asyncio"]["statistics"] is None
+    assert results["asyncio"]["statistics"] is None and results["uvloop"]["statistics"] is None
     stats = results["uintr"]["statistics"]
     assert set(STAT_FIELDS) <= set(stats), stats
     assert results["uintr"]["server_loop"].startswith("uintr_loop"), results["uintr"]
-    assert stats["posted"] >= REQUESTS, stats
+    # every executor completion is a call_soon_threadsafe; on the uvloop base
+    # one post covers all those queued before the loop drains its mailbox
+    assert 1 <= stats["posted"] <= stats["delivered"] + REQUESTS, stats
+    assert stats["delivered"] >= 1, stats
     assert stats["posted"] == (
         stats["notifications"] + stats["coalesced"] + stats["suppressed"]), stats
     assert str(stats["posted"]) in rows["uintr"], rows["uintr"]
