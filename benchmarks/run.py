@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--wakeups", type=int, default=4000, help="per series per round (5 rounds: 20k)")
-    p.add_argument("--posts", type=int, default=200_000)
+    p.add_argument("--posts", type=int, default=500_000)
     p.add_argument("--calls", type=int, default=10_000)
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--requests", type=int, default=400)
