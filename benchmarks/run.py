@@ -137,11 +137,13 @@ def plots(rounds: list[dict[str, Any]]) -> list[str]:
               "busy-poll native": "native sender, busy-poll on"}
     fig, axes = plt.subplots(1, len(groups), figsize=(16, 4.5), sharey=True)
     for ax, (prefix, title) in zip(axes, groups.items()):
-        keys = ["floor"] + [k for k in rounds[0]["samples"] if k.split("/")[0] == prefix]
+        floors = ["floor", "floor spin"] if prefix.startswith("busy-poll") else ["floor"]
+        keys = floors + [k for k in rounds[0]["samples"] if k.split("/")[0] == prefix]
         for key in keys:
             xs = sorted(v / 1000 for r in rounds for v in r["samples"][key])
             ys = [(i + 1) / len(xs) for i in range(len(xs))]
-            ax.plot(xs, ys, label=key if key != "floor" else "C floor (eventfd+epoll)")
+            label = {"floor": "C floor (eventfd+epoll)", "floor spin": "C floor (spinning receiver)"}
+            ax.plot(xs, ys, label=label.get(key, key))
         ax.set_xscale("log")
         ax.set_xlabel("wake latency (us, log)")
         ax.set_title(title)

@@ -6,7 +6,8 @@ callback (or user-interrupt handler) reads the clock.
 * busy-poll: the same two senders, the uintr loops spinning on PIR before
   blocking (``busy_poll``), so the wakeup arrives during the spin.
 * floor: benchmarks/floor/eventfd_floor.c, eventfd + epoll between two C
-  threads: the best the kernel path does on this machine.
+  threads: the best the kernel path does on this machine; "floor spin": the
+  C receiver spins on the stamp instead (the hardware limit of busy-poll).
 
 One wakeup is in flight at a time; the sender pauses between wakeups so the
 loop is blocked (or spinning) when the next one comes.
@@ -85,9 +86,9 @@ def build_floor() -> Path:
     return FLOOR_BIN
 
 
-def floor(wakeups: int, pause_s: float) -> list[int]:
-    out = subprocess.run([str(build_floor()), str(wakeups), str(int(pause_s * 1e9))],
-                         check=True, capture_output=True, text=True).stdout
+def floor(wakeups: int, pause_s: float, spin: bool = False) -> list[int]:
+    cmd = [str(build_floor()), str(wakeups), str(int(pause_s * 1e9))] + (["spin"] if spin else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
 
 
@@ -95,6 +96,7 @@ def one_round(wakeups: int, pause_s: float, busy_poll_us: float) -> dict[str, li
     """Every wake scenario once, loops interleaved; samples in ns per series."""
     series: dict[str, list[int]] = {}
     series["floor"] = floor(wakeups, pause_s)
+    series["floor spin"] = floor(wakeups, pause_s, spin=True)
     for name, factory in LOOPS.items():
         series[f"python/{name}"], _ = run_on(factory, lambda: python_sender(wakeups, pause_s))
     for name in UINTR_LOOPS:

@@ -6,7 +6,12 @@
  * One wakeup in flight, like the Python
  * benchmarks. Prints one latency in nanoseconds per line.
  *
- *   eventfd_floor WAKEUPS PAUSE_NS
+ *   eventfd_floor WAKEUPS PAUSE_NS [spin]
+ *
+ * With "spin" the receiver does not block: it spins on the stamp word, the
+ * way a busy-polling loop spins on PIR, and the sender writes no eventfd.
+ * That is the hardware's floor for a busy-poll wakeup (one cache line moving
+ * between cores).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,6 +25,7 @@
 
 static int efd, epfd, ackfd;
 static uint64_t wakeups, pause_ns;
+static int spin;
 static _Atomic uint64_t stamp;
 static uint64_t *lat;
 
@@ -38,7 +44,7 @@ static void *sender(void *arg)
     for (uint64_t i = 0; i < wakeups; i++) {
         nanosleep(&pause, NULL);
         atomic_store(&stamp, now_ns());
-        if (write(efd, &one, sizeof one) != sizeof one)
+        if (!spin && write(efd, &one, sizeof one) != sizeof one)
             abort();
         if (read(ackfd, &v, sizeof v) != sizeof v)     /* blocks: one in flight */
             abort();
@@ -51,8 +57,9 @@ int main(int argc, char **argv)
     pthread_t t;
     struct epoll_event ev = {.events = EPOLLIN}, out;
     uint64_t v;
-    if (argc != 3)
+    if (argc != 3 && argc != 4)
         return 2;
+    spin = argc == 4;
     wakeups = strtoull(argv[1], NULL, 10);
     pause_ns = strtoull(argv[2], NULL, 10);
     lat = calloc(wakeups, sizeof *lat);
@@ -62,11 +69,19 @@ int main(int argc, char **argv)
     epoll_ctl(epfd, EPOLL_CTL_ADD, efd, &ev);
     pthread_create(&t, NULL, sender, NULL);
     for (uint64_t i = 0; i < wakeups; i++) {
-        while (epoll_wait(epfd, &out, 1, -1) != 1)
-            ;
-        if (read(efd, &v, sizeof v) != sizeof v)
-            abort();
-        lat[i] = now_ns() - atomic_load(&stamp);
+        if (spin) {
+            uint64_t s;
+            while ((s = atomic_exchange(&stamp, 0)) == 0)
+                __builtin_ia32_pause();
+            lat[i] = now_ns() - s;
+            v = 1;
+        } else {
+            while (epoll_wait(epfd, &out, 1, -1) != 1)
+                ;
+            if (read(efd, &v, sizeof v) != sizeof v)
+                abort();
+            lat[i] = now_ns() - atomic_load(&stamp);
+        }
         if (write(ackfd, &v, sizeof v) != sizeof v)
             abort();
     }
