@@ -7,13 +7,15 @@ One extension, one concern per included file:
   port.pxi      a loop's UPID table and notification channel (the loop side)
   receiver.pxi  Receiver and VectorFd (recognition, delivery, masking)
   probe.pxi     CPUID and kernel ABI probes
+  shim.pxi      the scheduler shim: tasks as receivers
+  preempt.pxi   the native preemption timer's glue
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
 import asyncio
 import threading
 
 from libc.errno cimport ESHUTDOWN, errno
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t, uintptr_t
 from posix.types cimport pid_t
 from posix.unistd cimport getpid
 
@@ -23,6 +25,7 @@ from notify cimport (UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_noti
                      uintr_channel_open, uintr_channel_t)
 from send cimport uintr_sender_c, uintr_sender_post, uintr_sender_send
 from upid cimport *
+from preempt cimport *
 
 from uintr_loop._types import ReceiverStatistics
 
@@ -31,3 +34,5 @@ include "sender.pxi"
 include "port.pxi"
 include "receiver.pxi"
 include "probe.pxi"
+include "shim.pxi"
+include "preempt.pxi"

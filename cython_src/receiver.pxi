@@ -54,6 +54,13 @@ cdef class Receiver:
         state = "closed" if self.closed else "open"
         return "<Receiver nv=%d %s handler=%r>" % (self.slot, state, self.handler)
 
+    @staticmethod
+    def for_task(handler, task=None):
+        """Make ``task`` (None: the current task) a receiver: its vectors are
+        delivered inside the task, before its code continues, and cost no
+        wakeup while it is suspended. See shim.pxi; raises TaskReceiverError."""
+        return make_task_receiver(handler, task)
+
     def vector_fd(self, vector):
         """The capability to send ``vector`` (0..63) to this receiver.
 

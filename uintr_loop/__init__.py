@@ -12,16 +12,35 @@ from ._core import (  # noqa: E402
     ReceiverClosedError,
     Sender,
     SenderClosedError,
+    TaskReceiverError,
     VectorFd,
 )
 from ._capabilities import Capabilities, capabilities  # noqa: E402
 from ._loop import UintrEventLoop, new_event_loop  # noqa: E402
 from ._policy import UintrPolicy, run  # noqa: E402
+from ._shim import install_shim, uninstall_shim  # noqa: E402
+from ._deadline import (  # noqa: E402
+    DeadlineExceeded,
+    PreemptionUnavailableError,
+    deadline,
+    preemptible,
+    preemption_masked,
+)
+from ._watchdog import HogReport  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Capabilities",
+    "DeadlineExceeded",
+    "HogReport",
+    "PreemptionUnavailableError",
+    "TaskReceiverError",
+    "deadline",
+    "install_shim",
+    "preemptible",
+    "preemption_masked",
+    "uninstall_shim",
     "HardwareUnavailableError",
     "Receiver",
     "ReceiverClosedError",

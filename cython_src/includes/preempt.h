@@ -1,0 +1,196 @@
+/*
+ * preempt.h - the preemption timer: a pthread that never takes the GIL,
+ * waits for the earliest armed deadline and then makes the main thread run
+ * a Python function at its next bytecode boundary. That function
+ * (uintr_loop._deadline._Timer.fire) decides, with the GIL, whether the
+ * deadline may be raised where the code stands.
+ *
+ * The doorbell, and what was tried first
+ * --------------------------------------
+ * Py_AddPendingCall needs neither GIL nor thread state, but on CPython
+ * 3.10-3.12 it does not make a busy main thread look at its queue when it is
+ * called from another thread: it recomputes the "eval breaker" in the
+ * *calling* thread, where "may this thread run pending calls?" is false, so
+ * the call waits for the next GIL hand-over, which a lone CPU-bound thread
+ * never makes (measured here on 3.11: it ran only when SIGINT came, seconds
+ * later). PyErr_SetInterruptEx from the timer thread fails the same way
+ * (the handler ran only after the busy function returned). What works is
+ * the path a real signal takes: the kernel runs Python's C-level signal
+ * handler *on the main thread* (pthread_kill), which marks the signal
+ * tripped and sets the eval breaker there; the main thread then runs the
+ * signal's Python handler at the next bytecode boundary (a backward jump, a
+ * call, a resume), exactly where a KeyboardInterrupt lands, and an exception
+ * that handler raises propagates from the interrupted bytecode.
+ *
+ * So we need one signal, and take one the user is unlikely to use: a
+ * real-time signal with no handler installed, searched from SIGRTMAX down at
+ * run time (uintr_loop/_deadline.py). It is sent only when a deadline passes.
+ *
+ * Why this is safe
+ * ----------------
+ * - The thread touches no Python object and never holds the GIL; it only
+ *   calls pthread_kill.
+ * - Python runs signal handlers only in the main thread, between bytecodes or
+ *   from PyErr_CheckSignals inside C code that polls it, never in the middle
+ *   of a C function's state change. A C call that neither polls nor returns
+ *   (sum(range(10**10))) is not cut short. A blocking syscall in the main
+ *   thread gets EINTR; Python retries it after the handlers (PEP 475), or
+ *   stops with the handler's exception if it raised.
+ * - Whether to raise is decided in the handler, not here: this thread only
+ *   knows "a deadline passed". The handler checks, under the GIL, that the
+ *   scope's task (or callback) is the code running, that it is not masked,
+ *   and that the innermost frame is not the event loop's or the library's
+ *   own code; otherwise it re-arms a short retry. A stale token (scope
+ *   already left) is ignored.
+ * - One slot: the earliest deadline only. The Python side keeps the heap of
+ *   every armed deadline and re-arms the slot from the handler.
+ * - The condition variable uses CLOCK_MONOTONIC (the clock of time.monotonic
+ *   and of asyncio's loop.time), so wall-clock jumps change nothing.
+ * - Arming signals the condition variable only when the new deadline is
+ *   earlier than the one the thread sleeps towards; disarming never does (the
+ *   thread wakes at the old time, finds the slot empty or later, and sleeps
+ *   again).
+ */
+#ifndef UINTR_LOOP_PREEMPT_H
+#define UINTR_LOOP_PREEMPT_H
+
+#include <signal.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    int started;
+    int stopping;
+    uint64_t token;          /* armed token; 0: nothing armed */
+    uint64_t when_ns;        /* CLOCK_MONOTONIC deadline of token */
+    uint64_t sleeping_until; /* what the thread waits for now */
+    int signum;              /* the doorbell signal */
+    pthread_t target;        /* the main thread */
+    uint64_t fired;          /* deadlines rung */
+    uint64_t refused;        /* pthread_kill failures */
+    uint64_t last_fire_ns;   /* when the last token was handed over */
+} uintr_preempt_t;
+
+static uintr_preempt_t uintr_preempt = {
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, UINT64_MAX, 0, 0, 0, 0, 0,
+};
+
+static inline uint64_t uintr_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *uintr_preempt_main(void *arg)
+{
+    uintr_preempt_t *p = (uintr_preempt_t *)arg;
+    pthread_mutex_lock(&p->mu);
+    while (!p->stopping) {
+        if (p->token == 0) {
+            p->sleeping_until = UINT64_MAX;
+            pthread_cond_wait(&p->cv, &p->mu);
+            continue;
+        }
+        uint64_t now = uintr_monotonic_ns();
+        if (now < p->when_ns) {
+            struct timespec ts = {(time_t)(p->when_ns / 1000000000u),
+                                  (long)(p->when_ns % 1000000000u)};
+            p->sleeping_until = p->when_ns;
+            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+            continue;
+        }
+        p->token = 0;
+        p->sleeping_until = UINT64_MAX;
+        p->fired++;
+        p->last_fire_ns = now;
+        if (pthread_kill(p->target, p->signum) != 0)
+            p->refused++;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Start the thread once (idempotent); signum goes to the calling thread
+ * (the main thread) when a deadline passes; a later call may change both.
+ * 0 or an errno. */
+static inline int uintr_preempt_start(int signum)
+{
+    uintr_preempt_t *p = &uintr_preempt;
+    int rc = 0;
+    pthread_mutex_lock(&p->mu);
+    p->signum = signum;
+    p->target = pthread_self();
+    if (!p->started) {
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_destroy(&p->cv);
+        pthread_cond_init(&p->cv, &attr);
+        pthread_condattr_destroy(&attr);
+        p->stopping = 0;
+        rc = pthread_create(&p->thread, NULL, uintr_preempt_main, p);
+        if (rc == 0)
+            p->started = 1;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+/* Arm the slot: token fires at when_ns (CLOCK_MONOTONIC). Replaces what was
+ * armed (the Python side arms only its earliest deadline). */
+static inline void uintr_preempt_arm(uint64_t token, uint64_t when_ns)
+{
+    uintr_preempt_t *p = &uintr_preempt;
+    pthread_mutex_lock(&p->mu);
+    p->token = token;
+    p->when_ns = when_ns;
+    if (when_ns < p->sleeping_until)
+        pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static inline void uintr_preempt_disarm(void)
+{
+    uintr_preempt_t *p = &uintr_preempt;
+    pthread_mutex_lock(&p->mu);
+    p->token = 0;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Stop and join the thread (at interpreter exit: it must not call into an
+ * interpreter that is being torn down). */
+static inline void uintr_preempt_stop(void)
+{
+    uintr_preempt_t *p = &uintr_preempt;
+    pthread_mutex_lock(&p->mu);
+    if (!p->started) {
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    p->stopping = 1;
+    p->token = 0;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    pthread_mutex_lock(&p->mu);
+    p->started = 0;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static inline void uintr_preempt_counters(uint64_t out[3])
+{
+    uintr_preempt_t *p = &uintr_preempt;
+    pthread_mutex_lock(&p->mu);
+    out[0] = p->fired;
+    out[1] = p->refused;
+    out[2] = p->last_fire_ns;
+    pthread_mutex_unlock(&p->mu);
+}
+
+#endif

@@ -1,0 +1,362 @@
+# The scheduler shim: tasks as receivers.
+#
+# In the kernel the thread is the receiver: switch_uintr_prepare sets SN on
+# its UPID when it is switched out, switch_uintr_return clears SN and re-posts
+# what is pending when it returns to user space. In asyncio the unit switched
+# in and out is the task, and every task step is a loop callback scheduled
+# through ``loop.call_soon`` (the C Task and the pure-Python one both look the
+# method up on the loop; the callback is a step or wakeup bound to the task:
+# ``callback.__self__ is task``). So the shim is an instance attribute
+# ``loop.call_soon`` that wraps the steps of tasks that are receivers:
+#
+#     switch-in   restore: clear SN, take PIR, deliver what is pending to the
+#                 task's handler before the task's own code continues.
+#     switch-out  suppress: set SN (kept clear while the task is in wait()).
+#
+# Why this hook and not another: it needs no loop internals (no _run_once,
+# no Handle subclass), so it works on any loop whose call_soon is looked up
+# as a method, i.e. asyncio's selector loop and a uvloop.Loop subclass alike;
+# it does not touch the task factory, so a user's factory and eager tasks
+# (3.12+) are untouched; the coroutine is not wrapped, so Task.get_coro() and
+# tracebacks are unchanged. A task that is not a receiver pays one method
+# call layer, and one attribute lookup plus one dict probe only while at least
+# one task receiver exists. (An eager task's first step does not pass through
+# call_soon; a receiver cannot exist before that step, and one created inside
+# it is switched out by a callback queued behind it, see bind().)
+#
+# Everything here runs on the loop thread with the GIL; the only concurrent
+# party is a sender, and the UPID protocol (upid.h) covers it: a post to a
+# switched-out task sees SN and stays in PIR without any notification; the
+# switch-in's restore (locked clear of SN, then load of PIR) cannot miss it.
+
+
+class TaskReceiverError(RuntimeError):
+    """A task receiver was used against its rules: the task is done, the
+    call is made from another task, the task already has a receiver, or the
+    loop has no scheduler shim."""
+
+
+cdef class Shim:
+    """The per-loop scheduler shim (see ``uintr_loop.install_shim``)."""
+    cdef readonly object loop
+    cdef object base_call_soon
+    cdef dict tasks                # id(task) -> TaskReceiver
+    cdef readonly bint installed
+    cdef readonly uint64_t switches
+
+    def __cinit__(self, loop):
+        self.loop = loop
+        self.tasks = {}
+        self.installed = False
+
+    def install(self):
+        """Hook the loop's call_soon (idempotent)."""
+        if self.installed:
+            return
+        self.base_call_soon = type(self.loop).call_soon.__get__(self.loop)
+        self.loop.call_soon = self.call_soon
+        self.installed = True
+
+    def uninstall(self):
+        """Unhook; refused while a task receiver is open."""
+        if not self.installed:
+            return
+        if self.tasks:
+            raise TaskReceiverError(
+                "cannot remove the scheduler shim while %d task receiver(s) "
+                "are open" % len(self.tasks))
+        del self.loop.call_soon
+        self.base_call_soon = None
+        self.installed = False
+
+    @property
+    def task_receivers(self):
+        """How many task receivers are open on this loop."""
+        return len(self.tasks)
+
+    def receiver_of(self, task):
+        """The open TaskReceiver of ``task``, or None."""
+        found = self.tasks.get(id(task))
+        if found is not None and (<TaskReceiver>found).task is task:
+            return found
+        return None
+
+    def protects(self, task):
+        """True while ``task``'s receiver is masked or in its handler: no
+        urgent delivery (preemption) may land there."""
+        found = self.receiver_of(task)
+        if found is None:
+            return False
+        return (<TaskReceiver>found).mask_depth > 0 or (<TaskReceiver>found).in_handler
+
+    def call_soon(self, callback, *args, context=None):
+        """The loop's call_soon, wrapping the steps of receiver tasks."""
+        cdef object found
+        if self.tasks:
+            owner = getattr(callback, "__self__", None)
+            if owner is not None:
+                found = self.tasks.get(id(owner))
+                if found is not None and (<TaskReceiver>found).task is owner:
+                    callback = TaskStep(<TaskReceiver>found, callback)
+        return self.base_call_soon(callback, *args, context=context)
+
+
+cdef class TaskStep:
+    """One step (or wakeup) of a receiver task, bracketed by switch-in and
+    switch-out."""
+    cdef TaskReceiver receiver
+    cdef readonly object step
+
+    def __cinit__(self, TaskReceiver receiver, step):
+        self.receiver = receiver
+        self.step = step
+
+    def __call__(self, *args):
+        cdef TaskReceiver r = self.receiver
+        try:
+            r.switch_in()
+        except BaseException:
+            # SystemExit/KeyboardInterrupt from a handler: the step is not
+            # lost, it runs next iteration (its vectors were taken already).
+            r.switch_out()
+            r.shim.base_call_soon(self, *args)
+            raise
+        try:
+            return self.step(*args)
+        finally:
+            r.switch_out()
+
+    def __repr__(self):
+        return repr(self.step)
+
+
+cdef class TaskReceiver(Receiver):
+    """A task that is a receiver (``Receiver.for_task``); see the module
+    README section "The scheduler shim"."""
+    cdef readonly object task
+    cdef Shim shim
+    cdef object waiter
+    cdef bint running
+    cdef list last_delivered
+
+    cdef bind(self, Shim shim, task):
+        self.shim = shim
+        self.task = task
+        self.last_delivered = []
+        shim.tasks[id(task)] = self
+        task.add_done_callback(self._task_done)
+        if asyncio.current_task(self.loop) is task:
+            # Created inside the task's running step, which was not wrapped:
+            # switch it out once that step is over (this callback is queued
+            # behind the step; the task's next step can only be queued later).
+            self.running = True
+            self.loop.call_soon(self._first_switch_out)
+        else:
+            self.running = False
+            uintr_upid_suppress(self.block)
+
+    def _first_switch_out(self):
+        if self.running:
+            self.switch_out()
+
+    def _task_done(self, task):
+        self.close()
+
+    cdef int take_pir(self) except -1:
+        cdef int had_on = 0
+        cdef uint64_t bits = uintr_upid_recognise(self.block, &had_on)
+        if bits:
+            self.uirr |= bits
+        elif had_on:
+            self.spurious += 1
+        return 0
+
+    cdef int switch_in(self) except -1:
+        self.running = True
+        self.shim.switches += 1
+        self.last_delivered = []
+        if self.closed:
+            return 0
+        if uintr_upid_restore(self.block) or uintr_upid_pending(self.block):
+            self.take_pir()
+        if self.uirr and self.mask_depth == 0 and not self.in_handler:
+            self.deliver_now()
+        return 0
+
+    cdef void switch_out(self):
+        self.running = False
+        if not self.closed and self.waiter is None:
+            uintr_upid_suppress(self.block)
+
+    cdef recognise(self):
+        # The loop recognised this receiver's NV: a post arrived while SN was
+        # clear (the task was running or waiting). Take it; wake a waiter.
+        # Delivery itself happens in the task, at its next switch-in.
+        if self.closed:
+            return
+        self.take_pir()
+        if self.uirr and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(True)
+
+    cdef schedule_delivery(self):
+        pass        # never as a separate loop callback: only inside the task
+
+    cdef int deliver_now(self) except -1:
+        cdef unsigned vector
+        while self.uirr and self.mask_depth == 0 and not self.closed:
+            vector = uintr_highest(self.uirr)
+            self.uirr &= ~((<uint64_t>1) << vector)
+            self.delivered += 1
+            self.last_delivered.append(vector)
+            self.in_handler = True
+            try:
+                self.handler(vector)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self.loop.call_exception_handler({
+                    "message": "Exception in user-interrupt handler for vector %d"
+                               % vector,
+                    "exception": exc,
+                    "receiver": self,
+                    "task": self.task,
+                })
+            finally:
+                self.in_handler = False
+        return 0
+
+    def _deliver(self):
+        self.take_pir()
+        self.deliver_now()
+
+    cdef int check_task(self, str what) except -1:
+        self.check_thread(what)
+        if self.closed:
+            raise ReceiverClosedError()
+        if asyncio.current_task(self.loop) is not self.task:
+            raise TaskReceiverError(
+                "%s() of a task receiver must be called from its own task %r"
+                % (what, self.task))
+        return 0
+
+    def masked(self):
+        """Defer delivery to this task (CLUI) inside the block; what arrived
+        is delivered on exit (STUI), in the task. Nests. Only from the task."""
+        self.check_task("masked")
+        return TaskMaskedSection(self)
+
+    def wait(self, timeout=None):
+        """``await receiver.wait(timeout=None)``: uintr_wait. Suspend the task
+        until one of its vectors arrives (returns at once if one is pending).
+
+        The handler runs for each vector before the task continues (unless
+        masked); returns the tuple of vectors delivered at that wake-up,
+        highest first (empty while masked). Raises asyncio.TimeoutError after
+        ``timeout`` seconds, ReceiverClosedError if the receiver is or gets
+        closed, TaskReceiverError from another task or if already waiting.
+        """
+        self.check_task("wait")
+        if self.waiter is not None:
+            raise TaskReceiverError("the task is already waiting on this receiver")
+        return task_receiver_wait(self, timeout)
+
+    def close(self):
+        """Close: pending vectors are dropped, later sends raise
+        ReceiverClosedError, a waiting wait() raises it. Closed automatically
+        when the task is done."""
+        if self.closed:
+            return
+        Receiver.close(self)
+        if self.shim is not None:
+            found = self.shim.tasks.get(id(self.task))
+            if found is self:
+                del self.shim.tasks[id(self.task)]
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ReceiverClosedError())
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return "<TaskReceiver nv=%d %s task=%r>" % (
+            self.slot, state, getattr(self.task, "get_name", lambda: "?")())
+
+
+cdef class TaskMaskedSection:
+    cdef TaskReceiver receiver
+
+    def __cinit__(self, TaskReceiver receiver):
+        self.receiver = receiver
+
+    def __enter__(self):
+        self.receiver.mask_depth += 1
+        return self.receiver
+
+    def __exit__(self, *exc_info):
+        cdef TaskReceiver r = self.receiver
+        r.mask_depth -= 1
+        if r.mask_depth == 0 and not r.in_handler and not r.closed:
+            r.take_pir()
+            if r.uirr:
+                r.deliver_now()     # STUI: taken right away, in the task
+        return False
+
+
+def _wait_timed_out(fut):
+    if not fut.done():
+        fut.set_result(False)
+
+
+async def task_receiver_wait(TaskReceiver r, timeout):
+    r.take_pir()
+    if r.uirr:
+        r.last_delivered = []
+        if r.mask_depth == 0 and not r.in_handler:
+            r.deliver_now()
+        return tuple(r.last_delivered)
+    loop = r.loop
+    fut = loop.create_future()
+    handle = None
+    r.waiter = fut      # SN stays clear at switch-out: posts notify the loop
+    if timeout is not None:
+        handle = loop.call_later(timeout, _wait_timed_out, fut)
+    try:
+        woken = await fut
+    finally:
+        r.waiter = None
+        if handle is not None:
+            handle.cancel()
+        if not r.running and not r.closed:
+            uintr_upid_suppress(r.block)
+    if not woken:
+        raise asyncio.TimeoutError()
+    return tuple(r.last_delivered)
+
+
+def make_task_receiver(handler, task=None):
+    """Receiver.for_task(handler, task=None): see its docstring."""
+    if not callable(handler):
+        raise TypeError("handler must be callable, got %r" % (handler,))
+    if task is None:
+        task = asyncio.current_task()
+        if task is None:
+            raise TaskReceiverError(
+                "Receiver.for_task() without a task must be called from a task")
+    elif not isinstance(task, asyncio.Future) or not hasattr(task, "get_coro"):
+        raise TypeError("task must be an asyncio Task, got %s" % type(task).__name__)
+    if task.done():
+        raise TaskReceiverError("the task is done: %r" % (task,))
+    loop = task.get_loop()
+    shim = getattr(loop, "_uintr_shim", None)
+    if not isinstance(shim, Shim) or not (<Shim>shim).installed:
+        raise TaskReceiverError(
+            "the task's loop has no scheduler shim (%s): use a uintr_loop loop "
+            "with the shim installed" % type(loop).__name__)
+    owner = getattr(loop, "_thread_id", None)
+    if owner is not None and owner != threading.get_ident():
+        raise RuntimeError(
+            "Receiver.for_task() must be called from the thread running the loop")
+    found = (<Shim>shim).tasks.get(id(task))
+    if found is not None and (<TaskReceiver>found).task is task:
+        raise TaskReceiverError("the task already has a receiver: %r" % (found,))
+    cdef TaskReceiver r = TaskReceiver(handler, loop=loop)
+    r.bind(<Shim>shim, task)
+    return r

@@ -1,0 +1,347 @@
+"""Deadlines that stop CPU-bound code: ``deadline()`` and ``preemptible()``.
+
+``asyncio.timeout`` cancels a task at its next ``await``; code that never
+awaits (a runaway loop, a big parse) runs on and blocks the whole loop.
+``deadline(seconds)`` does what ``asyncio.timeout`` does at await points and,
+in addition, interrupts running Python code: a native timer thread (no GIL)
+sends a free real-time signal to the main thread when a deadline passes;
+Python runs that signal's handler, ``_Timer.fire``, at the next bytecode
+boundary, and it raises ``DeadlineExceeded`` there when it is safe (see
+``deadline._verdict``). The
+scope turns it into ``TimeoutError`` on exit; ``finally`` blocks run on the
+way out as for any exception.
+
+The mechanism and its safety essay are in cython_src/includes/preempt.h.
+Rules, each tested:
+* raised only while the scope's own task (or, outside tasks, the scope's own
+  synchronous code) is what runs, never in another task or callback;
+* never inside the event loop's or this library's own Python code (asyncio,
+  uintr_loop): the timer retries 20 us later;
+* never inside a masked section (``preemption_masked()`` or the task
+  receiver's ``masked()``) nor inside a task receiver's handler: retried;
+* main thread only (Python runs signal handlers nowhere else): a loop in
+  another thread gets ``PreemptionUnavailableError`` from ``deadline()``;
+* the signal is a real-time one with no handler (searched from SIGRTMAX
+  down), sent only when a deadline passes, so no handler of the user's is
+  replaced and their signals keep working; if the user later installs a
+  handler on that number, the next deadline moves to another free one. A
+  blocking syscall in the main thread may see EINTR at a deadline; Python
+  retries it (PEP 475).
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import functools
+import heapq
+import itertools
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType, TracebackType
+from typing import Any, TypeVar
+
+from . import _core
+
+__all__ = [
+    "DeadlineExceeded",
+    "PreemptionUnavailableError",
+    "deadline",
+    "preemptible",
+    "preemption_masked",
+]
+
+_R = TypeVar("_R")
+
+RETRY_PROTECTED_NS = 20_000       # masked, in a handler, in loop machinery
+RETRY_NOT_RUNNING_NS = 200_000    # the scope's task is suspended right now
+_DROP = -1                        # the scope is no longer active
+
+_MACHINERY = tuple(
+    os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+    for m in (asyncio, sys.modules[__package__])
+    if m.__file__
+)
+
+
+class DeadlineExceeded(asyncio.CancelledError):
+    """Raised inside code interrupted at its deadline.
+
+    A CancelledError (a BaseException), so ``except Exception`` in the
+    interrupted code does not swallow it; the ``deadline`` scope that raised
+    it turns it into ``TimeoutError`` when it exits.
+    """
+
+    def __init__(self, scope: deadline) -> None:
+        super().__init__(f"deadline of {scope.seconds:g} s exceeded")
+        self.scope = scope
+
+
+class PreemptionUnavailableError(RuntimeError):
+    """Preemption needs the main thread: CPython runs signal handlers only there."""
+
+
+_mask_depth: dict[int, int] = {}    # id(task) or 0 (no task) -> depth
+
+
+def _unit_key() -> int:
+    loop = asyncio._get_running_loop()
+    task = asyncio.current_task(loop) if loop is not None else None
+    return id(task) if task is not None else 0
+
+
+@contextlib.contextmanager
+def preemption_masked() -> Iterator[None]:
+    """No deadline interrupts the current task (or callback) inside the
+    block (CLUI for preemption); one that passed meanwhile lands right after.
+    Nests."""
+    key = _unit_key()
+    _mask_depth[key] = _mask_depth.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        depth = _mask_depth[key] - 1
+        if depth:
+            _mask_depth[key] = depth
+        else:
+            del _mask_depth[key]
+
+
+_ACTIVE, _EXPIRED, _DONE = "active", "expired", "done"
+
+
+class _Timer:
+    """All armed deadlines of the process; the native slot holds the earliest."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int]] = []      # (when_ns, token)
+        self._scopes: dict[int, deadline] = {}
+        self._tokens = itertools.count(1)
+        self._armed = (0, 0)                        # (token, when_ns) in the slot
+        self._started = False
+        self._signum = 0
+
+    def _doorbell(self, signum: int, frame: FrameType | None) -> None:
+        self.fire(frame)
+
+    def _ensure_doorbell(self) -> None:
+        # Ours unless the user has since put a handler on that number.
+        if self._signum and signal.getsignal(self._signum) == self._doorbell:
+            return
+        for signum in range(signal.SIGRTMAX, signal.SIGRTMIN - 1, -1):
+            if signal.getsignal(signum) == signal.SIG_DFL:
+                signal.signal(signum, self._doorbell)
+                self._signum = signum
+                _core.preempt_start(signum)
+                if not self._started:
+                    atexit.register(_core.preempt_stop)
+                    self._started = True
+                return
+        raise PreemptionUnavailableError(
+            "no free real-time signal number for the preemption doorbell")
+
+    @property
+    def doorbell(self) -> int:
+        """The real-time signal the timer sends at a deadline (0: none chosen yet)."""
+        return self._signum
+
+    def add(self, scope: deadline, when_ns: int) -> int:
+        self._ensure_doorbell()
+        token = next(self._tokens)
+        self._scopes[token] = scope
+        heapq.heappush(self._heap, (when_ns, token))
+        self._rearm()
+        return token
+
+    def remove(self, token: int) -> None:
+        if self._scopes.pop(token, None) is not None and self._armed[0] == token:
+            self._rearm()
+
+    def _rearm(self) -> None:
+        heap = self._heap
+        while heap and heap[0][1] not in self._scopes:
+            heapq.heappop(heap)
+        if not heap:
+            if self._armed[0]:
+                _core.preempt_disarm()
+                self._armed = (0, 0)
+            return
+        when_ns, token = heap[0]
+        if self._armed != (token, when_ns):
+            _core.preempt_arm(token, when_ns)
+            self._armed = (token, when_ns)
+
+    def fire(self, frame: FrameType | None) -> None:
+        """Runs in the main thread at a bytecode boundary (the doorbell's
+        handler); ``frame`` is the interrupted code."""
+        self._armed = (0, 0)            # the native slot emptied when it rang
+        now = _core.monotonic_ns()
+        victim: deadline | None = None
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, token = heapq.heappop(heap)
+            scope = self._scopes.get(token)
+            if scope is None:
+                continue
+            retry = scope._verdict(frame) if victim is None else RETRY_PROTECTED_NS
+            if retry > 0:
+                heapq.heappush(heap, (now + retry, token))
+            else:
+                del self._scopes[token]
+                if retry == 0:
+                    victim = scope
+        self._rearm()
+        if victim is not None:
+            raise DeadlineExceeded(victim)
+
+
+_timer = _Timer()
+
+
+class deadline:
+    """``async with deadline(seconds):`` / ``with deadline(seconds):``.
+
+    Raises ``TimeoutError`` when the block runs longer than ``seconds``,
+    whether it is waiting at an ``await`` (the task is cancelled, as
+    ``asyncio.timeout`` does) or running Python code that never awaits (it is
+    interrupted at the next bytecode boundary, see the module docstring).
+    ``None`` means no deadline. Works in tasks and in plain loop callbacks
+    (``preemptible``) on any asyncio loop running in the main thread.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        if seconds is not None and seconds != seconds:
+            raise ValueError("seconds must be a number or None")
+        self.seconds = seconds if seconds is not None else float("inf")
+        self._state = _DONE
+        self._token = 0
+        self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._cancelling = 0
+        self._used = False
+        self._fired = False
+
+    @property
+    def expired(self) -> bool:
+        """True once the deadline has interrupted or cancelled the block."""
+        return self._state == _EXPIRED or self._fired
+
+    def __enter__(self) -> deadline:
+        if self._used:
+            raise RuntimeError("a deadline scope can be entered only once")
+        self._used = True
+        if threading.current_thread() is not threading.main_thread():
+            raise PreemptionUnavailableError(
+                "uintr_loop.deadline() preempts only code in the main thread "
+                "(CPython runs signal handlers nowhere else); in other threads use "
+                "asyncio.timeout(), which stops a task at its awaits only")
+        self._loop = asyncio._get_running_loop()
+        self._task = asyncio.current_task(self._loop) if self._loop is not None else None
+        self._state = _ACTIVE
+        if self.seconds == float("inf"):
+            return self
+        if self._task is not None and self._loop is not None:
+            if sys.version_info >= (3, 11):
+                self._cancelling = self._task.cancelling()
+            self._handle = self._loop.call_at(self._loop.time() + self.seconds, self._on_timeout)
+        when_ns = _core.monotonic_ns() + max(0, int(self.seconds * 1e9))
+        self._token = _timer.add(self, when_ns)
+        return self
+
+    def _on_timeout(self) -> None:
+        # Loop callback: the task is suspended at an await (it cannot be
+        # running, a callback runs now). Cancel it, as asyncio.timeout does.
+        if self._state != _ACTIVE or self._task is None:
+            return
+        self._state = _EXPIRED
+        _timer.remove(self._token)
+        self._task.cancel()
+
+    def _verdict(self, frame: FrameType | None) -> int:
+        """0: raise now; > 0: retry in that many ns; _DROP: forget it.
+        Runs in the doorbell's handler, under the GIL."""
+        if self._state != _ACTIVE:
+            return _DROP
+        loop = self._loop
+        running = asyncio.current_task(loop) if loop is not None else None
+        if running is not self._task:
+            return RETRY_NOT_RUNNING_NS
+        if _mask_depth.get(id(running) if running is not None else 0):
+            return RETRY_PROTECTED_NS
+        if running is not None and loop is not None and _receiver_protects(loop, running):
+            return RETRY_PROTECTED_NS
+        if frame is None or frame.f_code.co_filename.startswith(_MACHINERY):
+            return RETRY_PROTECTED_NS
+        self._state = _EXPIRED
+        if self._handle is not None:
+            self._handle.cancel()
+        return 0
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        state = self._state
+        self._state = _DONE
+        if self._token:
+            _timer.remove(self._token)
+        if self._handle is not None:
+            self._handle.cancel()
+        if state != _EXPIRED:
+            return None
+        self._fired = True
+        if isinstance(exc, DeadlineExceeded) and exc.scope is self:
+            raise TimeoutError(str(exc)) from exc
+        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError) \
+                and self._task is not None and not isinstance(exc, DeadlineExceeded):
+            if sys.version_info < (3, 11) or self._task.uncancel() <= self._cancelling:
+                raise TimeoutError(f"deadline of {self.seconds:g} s exceeded") from exc
+        return None
+
+    async def __aenter__(self) -> deadline:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        return f"<deadline {self.seconds:g}s {self._state}>"
+
+
+def _receiver_protects(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> bool:
+    """The task's receiver is masked or running its handler."""
+    shim = getattr(loop, "_uintr_shim", None)
+    if shim is None:
+        return False
+    return bool(shim.protects(task))
+
+
+def preemptible(
+    seconds: float, callback: Callable[..., _R] | None = None
+) -> Any:
+    """Wrap a loop callback (or any function run on the main thread) in a
+    ``deadline``: ``loop.call_soon(preemptible(0.05, work), arg)``. Raises
+    ``TimeoutError`` from the call when it overruns (a callback's exception
+    goes to the loop's exception handler). Also a decorator:
+    ``@preemptible(0.05)``."""
+
+    def wrap(fn: Callable[..., _R]) -> Callable[..., _R]:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> _R:
+            with deadline(seconds):
+                return fn(*args, **kwargs)
+
+        return run
+
+    return wrap(callback) if callback is not None else wrap
