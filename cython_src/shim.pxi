@@ -306,16 +306,26 @@ def _wait_timed_out(fut):
 
 
 async def task_receiver_wait(TaskReceiver r, timeout):
-    r.take_pir()
+    # Checked again here: the coroutine may have been handed to another task
+    # (asyncio.wait_for on 3.10/3.11 and ensure_future wrap it in one).
+    r.check_task("wait")
+    if r.waiter is not None:
+        raise TaskReceiverError("the task is already waiting on this receiver")
+    loop = r.loop
+    fut = loop.create_future()
+    # uintr_wait: SN stays clear while waiting (switch_out sees the waiter),
+    # so a post notifies the loop, whose recognise() wakes us. Clear it now
+    # (locked, then look at PIR) in case this step began switched out.
+    r.waiter = fut
+    if uintr_upid_restore(r.block) or uintr_upid_pending(r.block):
+        r.take_pir()
     if r.uirr:
+        r.waiter = None
         r.last_delivered = []
         if r.mask_depth == 0 and not r.in_handler:
             r.deliver_now()
         return tuple(r.last_delivered)
-    loop = r.loop
-    fut = loop.create_future()
     handle = None
-    r.waiter = fut      # SN stays clear at switch-out: posts notify the loop
     if timeout is not None:
         handle = loop.call_later(timeout, _wait_timed_out, fut)
     try:
