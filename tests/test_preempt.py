@@ -166,7 +166,8 @@ async def test_masked_sections_are_respected() -> None:
                 events.append("masked section done")
             events.append("after the section")
             spin()
-    assert events == ["masked section done", "after the section"]
+    # it may land right at the end of the section (STUI) or after the append
+    assert events in (["masked section done", "after the section"], ["masked section done"])
 
 
 @pytest.mark.asyncio
@@ -298,5 +299,7 @@ def test_task_receiver_mask_and_handler_are_respected() -> None:
             events.append("timeout")
         return events
 
-    assert uintr_loop.run(main()) == [
-        "masked done", "handler done", "after handler", "timeout"]
+    events = uintr_loop.run(main())
+    # it may land right at the end of the section/handler (STUI) or later
+    assert events in (["masked done", "handler done", "after handler", "timeout"],
+                      ["masked done", "handler done", "timeout"])

@@ -16,7 +16,7 @@ Rules, each tested:
 * raised only while the scope's own task (or, outside tasks, the scope's own
   synchronous code) is what runs, never in another task or callback;
 * never inside the event loop's or this library's own Python code (asyncio,
-  uintr_loop): the timer retries 20 us later;
+  uintr_loop): the timer retries 50 us later;
 * never inside a masked section (``preemption_masked()`` or the task
   receiver's ``masked()``) nor inside a task receiver's handler: retried;
 * main thread only (Python runs signal handlers nowhere else): a loop in
@@ -56,7 +56,7 @@ __all__ = [
 
 _R = TypeVar("_R")
 
-RETRY_PROTECTED_NS = 20_000       # masked, in a handler, in loop machinery
+RETRY_PROTECTED_NS = 50_000       # masked, in a handler, in loop machinery
 RETRY_NOT_RUNNING_NS = 200_000    # the scope's task is suspended right now
 _DROP = -1                        # the scope is no longer active
 

@@ -91,6 +91,9 @@ class HogWatchdog:
             now = time.monotonic()
             with self._lock:
                 sent_at, loop_thread = self._sent_at, self._loop_thread
+            # asyncio's loops (and uvloop) record the running thread; a loop
+            # that does not is known from the first heartbeat it ran
+            loop_thread = getattr(self.loop, "_thread_id", None) or loop_thread
             if sent_at is None:
                 if not self.loop.is_running():
                     continue
