@@ -18,9 +18,10 @@
 # as a method, i.e. asyncio's selector loop and a uvloop.Loop subclass alike;
 # it does not touch the task factory, so a user's factory and eager tasks
 # (3.12+) are untouched; the coroutine is not wrapped, so Task.get_coro() and
-# tracebacks are unchanged. A task that is not a receiver pays one method
-# call layer, and one attribute lookup plus one dict probe only while at least
-# one task receiver exists. (An eager task's first step does not pass through
+# tracebacks are unchanged. The hook is engaged only while at least one task
+# receiver is open: with none, the loop's call_soon is its own (zero cost);
+# with some, a task that is not a receiver pays one method call layer, an
+# attribute lookup, a type check and a dict probe per step. (An eager task's first step does not pass through
 # call_soon; a receiver cannot exist before that step, and one created inside
 # it is switched out by a callback queued behind it, see bind().)
 #
@@ -30,6 +31,10 @@
 # switch-in's restore (locked clear of SN, then load of PIR) cannot miss it.
 
 
+# The C Task and the pure-Python one (not a subclass of the C one).
+TASK_TYPES = (asyncio.Task, getattr(asyncio.tasks, "_PyTask", asyncio.Task))
+
+
 class TaskReceiverError(RuntimeError):
     """A task receiver was used against its rules: the task is done, the
     call is made from another task, the task already has a receiver, or the
@@ -37,37 +42,64 @@ class TaskReceiverError(RuntimeError):
 
 
 cdef class Shim:
-    """The per-loop scheduler shim (see ``uintr_loop.install_shim``)."""
+    """The per-loop scheduler shim (see ``uintr_loop.install_shim``).
+
+    ``installed``: tasks on this loop may become receivers. The call_soon
+    hook itself is *engaged* only while at least one task receiver is open,
+    so a loop with none runs exactly as without the shim (zero cost), and
+    while one is open the other tasks pay one attribute lookup, a type check
+    and a dict probe per step.
+    """
     cdef readonly object loop
     cdef object base_call_soon
-    cdef dict tasks                # id(task) -> TaskReceiver
+    cdef dict tasks                # task -> its open TaskReceiver
     cdef readonly bint installed
+    cdef readonly bint engaged
     cdef readonly uint64_t switches
 
     def __cinit__(self, loop):
         self.loop = loop
         self.tasks = {}
         self.installed = False
+        self.engaged = False
 
     def install(self):
-        """Hook the loop's call_soon (idempotent)."""
-        if self.installed:
-            return
-        self.base_call_soon = type(self.loop).call_soon.__get__(self.loop)
-        self.loop.call_soon = self.call_soon
+        """Let tasks on the loop become receivers (idempotent)."""
         self.installed = True
+        if self.tasks:
+            self.engage()
 
     def uninstall(self):
-        """Unhook; refused while a task receiver is open."""
-        if not self.installed:
-            return
+        """The opposite; refused while a task receiver is open."""
         if self.tasks:
             raise TaskReceiverError(
                 "cannot remove the scheduler shim while %d task receiver(s) "
                 "are open" % len(self.tasks))
-        del self.loop.call_soon
-        self.base_call_soon = None
+        self.disengage()
         self.installed = False
+
+    cdef engage(self):
+        if self.engaged:
+            return
+        self.base_call_soon = type(self.loop).call_soon.__get__(self.loop)
+        self.loop.call_soon = self.call_soon
+        self.engaged = True
+
+    cdef disengage(self):
+        if not self.engaged:
+            return
+        try:
+            del self.loop.call_soon
+        except AttributeError:
+            pass
+        self.base_call_soon = None
+        self.engaged = False
+
+    cdef forget(self, TaskReceiver r):
+        if self.tasks.get(r.task) is r:
+            del self.tasks[r.task]
+        if not self.tasks:
+            self.disengage()
 
     @property
     def task_receivers(self):
@@ -76,10 +108,7 @@ cdef class Shim:
 
     def receiver_of(self, task):
         """The open TaskReceiver of ``task``, or None."""
-        found = self.tasks.get(id(task))
-        if found is not None and (<TaskReceiver>found).task is task:
-            return found
-        return None
+        return self.tasks.get(task) if isinstance(task, TASK_TYPES) else None
 
     def protects(self, task):
         """True while ``task``'s receiver is masked or in its handler: no
@@ -90,14 +119,15 @@ cdef class Shim:
         return (<TaskReceiver>found).mask_depth > 0 or (<TaskReceiver>found).in_handler
 
     def call_soon(self, callback, *args, context=None):
-        """The loop's call_soon, wrapping the steps of receiver tasks."""
+        """The loop's call_soon while engaged: wraps receiver tasks' steps."""
         cdef object found
-        if self.tasks:
-            owner = getattr(callback, "__self__", None)
-            if owner is not None:
-                found = self.tasks.get(id(owner))
-                if found is not None and (<TaskReceiver>found).task is owner:
-                    callback = TaskStep(<TaskReceiver>found, callback)
+        owner = getattr(callback, "__self__", None)
+        if owner is not None and isinstance(owner, TASK_TYPES):
+            found = self.tasks.get(owner)      # tasks hash by identity
+            if found is not None:
+                callback = TaskStep(<TaskReceiver>found, callback)
+        if self.base_call_soon is None:       # disengaged while queued
+            return type(self.loop).call_soon(self.loop, callback, *args, context=context)
         return self.base_call_soon(callback, *args, context=context)
 
 
@@ -143,7 +173,8 @@ cdef class TaskReceiver(Receiver):
         self.shim = shim
         self.task = task
         self.last_delivered = []
-        shim.tasks[id(task)] = self
+        shim.tasks[task] = self
+        shim.engage()
         task.add_done_callback(self._task_done)
         if asyncio.current_task(self.loop) is task:
             # Created inside the task's running step, which was not wrapped:
@@ -268,9 +299,7 @@ cdef class TaskReceiver(Receiver):
             return
         Receiver.close(self)
         if self.shim is not None:
-            found = self.shim.tasks.get(id(self.task))
-            if found is self:
-                del self.shim.tasks[id(self.task)]
+            self.shim.forget(self)
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(ReceiverClosedError())
 
@@ -364,8 +393,8 @@ def make_task_receiver(handler, task=None):
     if owner is not None and owner != threading.get_ident():
         raise RuntimeError(
             "Receiver.for_task() must be called from the thread running the loop")
-    found = (<Shim>shim).tasks.get(id(task))
-    if found is not None and (<TaskReceiver>found).task is task:
+    found = (<Shim>shim).tasks.get(task)
+    if found is not None:
         raise TaskReceiverError("the task already has a receiver: %r" % (found,))
     cdef TaskReceiver r = TaskReceiver(handler, loop=loop)
     r.bind(<Shim>shim, task)
