@@ -224,6 +224,8 @@ class deadline:
         self._cancelling = 0
         self._used = False
         self._fired = False
+        self.when_ns = 0
+        """The deadline on the CLOCK_MONOTONIC ns scale (time.monotonic_ns); 0 if none."""
 
     @property
     def expired(self) -> bool:
@@ -249,6 +251,7 @@ class deadline:
                 self._cancelling = self._task.cancelling()
             self._handle = self._loop.call_at(self._loop.time() + self.seconds, self._on_timeout)
         when_ns = _core.monotonic_ns() + max(0, int(self.seconds * 1e9))
+        self.when_ns = when_ns
         self._token = _timer.add(self, when_ns)
         return self
 
