@@ -32,10 +32,11 @@ def preempt_stop():
 
 
 def preempt_counters():
-    """(deadlines rung, pthread_kill failures, last ring time in ns)."""
-    cdef uint64_t c[3]
+    """(deadlines rung, pthread_kill failures, last deadline ring time in
+    ns, urgent-vector rings)."""
+    cdef uint64_t c[4]
     uintr_preempt_counters(c)
-    return (c[0], c[1], c[2])
+    return (c[0], c[1], c[2], c[3])
 
 
 def monotonic_ns():

@@ -56,6 +56,7 @@ cdef class Shim:
     cdef readonly bint installed
     cdef readonly bint engaged
     cdef readonly uint64_t switches
+    cdef readonly object urgent_running   # switched-in receiver with urgent vectors
 
     def __cinit__(self, loop):
         self.loop = loop
@@ -168,6 +169,7 @@ cdef class TaskReceiver(Receiver):
     cdef object waiter
     cdef bint running
     cdef list last_delivered
+    cdef uint64_t urgent_mask
 
     cdef bind(self, Shim shim, task):
         self.shim = shim
@@ -181,6 +183,7 @@ cdef class TaskReceiver(Receiver):
             # switch it out once that step is over (this callback is queued
             # behind the step; the task's next step can only be queued later).
             self.running = True
+            self.watch_urgent()
             self.loop.call_soon(self._first_switch_out)
         else:
             self.running = False
@@ -202,12 +205,24 @@ cdef class TaskReceiver(Receiver):
             self.spurious += 1
         return 0
 
+    cdef void watch_urgent(self):
+        if self.urgent_mask and not self.closed:
+            self.shim.urgent_running = self
+            uintr_preempt_watch(self.block, self.urgent_mask)
+
+    cdef void unwatch_urgent(self):
+        if self.urgent_mask:
+            uintr_preempt_unwatch(self.block)
+            if self.shim is not None and self.shim.urgent_running is self:
+                self.shim.urgent_running = None
+
     cdef int switch_in(self) except -1:
         self.running = True
         self.shim.switches += 1
         self.last_delivered = []
         if self.closed:
             return 0
+        self.watch_urgent()
         if uintr_upid_restore(self.block) or uintr_upid_pending(self.block):
             self.take_pir()
         if self.uirr and self.mask_depth == 0 and not self.in_handler:
@@ -216,6 +231,7 @@ cdef class TaskReceiver(Receiver):
 
     cdef void switch_out(self):
         self.running = False
+        self.unwatch_urgent()
         if not self.closed and self.waiter is None:
             uintr_upid_suppress(self.block)
 
@@ -232,10 +248,17 @@ cdef class TaskReceiver(Receiver):
     cdef schedule_delivery(self):
         pass        # never as a separate loop callback: only inside the task
 
-    cdef int deliver_now(self) except -1:
+    cdef int deliver_now(self, bint urgent_only=False, bint propagate_urgent=False) except -1:
+        # urgent_only: an urgent interruption delivers only urgent vectors.
+        # propagate_urgent: in the task's own code (an interruption, the end
+        # of a masked section) an urgent handler's exception is raised there.
         cdef unsigned vector
-        while self.uirr and self.mask_depth == 0 and not self.closed:
-            vector = uintr_highest(self.uirr)
+        cdef uint64_t bits
+        while not self.closed and self.mask_depth == 0:
+            bits = self.uirr & self.urgent_mask if urgent_only else self.uirr
+            if not bits:
+                break
+            vector = uintr_highest(bits)
             self.uirr &= ~((<uint64_t>1) << vector)
             self.delivered += 1
             self.last_delivered.append(vector)
@@ -245,6 +268,8 @@ cdef class TaskReceiver(Receiver):
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
+                if propagate_urgent and (self.urgent_mask >> vector) & 1:
+                    raise
                 self.loop.call_exception_handler({
                     "message": "Exception in user-interrupt handler for vector %d"
                                % vector,
@@ -259,6 +284,24 @@ cdef class TaskReceiver(Receiver):
     def _deliver(self):
         self.take_pir()
         self.deliver_now()
+
+    def _urgent_interrupt(self):
+        """From the preemption doorbell, at a bytecode boundary of this
+        task's own code (the caller checked): take PIR and run the handlers
+        of urgent vectors right here; their exceptions propagate into the
+        interrupted code. Masked or in a handler: the bits wait in UIRR for
+        the end of the section (taking them stops the doorbell)."""
+        if self.closed or not self.running:
+            return
+        self.take_pir()
+        if self.mask_depth or self.in_handler:
+            return
+        self.deliver_now(True, True)
+
+    @property
+    def urgent(self):
+        """The vectors delivered even into running code (a frozenset)."""
+        return frozenset(v for v in range(64) if (self.urgent_mask >> v) & 1)
 
     cdef int check_task(self, str what) except -1:
         self.check_thread(what)
@@ -297,6 +340,7 @@ cdef class TaskReceiver(Receiver):
         when the task is done."""
         if self.closed:
             return
+        self.unwatch_urgent()
         Receiver.close(self)
         if self.shim is not None:
             self.shim.forget(self)
@@ -325,7 +369,7 @@ cdef class TaskMaskedSection:
         if r.mask_depth == 0 and not r.in_handler and not r.closed:
             r.take_pir()
             if r.uirr:
-                r.deliver_now()     # STUI: taken right away, in the task
+                r.deliver_now(False, True)   # STUI: taken right away, in the task
         return False
 
 
@@ -370,10 +414,14 @@ async def task_receiver_wait(TaskReceiver r, timeout):
     return tuple(r.last_delivered)
 
 
-def make_task_receiver(handler, task=None):
-    """Receiver.for_task(handler, task=None): see its docstring."""
+def make_task_receiver(handler, task=None, urgent=()):
+    """Receiver.for_task(handler, task=None, *, urgent=()): see its docstring."""
+    cdef uint64_t urgent_mask = 0
     if not callable(handler):
         raise TypeError("handler must be callable, got %r" % (handler,))
+    for vector in urgent:
+        check_vector(vector)
+        urgent_mask |= (<uint64_t>1) << <unsigned>vector
     if task is None:
         task = asyncio.current_task()
         if task is None:
@@ -396,6 +444,14 @@ def make_task_receiver(handler, task=None):
     found = (<Shim>shim).tasks.get(task)
     if found is not None:
         raise TaskReceiverError("the task already has a receiver: %r" % (found,))
+    if urgent_mask:
+        # the doorbell is a signal handler: main thread only (see preempt.h)
+        from uintr_loop._deadline import _timer, PreemptionUnavailableError
+        if threading.current_thread() is not threading.main_thread():
+            raise PreemptionUnavailableError(
+                "urgent vectors interrupt running code only in the main thread")
+        _timer._ensure_doorbell()
     cdef TaskReceiver r = TaskReceiver(handler, loop=loop)
+    r.urgent_mask = urgent_mask
     r.bind(<Shim>shim, task)
     return r

@@ -125,7 +125,8 @@ class _Timer:
         self._signum = 0
 
     def _doorbell(self, signum: int, frame: FrameType | None) -> None:
-        self.fire(frame)
+        self.fire(frame)                # deadlines; may raise (after re-arming)
+        _urgent(frame)                  # urgent vectors; the thread re-rings if skipped
 
     def _ensure_doorbell(self) -> None:
         # Ours unless the user has since put a handler on that number.
@@ -320,6 +321,19 @@ class deadline:
 
     def __repr__(self) -> str:
         return f"<deadline {self.seconds:g}s {self._state}>"
+
+
+def _urgent(frame: FrameType | None) -> None:
+    """Deliver urgent vectors into the running task receiver, if it is the
+    code running now and the frame is not the loop's or this library's."""
+    loop = asyncio._get_running_loop()
+    shim = getattr(loop, "_uintr_shim", None) if loop is not None else None
+    receiver = shim.urgent_running if shim is not None else None
+    if receiver is None or asyncio.current_task(loop) is not receiver.task:
+        return
+    if frame is None or frame.f_code.co_filename.startswith(_MACHINERY):
+        return
+    receiver._urgent_interrupt()
 
 
 def _receiver_protects(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> bool:

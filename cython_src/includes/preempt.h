@@ -46,6 +46,15 @@
  *   every armed deadline and re-arms the slot from the handler.
  * - The condition variable uses CLOCK_MONOTONIC (the clock of time.monotonic
  *   and of asyncio's loop.time), so wall-clock jumps change nothing.
+ * - Urgent vectors: while a task receiver with urgent vectors runs, the
+ *   thread also watches that receiver's PIR (uintr_preempt_watch): every
+ *   URGENT_POLL_NS it loads PIR (an atomic load, no GIL) and rings while an
+ *   urgent bit is set. The Python side takes PIR (moving the bits to UIRR),
+ *   which stops the rings; a ring that finds the task switched out, masked
+ *   or in the loop's code does nothing or takes the bits for later. The
+ *   watch is cleared at switch-out; the thread keeps ticking for
+ *   URGENT_GRACE_NS after that, so a task switching in again soon costs no
+ *   wakeup of the thread (no futex call on the hot path).
  * - Arming signals the condition variable only when the new deadline is
  *   earlier than the one the thread sleeps towards; disarming never does (the
  *   thread wakes at the old time, finds the slot empty or later, and sleeps
@@ -56,6 +65,11 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+
+#include "upid.h"
+
+#define URGENT_POLL_NS 100000u   /* 100 us */
+#define URGENT_GRACE_NS 10000000u /* 10 ms */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -75,10 +89,14 @@ typedef struct {
     uint64_t fired;          /* deadlines rung */
     uint64_t refused;        /* pthread_kill failures */
     uint64_t last_fire_ns;   /* when the last token was handed over */
+    uintr_block_t *watch;    /* the running urgent task receiver, or NULL */
+    uint64_t watch_mask;     /* its urgent vectors */
+    uint64_t tick_until;     /* keep ticking until then after an unwatch */
+    uint64_t urgent_rings;
 } uintr_preempt_t;
 
 static uintr_preempt_t uintr_preempt = {
-    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, UINT64_MAX, 0, 0, 0, 0, 0,
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, UINT64_MAX, 0, 0, 0, 0, 0, NULL, 0, 0, 0,
 };
 
 static inline uint64_t uintr_monotonic_ns(void)
@@ -96,25 +114,30 @@ static void *uintr_preempt_main(void *arg)
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
     pthread_mutex_lock(&p->mu);
     while (!p->stopping) {
-        if (p->token == 0) {
-            p->sleeping_until = UINT64_MAX;
-            pthread_cond_wait(&p->cv, &p->mu);
-            continue;
-        }
         uint64_t now = uintr_monotonic_ns();
-        if (now < p->when_ns) {
-            struct timespec ts = {(time_t)(p->when_ns / 1000000000u),
-                                  (long)(p->when_ns % 1000000000u)};
-            p->sleeping_until = p->when_ns;
-            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-            continue;
+        int ring = 0;
+        if (p->token && now >= p->when_ns) {
+            p->token = 0;
+            p->fired++;
+            p->last_fire_ns = now;
+            ring = 1;
         }
-        p->token = 0;
-        p->sleeping_until = UINT64_MAX;
-        p->fired++;
-        p->last_fire_ns = now;
-        if (pthread_kill(p->target, p->signum) != 0)
+        if (p->watch && (atomic_load(&p->watch->upid.pir) & p->watch_mask)) {
+            p->urgent_rings++;
+            ring = 1;
+        }
+        if (ring && pthread_kill(p->target, p->signum) != 0)
             p->refused++;
+        uint64_t next = p->token ? p->when_ns : UINT64_MAX;
+        if ((p->watch || now < p->tick_until) && now + URGENT_POLL_NS < next)
+            next = now + URGENT_POLL_NS;
+        p->sleeping_until = next;
+        if (next == UINT64_MAX) {
+            pthread_cond_wait(&p->cv, &p->mu);
+        } else {
+            struct timespec ts = {(time_t)(next / 1000000000u), (long)(next % 1000000000u)};
+            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        }
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -159,6 +182,30 @@ static inline void uintr_preempt_arm(uint64_t token, uint64_t when_ns)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Watch a running task receiver's PIR for urgent vectors (switch-in). */
+static inline void uintr_preempt_watch(uintr_block_t *b, uint64_t mask)
+{
+    uintr_preempt_t *p = &uintr_preempt;
+    pthread_mutex_lock(&p->mu);
+    p->watch = b;
+    p->watch_mask = mask;
+    if (p->sleeping_until > uintr_monotonic_ns() + URGENT_POLL_NS)
+        pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Stop watching (switch-out, close); never signals. */
+static inline void uintr_preempt_unwatch(uintr_block_t *b)
+{
+    uintr_preempt_t *p = &uintr_preempt;
+    pthread_mutex_lock(&p->mu);
+    if (p->watch == b) {
+        p->watch = NULL;
+        p->tick_until = uintr_monotonic_ns() + URGENT_GRACE_NS;
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
 static inline void uintr_preempt_disarm(void)
 {
     uintr_preempt_t *p = &uintr_preempt;
@@ -179,6 +226,7 @@ static inline void uintr_preempt_stop(void)
     }
     p->stopping = 1;
     p->token = 0;
+    p->watch = NULL;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     pthread_join(p->thread, NULL);
@@ -187,13 +235,14 @@ static inline void uintr_preempt_stop(void)
     pthread_mutex_unlock(&p->mu);
 }
 
-static inline void uintr_preempt_counters(uint64_t out[3])
+static inline void uintr_preempt_counters(uint64_t out[4])
 {
     uintr_preempt_t *p = &uintr_preempt;
     pthread_mutex_lock(&p->mu);
     out[0] = p->fired;
     out[1] = p->refused;
     out[2] = p->last_fire_ns;
+    out[3] = p->urgent_rings;
     pthread_mutex_unlock(&p->mu);
 }
 
