@@ -303,3 +303,32 @@ def test_task_receiver_mask_and_handler_are_respected() -> None:
     # it may land right at the end of the section/handler (STUI) or later
     assert events in (["masked done", "handler done", "after handler", "timeout"],
                       ["masked done", "handler done", "timeout"])
+
+
+def test_deadlines_work_in_a_forked_child() -> None:
+    """The timer thread does not survive fork; the child starts its own."""
+    code = (
+        "import os, time, uintr_loop\n"
+        "def spin():\n"
+        "    end = time.monotonic() + 20\n"
+        "    while time.monotonic() < end: pass\n"
+        "def once():\n"
+        "    try:\n"
+        "        with uintr_loop.deadline(0.02):\n"
+        "            spin()\n"
+        "    except TimeoutError:\n"
+        "        return 'preempted'\n"
+        "    return 'not preempted'\n"
+        "print('parent', once(), flush=True)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    print('child', once(), flush=True)\n"
+        "    os._exit(0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print('parent', once(), os.waitstatus_to_exitcode(status))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.splitlines() == [
+        "parent preempted", "child preempted", "parent preempted 0"], out.stderr

@@ -129,8 +129,11 @@ class _Timer:
         _urgent(frame)                  # urgent vectors; the thread re-rings if skipped
 
     def _ensure_doorbell(self) -> None:
-        # Ours unless the user has since put a handler on that number.
+        # Ours unless the user has since put a handler on that number. The
+        # start is idempotent and cheap, and restarts the thread in a child
+        # after fork (preempt.h resets it there).
         if self._signum and signal.getsignal(self._signum) == self._doorbell:
+            _core.preempt_start(self._signum)
             return
         for signum in range(signal.SIGRTMAX, signal.SIGRTMIN - 1, -1):
             if signal.getsignal(signum) == signal.SIG_DFL:

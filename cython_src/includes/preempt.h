@@ -64,6 +64,7 @@
 #define UINTR_LOOP_PREEMPT_H
 
 #include <signal.h>
+#include <string.h>
 #include <sys/prctl.h>
 
 #include "upid.h"
@@ -143,6 +144,23 @@ static void *uintr_preempt_main(void *arg)
     return NULL;
 }
 
+/* After fork the child has no timer thread and maybe a mutex locked by a
+ * thread that does not exist there: start afresh (the next start makes a
+ * new thread). */
+static void uintr_preempt_atfork_child(void)
+{
+    uintr_preempt_t *p = &uintr_preempt;
+    pthread_mutex_init(&p->mu, NULL);
+    /* the parent's thread may have been waiting on cv: never destroy it
+     * here (glibc would wait for that waiter forever); start afresh */
+    memset(&p->cv, 0, sizeof p->cv);
+    p->started = 0;
+    p->stopping = 0;
+    p->token = 0;
+    p->watch = NULL;
+    p->sleeping_until = UINT64_MAX;
+}
+
 /* Start the thread once (idempotent); signum goes to the calling thread
  * (the main thread) when a deadline passes; a later call may change both.
  * 0 or an errno. */
@@ -154,10 +172,15 @@ static inline int uintr_preempt_start(int signum)
     p->signum = signum;
     p->target = pthread_self();
     if (!p->started) {
+        static int atfork_registered;
+        if (!atfork_registered) {
+            pthread_atfork(NULL, NULL, uintr_preempt_atfork_child);
+            atfork_registered = 1;
+        }
         pthread_condattr_t attr;
         pthread_condattr_init(&attr);
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_destroy(&p->cv);
+        /* no waiter exists now (no thread, or it was joined) */
         pthread_cond_init(&p->cv, &attr);
         pthread_condattr_destroy(&attr);
         p->stopping = 0;
