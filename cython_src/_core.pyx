@@ -11,6 +11,7 @@ One extension, one concern per included file:
   preempt.pxi   the native preemption timer's glue
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
+cimport cython
 import asyncio
 import threading
 

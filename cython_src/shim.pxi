@@ -31,6 +31,13 @@
 # switch-in's restore (locked clear of SN, then load of PIR) cannot miss it.
 
 
+cdef extern from "Python.h":
+    ctypedef struct PyObject
+    object PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf,
+                               PyObject *kwnames)
+
+cdef tuple CONTEXT_KWNAMES = ("context",)
+
 # The C Task and the pure-Python one (not a subclass of the C one).
 TASK_TYPES = (asyncio.Task, getattr(asyncio.tasks, "_PyTask", asyncio.Task))
 
@@ -51,7 +58,7 @@ cdef class Shim:
     and a dict probe per step.
     """
     cdef readonly object loop
-    cdef object base_call_soon
+    cdef object base_call_soon     # the loop class's call_soon (a function)
     cdef dict tasks                # task -> its open TaskReceiver
     cdef readonly bint installed
     cdef readonly bint engaged
@@ -82,7 +89,7 @@ cdef class Shim:
     cdef engage(self):
         if self.engaged:
             return
-        self.base_call_soon = type(self.loop).call_soon.__get__(self.loop)
+        self.base_call_soon = type(self.loop).call_soon
         self.loop.call_soon = self.call_soon
         self.engaged = True
 
@@ -127,11 +134,29 @@ cdef class Shim:
             found = self.tasks.get(owner)      # tasks hash by identity
             if found is not None:
                 callback = TaskStep(<TaskReceiver>found, callback)
-        if self.base_call_soon is None:       # disengaged while queued
-            return type(self.loop).call_soon(self.loop, callback, *args, context=context)
-        return self.base_call_soon(callback, *args, context=context)
+        return self.call_base(callback, args, context)
+
+    cdef object call_base(self, callback, tuple args, context):
+        # The class's call_soon through vectorcall (no tuple or dict built):
+        # this is the whole cost of the hook for tasks that are not receivers.
+        cdef PyObject *stack[8]
+        cdef Py_ssize_t n = len(args), i
+        base = self.base_call_soon
+        if base is None:                       # disengaged meanwhile
+            base = type(self.loop).call_soon
+        if n > 5:
+            return base(self.loop, callback, *args, context=context)
+        stack[0] = <PyObject *>self.loop
+        stack[1] = <PyObject *>callback
+        for i in range(n):
+            stack[2 + i] = <PyObject *>args[i]
+        if context is None:
+            return PyObject_Vectorcall(base, stack, 2 + n, NULL)
+        stack[2 + n] = <PyObject *>context
+        return PyObject_Vectorcall(base, stack, 2 + n, <PyObject *>CONTEXT_KWNAMES)
 
 
+@cython.freelist(32)
 cdef class TaskStep:
     """One step (or wakeup) of a receiver task, bracketed by switch-in and
     switch-out."""
@@ -150,7 +175,7 @@ cdef class TaskStep:
             # SystemExit/KeyboardInterrupt from a handler: the step is not
             # lost, it runs next iteration (its vectors were taken already).
             r.switch_out()
-            r.shim.base_call_soon(self, *args)
+            r.shim.call_base(self, args, None)
             raise
         try:
             return self.step(*args)
