@@ -299,9 +299,8 @@ cdef class TaskReceiver(Receiver):
                     "message": "Exception in user-interrupt handler for vector %d"
                                % vector,
                     "exception": exc,
-                    "receiver": self,
-                    "task": self.task,
-                })
+                    "receiver": self,     # not "task": 3.12+ would re-enter
+                })                        # its context (we run inside it)
             finally:
                 self.in_handler = False
         return 0

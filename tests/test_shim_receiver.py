@@ -202,7 +202,7 @@ def test_handler_errors_go_to_the_exception_handler_and_the_task_continues() -> 
         await asyncio.sleep(0)
         assert len(contexts) == 1
         assert isinstance(contexts[0]["exception"], ValueError)
-        assert contexts[0]["task"] is asyncio.current_task()
+        assert contexts[0]["receiver"].task is asyncio.current_task()
 
     run(main)
 
