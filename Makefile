@@ -34,6 +34,8 @@ demo: build
 bench: build
 	$(PY) -m pip install -q uvloop
 	$(PY) benchmarks/wake_latency.py
+	$(PY) benchmarks/shim_overhead.py
+	$(PY) benchmarks/preempt_latency.py
 
 info: build
 	$(PY) -m uintr_loop info

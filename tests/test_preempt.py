@@ -332,3 +332,27 @@ def test_deadlines_work_in_a_forked_child() -> None:
                          text=True, timeout=60)
     assert out.stdout.splitlines() == [
         "parent preempted", "child preempted", "parent preempted 0"], out.stderr
+
+
+def test_thread_fallback_delivers_deadlines_too() -> None:
+    """In a child: deadlines through the pthread (the path used when
+    timer_create fails) preempt as the kernel timer does."""
+    code = (
+        "import time, uintr_loop\n"
+        "from uintr_loop import _core\n"
+        "def once():\n"
+        "    try:\n"
+        "        with uintr_loop.deadline(0.02):\n"
+        "            end = time.monotonic() + 20\n"
+        "            while time.monotonic() < end: pass\n"
+        "    except TimeoutError:\n"
+        "        return 'preempted'\n"
+        "    return 'not preempted'\n"
+        "print(once(), _core.preempt_uses_timer())\n"
+        "_core.preempt_thread_only(True)\n"
+        "print(once(), _core.preempt_uses_timer(), _core.preempt_counters()[0] >= 1)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.splitlines() == ["preempted True", "preempted False True"], out.stderr

@@ -3,10 +3,11 @@
 ``asyncio.timeout`` cancels a task at its next ``await``; code that never
 awaits (a runaway loop, a big parse) runs on and blocks the whole loop.
 ``deadline(seconds)`` does what ``asyncio.timeout`` does at await points and,
-in addition, interrupts running Python code: a native timer thread (no GIL)
-sends a free real-time signal to the main thread when a deadline passes;
-Python runs that signal's handler, ``_Timer.fire``, at the next bytecode
-boundary, and it raises ``DeadlineExceeded`` there when it is safe (see
+in addition, interrupts running Python code: when a deadline passes, the
+kernel (a POSIX timer; a native pthread that never takes the GIL where that
+is unavailable) sends a free real-time signal to the main thread; Python runs
+that signal's handler, ``_Timer.fire``, at the next bytecode boundary, and
+it raises ``DeadlineExceeded`` there when it is safe (see
 ``deadline._verdict``). The
 scope turns it into ``TimeoutError`` on exit; ``finally`` blocks run on the
 way out as for any exception.
@@ -123,8 +124,12 @@ class _Timer:
         self._armed = (0, 0)                        # (token, when_ns) in the slot
         self._started = False
         self._signum = 0
+        self.rings = 0                  # doorbell handler runs
+        self.last_ring_ns = 0           # monotonic ns of the last one
 
     def _doorbell(self, signum: int, frame: FrameType | None) -> None:
+        self.rings += 1
+        self.last_ring_ns = _core.monotonic_ns()
         self.fire(frame)                # deadlines; may raise (after re-arming)
         _urgent(frame)                  # urgent vectors; the thread re-rings if skipped
 

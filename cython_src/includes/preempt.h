@@ -22,6 +22,16 @@
  * call, a resume), exactly where a KeyboardInterrupt lands, and an exception
  * that handler raises propagates from the interrupted bytecode.
  *
+ * Deadlines go one step further: a POSIX timer (timer_create with
+ * SIGEV_THREAD_ID, CLOCK_MONOTONIC, absolute expiry) makes the kernel itself
+ * send the signal to the main thread when the deadline passes, from its
+ * timer interrupt: no thread has to be scheduled first, which on a loaded
+ * 2-core machine is where the latency tail was (the first version used this
+ * file's pthread for deadlines too; its wake-up alone had a millisecond
+ * tail under load). The pthread remains for what a timer cannot do, polling
+ * a running task receiver's PIR for urgent vectors, and as the deadline
+ * fallback if timer_create fails.
+ *
  * So we need one signal, and take one the user is unlikely to use: a
  * real-time signal with no handler installed, searched from SIGRTMAX down at
  * run time (uintr_loop/_deadline.py). It is sent only when a deadline passes.
@@ -42,8 +52,9 @@
  *   and that the innermost frame is not the event loop's or the library's
  *   own code; otherwise it re-arms a short retry. A stale token (scope
  *   already left) is ignored.
- * - One slot: the earliest deadline only. The Python side keeps the heap of
- *   every armed deadline and re-arms the slot from the handler.
+ * - One slot (the kernel timer, or the thread's token): the earliest
+ *   deadline only. The Python side keeps the heap of every armed deadline
+ *   and re-arms the slot from the handler.
  * - The condition variable uses CLOCK_MONOTONIC (the clock of time.monotonic
  *   and of asyncio's loop.time), so wall-clock jumps change nothing.
  * - Urgent vectors: while a task receiver with urgent vectors runs, the
@@ -66,8 +77,14 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "upid.h"
+
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid   /* glibc spells it so */
+#endif
 
 #define URGENT_POLL_NS 100000u   /* 100 us */
 #define URGENT_GRACE_NS 10000000u /* 10 ms */
@@ -94,10 +111,13 @@ typedef struct {
     uint64_t watch_mask;     /* its urgent vectors */
     uint64_t tick_until;     /* keep ticking until then after an unwatch */
     uint64_t urgent_rings;
+    int has_timer;           /* deadlines ride a kernel timer (see above) */
+    int thread_only;         /* tests/benchmarks: use the pthread for deadlines */
+    timer_t timer;
 } uintr_preempt_t;
 
 static uintr_preempt_t uintr_preempt = {
-    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, UINT64_MAX, 0, 0, 0, 0, 0, NULL, 0, 0, 0,
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, UINT64_MAX, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0,
 };
 
 static inline uint64_t uintr_monotonic_ns(void)
@@ -159,6 +179,7 @@ static void uintr_preempt_atfork_child(void)
     p->token = 0;
     p->watch = NULL;
     p->sleeping_until = UINT64_MAX;
+    p->has_timer = 0;         /* POSIX timers are not inherited */
 }
 
 /* Start the thread once (idempotent); signum goes to the calling thread
@@ -169,6 +190,21 @@ static inline int uintr_preempt_start(int signum)
     uintr_preempt_t *p = &uintr_preempt;
     int rc = 0;
     pthread_mutex_lock(&p->mu);
+    if (p->thread_only) {
+        if (p->has_timer)
+            timer_delete(p->timer);
+        p->has_timer = 0;
+    } else if (!p->has_timer || p->signum != signum ||
+               !pthread_equal(p->target, pthread_self())) {
+        struct sigevent sev;
+        memset(&sev, 0, sizeof sev);
+        sev.sigev_notify = SIGEV_THREAD_ID;
+        sev.sigev_signo = signum;
+        sev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
+        if (p->has_timer)
+            timer_delete(p->timer);
+        p->has_timer = timer_create(CLOCK_MONOTONIC, &sev, &p->timer) == 0;
+    }
     p->signum = signum;
     p->target = pthread_self();
     if (!p->started) {
@@ -197,6 +233,14 @@ static inline int uintr_preempt_start(int signum)
 static inline void uintr_preempt_arm(uint64_t token, uint64_t when_ns)
 {
     uintr_preempt_t *p = &uintr_preempt;
+    if (p->has_timer) {
+        struct itimerspec its = {{0, 0}, {(time_t)(when_ns / 1000000000u),
+                                          (long)(when_ns % 1000000000u)}};
+        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+            its.it_value.tv_nsec = 1;   /* zero would disarm */
+        if (timer_settime(p->timer, TIMER_ABSTIME, &its, NULL) == 0)
+            return;
+    }
     pthread_mutex_lock(&p->mu);
     p->token = token;
     p->when_ns = when_ns;
@@ -232,6 +276,10 @@ static inline void uintr_preempt_unwatch(uintr_block_t *b)
 static inline void uintr_preempt_disarm(void)
 {
     uintr_preempt_t *p = &uintr_preempt;
+    if (p->has_timer) {
+        struct itimerspec its = {{0, 0}, {0, 0}};
+        timer_settime(p->timer, 0, &its, NULL);
+    }
     pthread_mutex_lock(&p->mu);
     p->token = 0;
     pthread_mutex_unlock(&p->mu);
@@ -250,12 +298,32 @@ static inline void uintr_preempt_stop(void)
     p->stopping = 1;
     p->token = 0;
     p->watch = NULL;
+    if (p->has_timer) {
+        timer_delete(p->timer);
+        p->has_timer = 0;
+    }
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     pthread_join(p->thread, NULL);
     pthread_mutex_lock(&p->mu);
     p->started = 0;
     pthread_mutex_unlock(&p->mu);
+}
+
+/* Deadlines through the pthread instead of the kernel timer (the fallback),
+ * from the next start on: for its tests and for the benchmark's comparison. */
+static inline void uintr_preempt_thread_only(int on)
+{
+    uintr_preempt_t *p = &uintr_preempt;
+    pthread_mutex_lock(&p->mu);
+    p->thread_only = on;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* 1 if deadlines currently ride the kernel timer. */
+static inline int uintr_preempt_uses_timer(void)
+{
+    return uintr_preempt.has_timer;
 }
 
 static inline void uintr_preempt_counters(uint64_t out[4])

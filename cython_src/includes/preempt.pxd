@@ -10,5 +10,7 @@ cdef extern from "preempt.h" nogil:
     void uintr_preempt_disarm()
     void uintr_preempt_stop()
     void uintr_preempt_counters(uint64_t out[4])
+    void uintr_preempt_thread_only(int on)
+    int uintr_preempt_uses_timer()
     void uintr_preempt_watch(uintr_block_t *b, uint64_t mask)
     void uintr_preempt_unwatch(uintr_block_t *b)
