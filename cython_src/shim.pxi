@@ -21,9 +21,10 @@
 # tracebacks are unchanged. The hook is engaged only while at least one task
 # receiver is open: with none, the loop's call_soon is its own (zero cost);
 # with some, a task that is not a receiver pays one method call layer, an
-# attribute lookup, a type check and a dict probe per step. (An eager task's first step does not pass through
+# attribute lookup, a type check, a dict probe (tasks hash by identity) and
+# a vectorcall per step. An eager task's first step does not pass through
 # call_soon; a receiver cannot exist before that step, and one created inside
-# it is switched out by a callback queued behind it, see bind().)
+# it is switched out by a callback queued behind it (see bind()).
 #
 # Everything here runs on the loop thread with the GIL; the only concurrent
 # party is a sender, and the UPID protocol (upid.h) covers it: a post to a
@@ -187,8 +188,10 @@ cdef class TaskStep:
 
 
 cdef class TaskReceiver(Receiver):
-    """A task that is a receiver (``Receiver.for_task``); see the module
-    README section "The scheduler shim"."""
+    """A task that is a receiver (``Receiver.for_task``); see the README
+    section "Tasks as receivers". Handlers run in the task's step, before
+    the task's code, in its contextvars context (asyncio.current_task() is
+    set only once the step proper begins)."""
     cdef readonly object task
     cdef Shim shim
     cdef object waiter
