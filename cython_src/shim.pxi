@@ -134,7 +134,7 @@ cdef class Shim:
         if owner is not None and isinstance(owner, TASK_TYPES):
             found = self.tasks.get(owner)      # tasks hash by identity
             if found is not None:
-                callback = TaskStep(<TaskReceiver>found, callback)
+                callback = make_task_step(<TaskReceiver>found, callback)
         return self.call_base(callback, args, context)
 
     cdef object call_base(self, callback, tuple args, context):
@@ -164,12 +164,10 @@ cdef class TaskStep:
     cdef TaskReceiver receiver
     cdef readonly object step
 
-    def __cinit__(self, TaskReceiver receiver, step):
-        self.receiver = receiver
-        self.step = step
-
     def __call__(self, *args):
         cdef TaskReceiver r = self.receiver
+        if r is None:       # built from Python, not by the shim
+            raise TypeError("TaskStep objects are made by the scheduler shim only")
         try:
             r.switch_in()
         except BaseException:
@@ -185,6 +183,14 @@ cdef class TaskStep:
 
     def __repr__(self):
         return repr(self.step)
+
+
+cdef inline TaskStep make_task_step(TaskReceiver receiver, step):
+    # tp_new straight from the freelist: no argument parsing on this path
+    cdef TaskStep ts = TaskStep.__new__(TaskStep)
+    ts.receiver = receiver
+    ts.step = step
+    return ts
 
 
 cdef class TaskReceiver(Receiver):
@@ -247,7 +253,8 @@ cdef class TaskReceiver(Receiver):
     cdef int switch_in(self) except -1:
         self.running = True
         self.shim.switches += 1
-        self.last_delivered = []
+        if self.last_delivered:
+            self.last_delivered = []
         if self.closed:
             return 0
         self.watch_urgent()

@@ -368,3 +368,8 @@ def test_pure_python_tasks_are_shimmed_too() -> None:
         assert await guarded(asyncio.create_task(worker())) == (8,)
 
     run(main)
+
+
+def test_a_task_step_built_by_hand_is_refused() -> None:
+    with pytest.raises(TypeError, match="scheduler shim"):
+        TaskStep()()
