@@ -356,3 +356,21 @@ def test_thread_fallback_delivers_deadlines_too() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.splitlines() == ["preempted True", "preempted False True"], out.stderr
+
+
+def test_many_deadlines_with_scopes_churning_inside_all_fire() -> None:
+    """300 short deadlines; inside each, inner scopes are entered and left as
+    fast as possible, so rings land in the timer's own bookkeeping (which
+    must retry, not lose the deadline)."""
+    fired = 0
+    for _ in range(300):
+        try:
+            with deadline(0.0002):
+                end = time.monotonic() + SAFETY
+                while time.monotonic() < end:
+                    with deadline(HANG_GUARD):
+                        pass
+        except TimeoutError:
+            fired += 1
+    assert fired == 300
+    assert not _timer._scopes            # nothing left armed

@@ -126,10 +126,18 @@ class _Timer:
         self._signum = 0
         self.rings = 0                  # doorbell handler runs
         self.last_ring_ns = 0           # monotonic ns of the last one
+        self._busy = False              # add/remove/_rearm in progress
 
     def _doorbell(self, signum: int, frame: FrameType | None) -> None:
         self.rings += 1
         self.last_ring_ns = _core.monotonic_ns()
+        if self._busy:
+            # The signal interrupted add/remove/_rearm (this handler runs at
+            # any bytecode boundary of the main thread): do not touch the heap
+            # under them; ring again shortly.
+            _core.preempt_arm(1 << 62, self.last_ring_ns + RETRY_PROTECTED_NS)
+            self._armed = (1 << 62, 0)
+            return
         self.fire(frame)                # deadlines; may raise (after re-arming)
         _urgent(frame)                  # urgent vectors; the thread re-rings if skipped
 
@@ -159,15 +167,23 @@ class _Timer:
 
     def add(self, scope: deadline, when_ns: int) -> int:
         self._ensure_doorbell()
-        token = next(self._tokens)
-        self._scopes[token] = scope
-        heapq.heappush(self._heap, (when_ns, token))
-        self._rearm()
+        self._busy = True
+        try:
+            token = next(self._tokens)
+            self._scopes[token] = scope
+            heapq.heappush(self._heap, (when_ns, token))
+            self._rearm()
+        finally:
+            self._busy = False
         return token
 
     def remove(self, token: int) -> None:
-        if self._scopes.pop(token, None) is not None and self._armed[0] == token:
-            self._rearm()
+        self._busy = True
+        try:
+            if self._scopes.pop(token, None) is not None and self._armed[0] == token:
+                self._rearm()
+        finally:
+            self._busy = False
 
     def _rearm(self) -> None:
         heap = self._heap
@@ -186,23 +202,27 @@ class _Timer:
     def fire(self, frame: FrameType | None) -> None:
         """Runs in the main thread at a bytecode boundary (the doorbell's
         handler); ``frame`` is the interrupted code."""
-        self._armed = (0, 0)            # the native slot emptied when it rang
-        now = _core.monotonic_ns()
         victim: deadline | None = None
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, token = heapq.heappop(heap)
-            scope = self._scopes.get(token)
-            if scope is None:
-                continue
-            retry = scope._verdict(frame) if victim is None else RETRY_PROTECTED_NS
-            if retry > 0:
-                heapq.heappush(heap, (now + retry, token))
-            else:
-                del self._scopes[token]
-                if retry == 0:
-                    victim = scope
-        self._rearm()
+        self._busy = True               # a nested ring (handlers can nest) retries
+        try:
+            self._armed = (0, 0)        # the native slot emptied when it rang
+            now = _core.monotonic_ns()
+            heap = self._heap
+            while heap and heap[0][0] <= now:
+                _, token = heapq.heappop(heap)
+                scope = self._scopes.get(token)
+                if scope is None:
+                    continue
+                retry = scope._verdict(frame) if victim is None else RETRY_PROTECTED_NS
+                if retry > 0:
+                    heapq.heappush(heap, (now + retry, token))
+                else:
+                    del self._scopes[token]
+                    if retry == 0:
+                        victim = scope
+            self._rearm()
+        finally:
+            self._busy = False
         if victim is not None:
             raise DeadlineExceeded(victim)
 
