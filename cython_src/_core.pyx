@@ -16,7 +16,7 @@ import asyncio
 import threading
 
 from libc.errno cimport ESHUTDOWN, errno
-from libc.stdint cimport uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport uint32_t, uint64_t
 from posix.types cimport pid_t
 from posix.unistd cimport getpid
 
