@@ -205,7 +205,7 @@ async def test_machinery_frames_are_never_interrupted() -> None:
     assert scope.expired
 
 
-def test_deadline_in_a_non_main_thread_is_refused() -> None:
+def test_deadline_in_a_non_main_thread_is_refused(loop_factory) -> None:  # type: ignore[no-untyped-def]
     result: list[BaseException | None] = []
 
     def thread_main() -> None:
@@ -213,11 +213,14 @@ def test_deadline_in_a_non_main_thread_is_refused() -> None:
             async with deadline(1):
                 pass
 
+        loop = loop_factory()
         try:
-            uintr_loop.run(main())
+            loop.run_until_complete(main())
             result.append(None)
         except BaseException as exc:          # noqa: BLE001
             result.append(exc)
+        finally:
+            loop.close()
 
     t = threading.Thread(target=thread_main)
     t.start()

@@ -76,7 +76,8 @@ def test_stock_asyncio_loop_has_no_shim() -> None:
     asyncio.run(main())
 
 
-def test_post_to_a_suspended_task_costs_no_wakeup_and_is_delivered_before_its_code() -> None:
+@pytest.mark.parametrize("debug", [False, True], ids=["", "debug"])
+def test_post_to_a_suspended_task_costs_no_wakeup_and_is_delivered_before_its_code(debug: bool) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         events: list[object] = []
@@ -109,7 +110,7 @@ def test_post_to_a_suspended_task_costs_no_wakeup_and_is_delivered_before_its_co
             senders[0].send()
         assert shim_of(loop).task_receivers == 0  # type: ignore[union-attr]
 
-    run(main)
+    uintr_loop.run(main(), debug=debug)
 
 
 def test_wait_wakes_on_a_post_from_another_thread() -> None:
