@@ -377,3 +377,20 @@ def test_many_deadlines_with_scopes_churning_inside_all_fire() -> None:
             fired += 1
     assert fired == 300
     assert not _timer._scopes            # nothing left armed
+
+
+def test_tight_while_loops_inside_the_scope_never_escape_it() -> None:
+    """On CPython 3.13 the backward jump closing `while cond: pass` can sit
+    outside the try/with's exception range (python/cpython#130279); a
+    deadline raised exactly there would skip the scope. 300 tight loops:
+    every deadline must come back as TimeoutError from its own scope."""
+    fired = 0
+    for _ in range(300):
+        try:
+            with deadline(0.0002):
+                end = time.monotonic() + SAFETY
+                while time.monotonic() < end:
+                    pass
+        except TimeoutError:
+            fired += 1
+    assert fired == 300
