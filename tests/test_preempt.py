@@ -394,3 +394,23 @@ def test_tight_while_loops_inside_the_scope_never_escape_it() -> None:
         except TimeoutError:
             fired += 1
     assert fired == 300
+
+
+def test_a_swallowed_deadline_is_raised_again_but_not_during_cleanup() -> None:
+    """The code swallows the first DeadlineExceeded and runs on: it comes
+    again. A finally block running (CPU-bound) while it propagates is not
+    interrupted a second time."""
+    events: list[str] = []
+    with pytest.raises(TimeoutError):
+        with deadline(0.01):
+            try:
+                spin()
+            except DeadlineExceeded:
+                events.append("swallowed")
+            try:
+                spin()
+            finally:
+                events.append("cleanup starts")
+                spin(0.05)                  # > the 2 ms re-raise interval
+                events.append("cleanup done")
+    assert events == ["swallowed", "cleanup starts", "cleanup done"]

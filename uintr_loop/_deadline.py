@@ -20,6 +20,10 @@ Rules, each tested:
   uintr_loop): the timer retries 50 us later;
 * never inside a masked section (``preemption_masked()`` or the task
   receiver's ``masked()``) nor inside a task receiver's handler: retried;
+* once raised, raised again every 2 ms until the scope exits if it was
+  swallowed (caught, or raised where CPython discards exceptions: a
+  finalizer, a weakref callback), never while it is still propagating
+  through except/finally blocks or __exit__ methods;
 * main thread only (Python runs signal handlers nowhere else): a loop in
   another thread gets ``PreemptionUnavailableError`` from ``deadline()``;
 * the signal is a real-time one with no handler (searched from SIGRTMAX
@@ -60,6 +64,7 @@ _R = TypeVar("_R")
 
 RETRY_PROTECTED_NS = 50_000       # masked, in a handler, in loop machinery
 RETRY_NOT_RUNNING_NS = 200_000    # the scope's task is suspended right now
+REFIRE_NS = 2_000_000             # raised, but the scope has not exited yet
 _DROP = -1                        # the scope is no longer active
 
 _MACHINERY = tuple(
@@ -248,12 +253,18 @@ class _Timer:
                 if scope is None:
                     continue
                 retry = scope._verdict(frame) if victim is None else RETRY_PROTECTED_NS
-                if retry > 0:
-                    heapq.heappush(heap, (now + retry, token))
-                else:
+                if retry == _DROP:
                     del self._scopes[token]
-                    if retry == 0:
-                        victim = scope
+                    continue
+                if retry == 0:
+                    # Raise it, and look again later: an exception raised in a
+                    # finalizer or a weakref callback (a ring can land there)
+                    # is swallowed by CPython, and so is one the code catches;
+                    # until the scope exits, a swallowed deadline is raised
+                    # again (never while it is still propagating).
+                    victim = scope
+                    retry = REFIRE_NS
+                heapq.heappush(heap, (now + retry, token))
             self._rearm()
         finally:
             self._busy = False
@@ -288,6 +299,7 @@ class deadline:
         self._used = False
         self._fired = False
         self._gap_retries = 0
+        self._preempted = False
         self.when_ns = 0
         """The deadline on the CLOCK_MONOTONIC ns scale (time.monotonic_ns); 0 if none."""
 
@@ -331,12 +343,14 @@ class deadline:
     def _verdict(self, frame: FrameType | None) -> int:
         """0: raise now; > 0: retry in that many ns; _DROP: forget it.
         Runs in the doorbell's handler, under the GIL."""
-        if self._state != _ACTIVE:
+        if self._state != _ACTIVE and not (self._state == _EXPIRED and self._preempted):
             return _DROP
+        if self._preempted and _propagating(self):
+            return REFIRE_NS            # on its way out through except/finally
         loop = self._loop
         running = asyncio.current_task(loop) if loop is not None else None
         if running is not self._task:
-            return RETRY_NOT_RUNNING_NS
+            return REFIRE_NS if self._preempted else RETRY_NOT_RUNNING_NS
         if _mask_depth.get(id(running) if running is not None else 0):
             return RETRY_PROTECTED_NS
         if running is not None and loop is not None and _receiver_protects(loop, running):
@@ -347,6 +361,7 @@ class deadline:
             self._gap_retries += 1
             return RETRY_PROTECTED_NS
         self._state = _EXPIRED
+        self._preempted = True
         if self._handle is not None:
             self._handle.cancel()
         return 0
@@ -387,6 +402,19 @@ class deadline:
 
     def __repr__(self) -> str:
         return f"<deadline {self.seconds:g}s {self._state}>"
+
+
+def _propagating(scope: deadline) -> bool:
+    """The scope's DeadlineExceeded is being handled (an except or finally
+    block, an __exit__) somewhere on the interrupted stack."""
+    exc = sys.exc_info()[1]
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, DeadlineExceeded) and exc.scope is scope:
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
 
 
 def _urgent(frame: FrameType | None) -> None:
