@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from types import FrameType
 
 import pytest
@@ -191,16 +192,32 @@ async def test_preemptible_callback() -> None:
 
 @pytest.mark.asyncio
 async def test_machinery_frames_are_never_interrupted() -> None:
-    """The verdict on a frame of asyncio's own code is 'retry', on user code
-    'raise now'."""
+    """The verdict on a frame of asyncio's own code, of a finalizer or of
+    the weakref machinery is 'retry'; on user code, 'raise now'."""
     loop = asyncio.get_running_loop()
     seen: list[FrameType] = []
     loop.call_soon(lambda: seen.append(sys._getframe(1)))   # Handle._run's frame
     await asyncio.sleep(0)
     assert "asyncio" in seen[0].f_code.co_filename
+    frames: list[FrameType] = []
+
+    class Finalised:
+        def __del__(self) -> None:               # exceptions here are discarded
+            frames.append(sys._getframe(0))
+
+    ws: weakref.WeakSet[Finalised] = weakref.WeakSet()
+    keep = Finalised()
+    ws.add(keep)
+    walker = iter(ws)                            # a generator running in _weakrefset.py
+    next(walker)
     scope = deadline(HANG_GUARD)
     with scope:
         assert scope._verdict(seen[0]) == RETRY_PROTECTED_NS
+        Finalised()                              # runs __del__ at once
+        assert frames[0].f_code.co_name == "__del__"
+        assert scope._verdict(frames[0]) == RETRY_PROTECTED_NS
+        assert walker.gi_frame.f_code.co_filename.endswith("_weakrefset.py")  # type: ignore[attr-defined]
+        assert scope._verdict(walker.gi_frame) == RETRY_PROTECTED_NS  # type: ignore[attr-defined]
         assert scope._verdict(sys._getframe(0)) == 0       # would raise here
     assert scope.expired
 

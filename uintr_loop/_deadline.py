@@ -17,7 +17,10 @@ Rules, each tested:
 * raised only while the scope's own task (or, outside tasks, the scope's own
   synchronous code) is what runs, never in another task or callback;
 * never inside the event loop's or this library's own Python code (asyncio,
-  uintr_loop): the timer retries 50 us later;
+  concurrent.futures, uintr_loop), nor in the standard library's weakref,
+  threading and selectors code or any ``__del__`` (finalizers and weakref
+  callbacks discard exceptions; lock bookkeeping would be left half-done):
+  the timer retries 50 us later;
 * never inside a masked section (``preemption_masked()`` or the task
   receiver's ``masked()``) nor inside a task receiver's handler: retried;
 * once raised, raised again every 2 ms until the scope exits if it was
@@ -35,17 +38,21 @@ Rules, each tested:
 """
 from __future__ import annotations
 
+import _weakrefset
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import dis
 import functools
 import heapq
 import itertools
 import os
+import selectors
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from types import CodeType, FrameType, TracebackType
 from typing import Any, TypeVar
@@ -67,11 +74,21 @@ RETRY_NOT_RUNNING_NS = 200_000    # the scope's task is suspended right now
 REFIRE_NS = 2_000_000             # raised, but the scope has not exited yet
 _DROP = -1                        # the scope is no longer active
 
+# Python code a deadline never interrupts (it retries 50 us later): the event
+# loop's and this library's, and the standard-library code that runs as
+# finalizers, weakref callbacks or lock bookkeeping, where an exception would
+# be discarded or would leave shared state half-updated.
 _MACHINERY = tuple(
-    os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-    for m in (asyncio, sys.modules[__package__])
-    if m.__file__
+    [os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+     for m in (asyncio, concurrent.futures, sys.modules[__package__]) if m.__file__]
+    + [os.path.abspath(m.__file__)
+       for m in (weakref, _weakrefset, threading, selectors) if m.__file__]
 )
+
+
+def _is_machinery(frame: FrameType) -> bool:
+    code = frame.f_code
+    return code.co_filename.startswith(_MACHINERY) or code.co_name == "__del__"
 
 
 class DeadlineExceeded(asyncio.CancelledError):
@@ -355,7 +372,7 @@ class deadline:
             return RETRY_PROTECTED_NS
         if running is not None and loop is not None and _receiver_protects(loop, running):
             return RETRY_PROTECTED_NS
-        if frame is None or frame.f_code.co_filename.startswith(_MACHINERY):
+        if frame is None or _is_machinery(frame):
             return RETRY_PROTECTED_NS
         if self._gap_retries < GAP_RETRIES and _in_handler_gap(frame):
             self._gap_retries += 1
@@ -425,7 +442,7 @@ def _urgent(frame: FrameType | None) -> None:
     receiver = shim.urgent_running if shim is not None else None
     if receiver is None or asyncio.current_task(loop) is not receiver.task:
         return
-    if frame is None or frame.f_code.co_filename.startswith(_MACHINERY):
+    if frame is None or _is_machinery(frame):
         return
     receiver._urgent_interrupt()
 
