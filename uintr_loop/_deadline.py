@@ -122,21 +122,27 @@ GAP_RETRIES = 20
 _BACKWARD_JUMPS = frozenset(
     dis.opmap[name] for name in ("JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT")
     if name in dis.opmap)
-_handler_ranges: dict[CodeType, tuple[tuple[int, int], ...]] = {}
+# id(code) -> (code, co_code, handler ranges); by id, because hashing a code
+# object hashes its bytecode (microseconds, on every ring)
+_code_info: dict[int, tuple[CodeType, bytes, tuple[tuple[int, int], ...]]] = {}
 
 
 def _in_handler_gap(frame: FrameType) -> bool:
     code = frame.f_code
     lasti = frame.f_lasti
-    if not _BACKWARD_JUMPS or lasti < 2 or code.co_code[lasti] not in _BACKWARD_JUMPS:
+    if not _BACKWARD_JUMPS or lasti < 2:
         return False
-    ranges = _handler_ranges.get(code)
-    if ranges is None:
+    info = _code_info.get(id(code))
+    if info is None or info[0] is not code:
+        # co_code is rebuilt on every access from 3.11 on: cache it
         parse = getattr(dis, "_parse_exception_table", None)
         ranges = tuple((e.start, e.end) for e in parse(code)) if parse else ()
-        if len(_handler_ranges) > 1024:
-            _handler_ranges.clear()
-        _handler_ranges[code] = ranges
+        if len(_code_info) > 1024:
+            _code_info.clear()
+        info = _code_info[id(code)] = (code, code.co_code, ranges)
+    _, co_code, ranges = info
+    if lasti >= len(co_code) or co_code[lasti] not in _BACKWARD_JUMPS:
+        return False
 
     def covered(offset: int) -> bool:
         return any(start <= offset < end for start, end in ranges)
