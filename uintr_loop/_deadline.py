@@ -116,8 +116,9 @@ _mask_depth: dict[int, int] = {}    # id(task) or 0 (no task) -> depth
 # jump* skips the enclosing handlers and __exit__, as KeyboardInterrupt does
 # there (seen here on 3.13.0 within ten short deadlines around
 # `while cond: pass`). So a ring that lands on a backward jump that no
-# handler covers, right after an instruction that one does, retries (the next boundary is a call or the next
-# iteration); after GAP_RETRIES in a row it raises anyway, as Ctrl-C would.
+# handler covers, right after an instruction that one does, retries (the
+# next boundary is a call or the next iteration); after GAP_RETRIES in a row
+# it raises anyway, as Ctrl-C would.
 GAP_RETRIES = 20
 _BACKWARD_JUMPS = frozenset(
     dis.opmap[name] for name in ("JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT")
