@@ -38,6 +38,8 @@ bench: build
 	$(PY) -m pip install -q --no-build-isolation -e ".[bench]"
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 	$(PY) benchmarks/xproc_latency.py
+	$(PY) benchmarks/shim_overhead.py
+	$(PY) benchmarks/preempt_latency.py
 
 info: build
 	$(PY) -m uintr_loop info

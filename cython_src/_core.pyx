@@ -11,8 +11,11 @@ One extension, one concern per included file:
   port_hardware.pxi  the Port's side of the hardware backend (mode="hardware")
   vectorfd.pxi  vector fds across processes: export, open, liveness, repair
   probe.pxi     CPUID and kernel ABI probes
+  shim.pxi      the scheduler shim: tasks as receivers
+  preempt.pxi   the native preemption timer's glue
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
+cimport cython
 import asyncio
 import inspect
 import threading
@@ -37,6 +40,7 @@ from send cimport uintr_sender_c, uintr_sender_post, uintr_sender_send
 from upid cimport *
 from vectorfd cimport (uintr_peer_set_t, uintr_peers_add, uintr_peers_close, uintr_peers_hold,
                        uintr_vfd_create, uintr_vfd_open, uintr_vfd_opened_t)
+from preempt cimport *
 
 from uintr_loop._types import ReceiverStatistics
 
@@ -49,3 +53,5 @@ include "uvhook.pxi"
 include "port_hardware.pxi"
 include "vectorfd.pxi"
 include "probe.pxi"
+include "shim.pxi"
+include "preempt.pxi"

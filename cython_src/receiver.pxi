@@ -54,6 +54,15 @@ cdef class Receiver:
         state = "closed" if self.closed else "open"
         return "<Receiver nv=%d %s handler=%r>" % (self.slot, state, self.handler)
 
+    @staticmethod
+    def for_task(handler, task=None, *, urgent=()):
+        """Make ``task`` (None: the current task) a receiver: its vectors are
+        delivered inside the task, before its code continues, and cost no
+        wakeup while it is suspended. ``urgent`` vectors are delivered even
+        into the task's running code (main thread only). See shim.pxi and the
+        README; raises TaskReceiverError."""
+        return make_task_receiver(handler, task, urgent)
+
     def vector_fd(self, vector):
         """The capability to send ``vector`` (0..63) to this receiver.
 

@@ -13,6 +13,7 @@ from ._core import (  # noqa: E402
     ReceiverClosedError,
     Sender,
     SenderClosedError,
+    TaskReceiverError,
     VectorFd,
 )
 from ._fds import recv_fds, send_fds  # noqa: E402
@@ -20,6 +21,15 @@ from ._capabilities import Capabilities, capabilities  # noqa: E402
 from ._loop import UintrEventLoop  # noqa: E402
 from ._bases import new_event_loop  # noqa: E402
 from ._policy import UintrPolicy, run  # noqa: E402
+from ._shim import install_shim, uninstall_shim  # noqa: E402
+from ._deadline import (  # noqa: E402
+    DeadlineExceeded,
+    PreemptionUnavailableError,
+    deadline,
+    preemptible,
+    preemption_masked,
+)
+from ._watchdog import HogReport  # noqa: E402
 
 
 def __getattr__(name: str) -> object:
@@ -35,20 +45,29 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Capabilities",
+    "DeadlineExceeded",
     "HardwareUnavailableError",
+    "HogReport",
     "InvalidVectorFdError",
+    "PreemptionUnavailableError",
     "Receiver",
     "ReceiverClosedError",
     "ReceiverStatistics",
     "Sender",
     "SenderClosedError",
+    "TaskReceiverError",
     "UintrEventLoop",
     "UintrPolicy",
     "UintrUVLoop",
     "VectorFd",
     "capabilities",
+    "deadline",
+    "install_shim",
     "new_event_loop",
+    "preemptible",
+    "preemption_masked",
     "recv_fds",
     "run",
     "send_fds",
+    "uninstall_shim",
 ]

@@ -20,11 +20,14 @@ from __future__ import annotations
 import asyncio
 import select
 import selectors
+from collections.abc import Callable
 from typing import Any
 
 from ._backend import new_port
 from ._core import Port
+from ._shim import install_shim
 from ._types import ReceiverStatistics
+from ._watchdog import HogReport, HogWatchdog, set_hog_watchdog
 
 
 class _UintrSelector(selectors.EpollSelector):
@@ -92,6 +95,14 @@ class UintrEventLoop(asyncio.SelectorEventLoop):
     ) -> None:
         assert self._uintr_port is not None
         super().__init__(_UintrSelector(self._uintr_port))
+        install_shim(self)
+
+    def set_hog_watchdog(
+        self, threshold: float | None, callback: Callable[[HogReport], object] | None = None
+    ) -> HogWatchdog | None:
+        """Report, live, the stack of a callback running longer than
+        ``threshold`` seconds (``None``: off). See uintr_loop._watchdog."""
+        return set_hog_watchdog(self, threshold, callback)
 
     def _write_to_self(self) -> None:
         port = self._uintr_port
@@ -102,6 +113,7 @@ class UintrEventLoop(asyncio.SelectorEventLoop):
         """Close the loop; its receivers are shut down (senders then raise
         ReceiverClosedError). The port's eventfd and memfd are released as
         soon as no Sender holds them."""
+        set_hog_watchdog(self, None)
         super().close()
         port = self._uintr_port
         if port is not None:

@@ -9,6 +9,7 @@ uvhook.pxi for the why). Everything else is uvloop's.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import uvloop
@@ -16,7 +17,9 @@ import uvloop.loop
 
 from ._backend import new_port
 from ._core import HardwareUnavailableError, Mailbox, Port, UVHook, mailbox_call_soon_threadsafe
+from ._shim import install_shim
 from ._types import ReceiverStatistics
+from ._watchdog import HogReport, HogWatchdog, set_hog_watchdog
 
 
 class UintrUVLoop(uvloop.Loop):  # type: ignore[misc]
@@ -48,8 +51,16 @@ class UintrUVLoop(uvloop.Loop):  # type: ignore[misc]
             uvloop.Loop.close(self)
             port.close()
             raise
+        install_shim(self)
 
     call_soon_threadsafe = mailbox_call_soon_threadsafe
+
+    def set_hog_watchdog(
+        self, threshold: float | None, callback: Callable[[HogReport], object] | None = None
+    ) -> HogWatchdog | None:
+        """Report, live, the stack of a callback running longer than
+        ``threshold`` seconds (``None``: off). See uintr_loop._watchdog."""
+        return set_hog_watchdog(self, threshold, callback)
 
     @property
     def _thread_id(self) -> int | None:
@@ -81,6 +92,7 @@ class UintrUVLoop(uvloop.Loop):  # type: ignore[misc]
         port = self._uintr_port
         if port is None:
             return
+        set_hog_watchdog(self, None)
         # Our libuv handles go first: uvloop's close walks the loop's handles
         # and would take ours for its own.
         self._uintr_hook.close()

@@ -14,6 +14,8 @@
 #ifndef UINTR_LOOP_BUSYPOLL_H
 #define UINTR_LOOP_BUSYPOLL_H
 
+#include "clock.h"
+
 #include <stdint.h>
 #include <time.h>
 
@@ -23,13 +25,6 @@ typedef struct {
     uint64_t polls;   /* spins started (the loop was about to block) */
     uint64_t hits;    /* spins that saw a post and so did not block */
 } uintr_poll_stats_t;
-
-static inline uint64_t uintr_monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Spin up to budget_ns. 1 if PIR became non-zero, else 0. */
 static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns,

@@ -1,0 +1,491 @@
+# The scheduler shim: tasks as receivers.
+#
+# In the kernel the thread is the receiver: switch_uintr_prepare sets SN on
+# its UPID when it is switched out, switch_uintr_return clears SN and re-posts
+# what is pending when it returns to user space. In asyncio the unit switched
+# in and out is the task, and every task step is a loop callback scheduled
+# through ``loop.call_soon`` (the C Task and the pure-Python one both look the
+# method up on the loop; the callback is a step or wakeup bound to the task:
+# ``callback.__self__ is task``). So the shim is an instance attribute
+# ``loop.call_soon`` that wraps the steps of tasks that are receivers:
+#
+#     switch-in   restore: clear SN, take PIR, deliver what is pending to the
+#                 task's handler before the task's own code continues.
+#     switch-out  suppress: set SN (kept clear while the task is in wait()).
+#
+# Why this hook and not another: it needs no loop internals (no _run_once,
+# no Handle subclass), so it works on any loop whose call_soon is looked up
+# as a method, i.e. asyncio's selector loop and a uvloop.Loop subclass alike;
+# it does not touch the task factory, so a user's factory and eager tasks
+# (3.12+) are untouched; the coroutine is not wrapped, so Task.get_coro() and
+# tracebacks are unchanged. The hook is engaged only while at least one task
+# receiver is open: with none, the loop's call_soon is its own (zero cost);
+# with some, a task that is not a receiver pays one method call layer, an
+# attribute lookup, a type check, a dict probe (tasks hash by identity) and
+# a vectorcall per step. An eager task's first step does not pass through
+# call_soon; a receiver cannot exist before that step, and one created inside
+# it is switched out by a callback queued behind it (see bind()).
+#
+# Everything here runs on the loop thread with the GIL; the only concurrent
+# party is a sender, and the UPID protocol (upid.h) covers it: a post to a
+# switched-out task sees SN and stays in PIR without any notification; the
+# switch-in's restore (locked clear of SN, then load of PIR) cannot miss it.
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyObject
+    object PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf,
+                               PyObject *kwnames)
+
+cdef tuple CONTEXT_KWNAMES = ("context",)
+
+# The C Task and the pure-Python one (not a subclass of the C one).
+TASK_TYPES = (asyncio.Task, getattr(asyncio.tasks, "_PyTask", asyncio.Task))
+
+
+class TaskReceiverError(RuntimeError):
+    """A task receiver was used against its rules: the task is done, the
+    call is made from another task, the task already has a receiver, or the
+    loop has no scheduler shim."""
+
+
+cdef class Shim:
+    """The per-loop scheduler shim (see ``uintr_loop.install_shim``).
+
+    ``installed``: tasks on this loop may become receivers. The call_soon
+    hook itself is *engaged* only while at least one task receiver is open,
+    so a loop with none runs exactly as without the shim (zero cost), and
+    while one is open the other tasks pay one attribute lookup, a type check
+    and a dict probe per step.
+    """
+    cdef readonly object loop
+    cdef object base_call_soon     # the loop class's call_soon (a function)
+    cdef dict tasks                # task -> its open TaskReceiver
+    cdef readonly bint installed
+    cdef readonly bint engaged
+    cdef readonly uint64_t switches
+    cdef readonly object urgent_running   # switched-in receiver with urgent vectors
+
+    def __cinit__(self, loop):
+        self.loop = loop
+        self.tasks = {}
+        self.installed = False
+        self.engaged = False
+
+    def install(self):
+        """Let tasks on the loop become receivers (idempotent)."""
+        self.installed = True
+        if self.tasks:
+            self.engage()
+
+    def uninstall(self):
+        """The opposite; refused while a task receiver is open."""
+        if self.tasks:
+            raise TaskReceiverError(
+                "cannot remove the scheduler shim while %d task receiver(s) "
+                "are open" % len(self.tasks))
+        self.disengage()
+        self.installed = False
+
+    cdef engage(self):
+        if self.engaged:
+            return
+        self.base_call_soon = type(self.loop).call_soon
+        self.loop.call_soon = self.call_soon
+        self.engaged = True
+
+    cdef disengage(self):
+        if not self.engaged:
+            return
+        try:
+            del self.loop.call_soon
+        except AttributeError:
+            pass
+        self.base_call_soon = None
+        self.engaged = False
+
+    cdef forget(self, TaskReceiver r):
+        if self.tasks.get(r.task) is r:
+            del self.tasks[r.task]
+        if not self.tasks:
+            self.disengage()
+
+    @property
+    def task_receivers(self):
+        """How many task receivers are open on this loop."""
+        return len(self.tasks)
+
+    def receiver_of(self, task):
+        """The open TaskReceiver of ``task``, or None."""
+        return self.tasks.get(task) if isinstance(task, TASK_TYPES) else None
+
+    def protects(self, task):
+        """True while ``task``'s receiver is masked or in its handler: no
+        urgent delivery (preemption) may land there."""
+        found = self.receiver_of(task)
+        if found is None:
+            return False
+        return (<TaskReceiver>found).mask_depth > 0 or (<TaskReceiver>found).in_handler
+
+    def call_soon(self, callback, *args, context=None):
+        """The loop's call_soon while engaged: wraps receiver tasks' steps."""
+        cdef object found
+        owner = getattr(callback, "__self__", None)
+        if owner is not None and isinstance(owner, TASK_TYPES):
+            found = self.tasks.get(owner)      # tasks hash by identity
+            if found is not None:
+                callback = make_task_step(<TaskReceiver>found, callback)
+        return self.call_base(callback, args, context)
+
+    cdef object call_base(self, callback, tuple args, context):
+        # The class's call_soon through vectorcall (no tuple or dict built):
+        # this is the whole cost of the hook for tasks that are not receivers.
+        cdef PyObject *stack[8]
+        cdef Py_ssize_t n = len(args), i
+        base = self.base_call_soon
+        if base is None:                       # disengaged meanwhile
+            base = type(self.loop).call_soon
+        if n > 5:
+            return base(self.loop, callback, *args, context=context)
+        stack[0] = <PyObject *>self.loop
+        stack[1] = <PyObject *>callback
+        for i in range(n):
+            stack[2 + i] = <PyObject *>args[i]
+        if context is None:
+            return PyObject_Vectorcall(base, stack, 2 + n, NULL)
+        stack[2 + n] = <PyObject *>context
+        return PyObject_Vectorcall(base, stack, 2 + n, <PyObject *>CONTEXT_KWNAMES)
+
+
+@cython.freelist(32)
+cdef class TaskStep:
+    """One step (or wakeup) of a receiver task, bracketed by switch-in and
+    switch-out."""
+    cdef TaskReceiver receiver
+    cdef readonly object step
+
+    def __call__(self, *args):
+        cdef TaskReceiver r = self.receiver
+        if r is None:       # built from Python, not by the shim
+            raise TypeError("TaskStep objects are made by the scheduler shim only")
+        try:
+            r.switch_in()
+        except BaseException:
+            # SystemExit/KeyboardInterrupt from a handler: the step is not
+            # lost, it runs next iteration (its vectors were taken already).
+            r.switch_out()
+            r.shim.call_base(self, args, None)
+            raise
+        try:
+            return self.step(*args)
+        finally:
+            r.switch_out()
+
+    def __repr__(self):
+        return repr(self.step)
+
+
+cdef inline TaskStep make_task_step(TaskReceiver receiver, step):
+    # tp_new straight from the freelist: no argument parsing on this path
+    cdef TaskStep ts = TaskStep.__new__(TaskStep)
+    ts.receiver = receiver
+    ts.step = step
+    return ts
+
+
+cdef class TaskReceiver(Receiver):
+    """A task that is a receiver (``Receiver.for_task``); see the README
+    section "Tasks as receivers". Handlers run in the task's step, before
+    the task's code, in its contextvars context (asyncio.current_task() is
+    set only once the step proper begins)."""
+    cdef readonly object task
+    cdef Shim shim
+    cdef object waiter
+    cdef bint running
+    cdef list last_delivered
+    cdef uint64_t urgent_mask
+
+    cdef bind(self, Shim shim, task):
+        self.shim = shim
+        self.task = task
+        self.last_delivered = []
+        shim.tasks[task] = self
+        shim.engage()
+        task.add_done_callback(self._task_done)
+        if asyncio.current_task(self.loop) is task:
+            # Created inside the task's running step, which was not wrapped:
+            # switch it out once that step is over (this callback is queued
+            # behind the step; the task's next step can only be queued later).
+            self.running = True
+            self.watch_urgent()
+            self.loop.call_soon(self._first_switch_out)
+        else:
+            self.running = False
+            uintr_upid_suppress(self.block)
+
+    def _first_switch_out(self):
+        if self.running:
+            self.switch_out()
+
+    def _task_done(self, task):
+        self.close()
+
+    cdef int take_pir(self) except -1:
+        cdef int had_on = 0
+        cdef uint64_t bits = uintr_upid_recognise(self.block, &had_on)
+        if bits:
+            self.uirr |= bits
+        elif had_on:
+            self.spurious += 1
+        return 0
+
+    cdef void watch_urgent(self):
+        if self.urgent_mask and not self.closed:
+            self.shim.urgent_running = self
+            uintr_preempt_watch(self.block, self.urgent_mask)
+
+    cdef void unwatch_urgent(self):
+        if self.urgent_mask:
+            uintr_preempt_unwatch(self.block)
+            if self.shim is not None and self.shim.urgent_running is self:
+                self.shim.urgent_running = None
+
+    cdef int switch_in(self) except -1:
+        self.running = True
+        self.shim.switches += 1
+        if self.last_delivered:
+            self.last_delivered = []
+        if self.closed:
+            return 0
+        self.watch_urgent()
+        if uintr_upid_restore(self.block) or uintr_upid_pending(self.block):
+            self.take_pir()
+        if self.uirr and self.mask_depth == 0 and not self.in_handler:
+            self.deliver_now()
+        return 0
+
+    cdef void switch_out(self):
+        self.running = False
+        self.unwatch_urgent()
+        if not self.closed and self.waiter is None:
+            uintr_upid_suppress(self.block)
+
+    cdef recognise(self):
+        # The loop recognised this receiver's NV: a post arrived while SN was
+        # clear (the task was running or waiting). Take it; wake a waiter.
+        # Delivery itself happens in the task, at its next switch-in.
+        if self.closed:
+            return
+        self.take_pir()
+        if self.uirr and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(True)
+
+    cdef schedule_delivery(self):
+        pass        # never as a separate loop callback: only inside the task
+
+    cdef int deliver_now(self, bint urgent_only=False, bint propagate_urgent=False) except -1:
+        # urgent_only: an urgent interruption delivers only urgent vectors.
+        # propagate_urgent: in the task's own code (an interruption, the end
+        # of a masked section) an urgent handler's exception is raised there.
+        cdef unsigned vector
+        cdef uint64_t bits
+        while not self.closed and self.mask_depth == 0:
+            bits = self.uirr & self.urgent_mask if urgent_only else self.uirr
+            if not bits:
+                break
+            vector = uintr_highest(bits)
+            self.uirr &= ~((<uint64_t>1) << vector)
+            self.delivered += 1
+            self.last_delivered.append(vector)
+            self.in_handler = True
+            try:
+                self.handler(vector)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                if propagate_urgent and (self.urgent_mask >> vector) & 1:
+                    raise
+                self.loop.call_exception_handler({
+                    "message": "Exception in user-interrupt handler for vector %d"
+                               % vector,
+                    "exception": exc,
+                    "receiver": self,     # not "task": 3.12+ would re-enter
+                })                        # its context (we run inside it)
+            finally:
+                self.in_handler = False
+        return 0
+
+    def _deliver(self):
+        self.take_pir()
+        self.deliver_now()
+
+    def _urgent_interrupt(self):
+        """From the preemption doorbell, at a bytecode boundary of this
+        task's own code (the caller checked): take PIR and run the handlers
+        of urgent vectors right here; their exceptions propagate into the
+        interrupted code. Masked or in a handler: the bits wait in UIRR for
+        the end of the section (taking them stops the doorbell)."""
+        if self.closed or not self.running:
+            return
+        self.take_pir()
+        if self.mask_depth or self.in_handler:
+            return
+        self.deliver_now(True, True)
+
+    @property
+    def urgent(self):
+        """The vectors delivered even into running code (a frozenset)."""
+        return frozenset(v for v in range(64) if (self.urgent_mask >> v) & 1)
+
+    cdef int check_task(self, str what) except -1:
+        self.check_thread(what)
+        if self.closed:
+            raise ReceiverClosedError()
+        if asyncio.current_task(self.loop) is not self.task:
+            raise TaskReceiverError(
+                "%s() of a task receiver must be called from its own task %r"
+                % (what, self.task))
+        return 0
+
+    def masked(self):
+        """Defer delivery to this task (CLUI) inside the block; what arrived
+        is delivered on exit (STUI), in the task. Nests. Only from the task."""
+        self.check_task("masked")
+        return TaskMaskedSection(self)
+
+    def wait(self, timeout=None):
+        """``await receiver.wait(timeout=None)``: uintr_wait. Suspend the task
+        until one of its vectors arrives (returns at once if one is pending).
+
+        The handler runs for each vector before the task continues (unless
+        masked); returns the tuple of vectors delivered at that wake-up,
+        highest first (empty while masked). Raises asyncio.TimeoutError after
+        ``timeout`` seconds, ReceiverClosedError if the receiver is or gets
+        closed, TaskReceiverError from another task or if already waiting.
+        """
+        self.check_task("wait")
+        if self.waiter is not None:
+            raise TaskReceiverError("the task is already waiting on this receiver")
+        return task_receiver_wait(self, timeout)
+
+    def close(self):
+        """Close: pending vectors are dropped, later sends raise
+        ReceiverClosedError, a waiting wait() raises it. Closed automatically
+        when the task is done."""
+        if self.closed:
+            return
+        self.unwatch_urgent()
+        Receiver.close(self)
+        if self.shim is not None:
+            self.shim.forget(self)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ReceiverClosedError())
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return "<TaskReceiver nv=%d %s task=%r>" % (
+            self.slot, state, getattr(self.task, "get_name", lambda: "?")())
+
+
+cdef class TaskMaskedSection:
+    cdef TaskReceiver receiver
+
+    def __cinit__(self, TaskReceiver receiver):
+        self.receiver = receiver
+
+    def __enter__(self):
+        self.receiver.mask_depth += 1
+        return self.receiver
+
+    def __exit__(self, *exc_info):
+        cdef TaskReceiver r = self.receiver
+        r.mask_depth -= 1
+        if r.mask_depth == 0 and not r.in_handler and not r.closed:
+            r.take_pir()
+            if r.uirr:
+                r.deliver_now(False, True)   # STUI: taken right away, in the task
+        return False
+
+
+def _wait_timed_out(fut):
+    if not fut.done():
+        fut.set_result(False)
+
+
+async def task_receiver_wait(TaskReceiver r, timeout):
+    # Checked again here: the coroutine may have been handed to another task
+    # (asyncio.wait_for on 3.10/3.11 and ensure_future wrap it in one).
+    r.check_task("wait")
+    if r.waiter is not None:
+        raise TaskReceiverError("the task is already waiting on this receiver")
+    loop = r.loop
+    fut = loop.create_future()
+    # uintr_wait: SN stays clear while waiting (switch_out sees the waiter),
+    # so a post notifies the loop, whose recognise() wakes us. Clear it now
+    # (locked, then look at PIR) in case this step began switched out.
+    r.waiter = fut
+    if uintr_upid_restore(r.block) or uintr_upid_pending(r.block):
+        r.take_pir()
+    if r.uirr:
+        r.waiter = None
+        r.last_delivered = []
+        if r.mask_depth == 0 and not r.in_handler:
+            r.deliver_now()
+        return tuple(r.last_delivered)
+    handle = None
+    if timeout is not None:
+        handle = loop.call_later(timeout, _wait_timed_out, fut)
+    try:
+        woken = await fut
+    finally:
+        r.waiter = None
+        if handle is not None:
+            handle.cancel()
+        if not r.running and not r.closed:
+            uintr_upid_suppress(r.block)
+    if not woken:
+        raise asyncio.TimeoutError()
+    return tuple(r.last_delivered)
+
+
+def make_task_receiver(handler, task=None, urgent=()):
+    """Receiver.for_task(handler, task=None, *, urgent=()): see its docstring."""
+    cdef uint64_t urgent_mask = 0
+    if not callable(handler):
+        raise TypeError("handler must be callable, got %r" % (handler,))
+    for vector in urgent:
+        check_vector(vector)
+        urgent_mask |= (<uint64_t>1) << <unsigned>vector
+    if task is None:
+        task = asyncio.current_task()
+        if task is None:
+            raise TaskReceiverError(
+                "Receiver.for_task() without a task must be called from a task")
+    elif not isinstance(task, asyncio.Future) or not hasattr(task, "get_coro"):
+        raise TypeError("task must be an asyncio Task, got %s" % type(task).__name__)
+    if task.done():
+        raise TaskReceiverError("the task is done: %r" % (task,))
+    loop = task.get_loop()
+    shim = getattr(loop, "_uintr_shim", None)
+    if not isinstance(shim, Shim) or not (<Shim>shim).installed:
+        raise TaskReceiverError(
+            "the task's loop has no scheduler shim (%s): use a uintr_loop loop "
+            "with the shim installed" % type(loop).__name__)
+    owner = getattr(loop, "_thread_id", None)
+    if owner is not None and owner != threading.get_ident():
+        raise RuntimeError(
+            "Receiver.for_task() must be called from the thread running the loop")
+    found = (<Shim>shim).tasks.get(task)
+    if found is not None:
+        raise TaskReceiverError("the task already has a receiver: %r" % (found,))
+    if urgent_mask:
+        # the doorbell is a signal handler: main thread only (see preempt.h)
+        from uintr_loop._deadline import _timer, PreemptionUnavailableError
+        if threading.current_thread() is not threading.main_thread():
+            raise PreemptionUnavailableError(
+                "urgent vectors interrupt running code only in the main thread")
+        _timer._ensure_doorbell()
+    cdef TaskReceiver r = TaskReceiver(handler, loop=loop)
+    r.urgent_mask = urgent_mask
+    r.bind(<Shim>shim, task)
+    return r
