@@ -15,6 +15,7 @@ The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 import asyncio
 import inspect
 import threading
+import traceback
 
 from libc.errno cimport ESHUTDOWN, errno
 from libc.stdint cimport uint32_t, uint64_t
