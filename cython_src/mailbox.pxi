@@ -141,6 +141,11 @@ cdef class Mailbox:
         for handle in self.items:
             (<ThreadsafeHandle>handle).cancel()
         self.items = []
+        # Let go of the port, so its memfd and eventfd go as soon as no
+        # sender holds them, though the (closed) loop object lives on.
+        if self.port is not None:
+            self.port.wakeup_handler = None
+            self.port = None
 
 
 cdef int check_callback(callback, str method) except -1:

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _support import HANG_GUARD, REPO_ROOT, LoopFactory, child_env, exceptions_in_thread, fresh_loop, guarded, wait_until_cancelled
+from _support import HANG_GUARD, REPO_ROOT, LoopFactory, child_env, exceptions_in_thread, fresh_loop, guarded, uvloop_deviation, wait_until_cancelled
 
 import uintr_loop
 from uintr_loop._bases import default_base
@@ -817,6 +817,30 @@ def test_anyio_runs_on_uintr_loop() -> None:
 
     loop = anyio.run(main, backend="asyncio", backend_options={"loop_factory": uintr_loop.new_event_loop})
     assert type(loop) is _loop_type()
+
+
+@uvloop_deviation(
+    "a KeyboardInterrupt escaping a callback leaves the interrupted run_until_complete's "
+    "done callback queued; it stops the next run before its future completes"
+)
+def test_keyboard_interrupt_leaves_no_stale_stop(loop_factory: LoopFactory) -> None:
+    async def immediate() -> int:
+        return 1
+
+    async def three_steps() -> str:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return "done"
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    with fresh_loop(loop_factory) as loop:
+        loop.call_soon(interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(immediate())
+        outcome = loop.run_until_complete(three_steps())
+    assert outcome == "done"
 
 
 def test_uintr_loop_statistics_account_for_threadsafe_posts(uintr_only_loop: Any) -> None:
