@@ -45,7 +45,8 @@ def test_a_post_during_the_spin_is_taken_without_a_notification(uintr_only_loop:
         before = loop.statistics()
 
         def post_during_spin() -> None:
-            while loop.statistics().busy_polls == before.busy_polls:
+            give_up = time.monotonic() + HANG_GUARD    # never strand the thread
+            while loop.statistics().busy_polls == before.busy_polls and time.monotonic() < give_up:
                 time.sleep(0.0001)
             loop.call_soon_threadsafe(fut.set_result, "taken")
 
