@@ -208,12 +208,19 @@ def test_threadsafe_handle_cancelled_before_it_runs(loop_factory: LoopFactory) -
         ran: list[str] = []
         handles: list[Any] = []
 
+        posted = threading.Event()
+
         def post_from_thread() -> None:
             handles.append(loop.call_soon_threadsafe(ran.append, "cancelled"))
             handles.append(loop.call_soon_threadsafe(ran.append, "kept"))
             handles[0].cancel()
+            posted.set()
 
-        await asyncio.to_thread(post_from_thread)
+        t = threading.Thread(target=post_from_thread)
+        t.start()
+        # This step holds the loop, so neither callback can run before the cancel.
+        posted.wait(HANG_GUARD)
+        t.join(HANG_GUARD)
         for _ in range(3):
             await asyncio.sleep(0)
         return ran, handles[0].cancelled(), handles[1].cancelled()
