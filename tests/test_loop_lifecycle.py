@@ -324,12 +324,16 @@ def test_closed_loops_release_file_descriptors(loop_factory: LoopFactory) -> Non
 
 CHILD_PRELUDE = """
 import asyncio, os, sys, threading, time
-if sys.argv[1] == "uintr":
-    import uintr_loop
-    factory = uintr_loop.new_event_loop
+if sys.argv[1].startswith("uintr-"):
+    import functools, uintr_loop
+    factory = functools.partial(uintr_loop.new_event_loop, base=sys.argv[1][len("uintr-"):])
+elif sys.argv[1] == "uvloop":
+    import uvloop
+    factory = uvloop.new_event_loop
 else:
     factory = asyncio.new_event_loop
 """
+CHILD_FACTORIES = ["asyncio", "uvloop", "uintr-asyncio", "uintr-uvloop"]
 
 
 def _run_child(factory_name: str, body: str) -> subprocess.CompletedProcess[str]:
@@ -343,7 +347,7 @@ def _run_child(factory_name: str, body: str) -> subprocess.CompletedProcess[str]
     )
 
 
-@pytest.mark.parametrize("factory_name", ["asyncio", "uintr"])
+@pytest.mark.parametrize("factory_name", CHILD_FACTORIES)
 def test_close_while_other_threads_keep_posting(factory_name: str) -> None:
     """Run in a child: a crash in the wakeup path must fail this test, not the suite."""
     proc = _run_child(
@@ -387,7 +391,7 @@ def test_close_while_other_threads_keep_posting(factory_name: str) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork unavailable")
-@pytest.mark.parametrize("factory_name", ["asyncio", "uintr"])
+@pytest.mark.parametrize("factory_name", CHILD_FACTORIES)
 def test_new_loop_in_forked_child_and_parent_keeps_working(factory_name: str) -> None:
     proc = _run_child(
         factory_name,
