@@ -19,6 +19,7 @@ cimport cython
 import asyncio
 import inspect
 import threading
+import traceback
 
 import os
 import weakref

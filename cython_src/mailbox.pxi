@@ -39,6 +39,7 @@ cdef class ThreadsafeHandle:
     cdef tuple _args
     cdef object _context
     cdef bint _cancelled
+    cdef readonly object _source_traceback   # asyncio's name; debug mode only
 
     def cancel(self):
         if not self._cancelled:
@@ -81,9 +82,12 @@ cdef class Mailbox:
         cdef int rc
         if self.closed:
             raise RuntimeError("Event loop is closed")
+        handle = ThreadsafeHandle.__new__(ThreadsafeHandle)
         if self.debug:
             check_callback(callback, "call_soon_threadsafe")
-        handle = ThreadsafeHandle.__new__(ThreadsafeHandle)
+            # where it was posted from, as asyncio's Handle records it (no
+            # Python frame of ours: the innermost one is the caller's)
+            handle._source_traceback = traceback.extract_stack()
         handle._callback = callback
         handle._args = args
         handle._context = PyContext_CopyCurrent() if context is None else context
@@ -131,11 +135,14 @@ cdef class Mailbox:
                     self.loop.call_soon(self.drain)
                 raise
             except BaseException as exc:
-                self.loop.call_exception_handler({
+                context = {
                     "message": "Exception in callback %r" % (callback,),
                     "exception": exc,
                     "handle": handle,
-                })
+                }
+                if handle._source_traceback is not None:
+                    context["source_traceback"] = handle._source_traceback
+                self.loop.call_exception_handler(context)
 
     def close(self):
         """The loop closed: callbacks not yet run are dropped, as asyncio's
@@ -144,6 +151,11 @@ cdef class Mailbox:
         for handle in self.items:
             (<ThreadsafeHandle>handle).cancel()
         self.items = []
+        # Let go of the port, so its memfd and eventfd go as soon as no
+        # sender holds them, though the (closed) loop object lives on.
+        if self.port is not None:
+            self.port.wakeup_handler = None
+            self.port = None
 
 
 cdef int check_callback(callback, str method) except -1:

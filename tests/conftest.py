@@ -1,8 +1,16 @@
-"""Every asyncio test runs on stock asyncio and on uintr_loop's two bases.
+"""Every asyncio test runs on stock asyncio, plain uvloop and uintr_loop's two bases.
 
 pytest-asyncio's ``pytest_asyncio_loop_factories`` hook parametrises each
 ``@pytest.mark.asyncio`` test over these factories; a behaviour that differs
 from stock asyncio fails on a ``uintr-*`` parameter.
+
+Plain uvloop ("uvloop") is there as the reference for the uvloop base: where
+uvloop itself behaves differently from asyncio, the test carries
+``@uvloop_deviation("why")`` (see _support.py), which turns both uvloop-based
+parametrisations into strict xfails. Because plain uvloop runs too, such an
+xfail is proven every run to be uvloop's own deviation: a uintr_loop bug
+would fail "uintr-uvloop" while "uvloop" passes, and strict xfail reports
+that pass as XPASS(strict), a failure.
 """
 from __future__ import annotations
 
@@ -10,15 +18,19 @@ import asyncio
 import functools
 
 import pytest
+import uvloop
 
 import uintr_loop
-from _support import fresh_loop
+from _support import UVLOOP_DEVIATION_MARK, fresh_loop
 
 LOOP_FACTORIES = {
     "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
     "uintr-asyncio": functools.partial(uintr_loop.new_event_loop, base="asyncio"),
     "uintr-uvloop": functools.partial(uintr_loop.new_event_loop, base="uvloop"),
 }
+
+_UVLOOP_BASED = ("uvloop", "uintr-uvloop")
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item):
@@ -36,3 +48,31 @@ def uintr_only_loop(request: pytest.FixtureRequest):
     """A fresh uintr_loop event loop, on each base, for uintr_loop-only features."""
     with fresh_loop(functools.partial(uintr_loop.new_event_loop, base=request.param)) as loop:
         yield loop
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{UVLOOP_DEVIATION_MARK}(reason): uvloop itself differs from asyncio here; "
+        "strict xfail on the uvloop-based parametrisations only",
+    )
+
+
+def _on_uvloop(item: pytest.Item) -> bool:
+    """True if ``item`` is the parametrisation on plain uvloop or the uvloop base."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    uvloop_factories = [LOOP_FACTORIES[name] for name in _UVLOOP_BASED]
+    return (
+        any(params.get("_asyncio_loop_factory") is f for f in uvloop_factories)
+        or params.get("loop_factory") in _UVLOOP_BASED
+        or params.get("factory_name") in _UVLOOP_BASED
+        or params.get("uintr_only_loop") == "uvloop"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        mark = item.get_closest_marker(UVLOOP_DEVIATION_MARK)
+        if mark is not None and _on_uvloop(item):
+            (reason,) = mark.args
+            item.add_marker(pytest.mark.xfail(strict=True, reason=f"uvloop deviates from asyncio: {reason}"))

@@ -14,19 +14,23 @@ from pathlib import Path
 import pytest
 
 import uintr_loop
+from uintr_loop._bases import default_base
 
 
-def test_policy_one_liner_runs_on_a_uintr_loop() -> None:
+@pytest.mark.parametrize("base", [None, "asyncio", "uvloop"])
+def test_policy_one_liner_runs_on_a_uintr_loop(base: str | None) -> None:
+    policy_args = "" if base is None else f"base={base!r}"
     script = (
         "import asyncio, uintr_loop\n"
-        "asyncio.set_event_loop_policy(uintr_loop.UintrPolicy())\n"
+        f"asyncio.set_event_loop_policy(uintr_loop.UintrPolicy({policy_args}))\n"
         "async def main():\n"
         "    return type(asyncio.get_running_loop()).__name__\n"
         "print(asyncio.run(main()))\n"
         "asyncio.run(asyncio.sleep(0))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip() == "UintrEventLoop"
+    expected = {"uvloop": "UintrUVLoop", "asyncio": "UintrEventLoop"}[base or default_base()]
+    assert out.stdout.strip() == expected
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="child watchers are deprecated from 3.12 (probed sys.version_info)")

@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 from typing import Any, Callable, TypeVar
 
 import pytest
-from _support import HANG_GUARD, debug_mode, exceptions_in_thread, guarded, wait_until_cancelled
+from _support import HANG_GUARD, debug_mode, exceptions_in_thread, guarded, uvloop_deviation, wait_until_cancelled
 
 _T = TypeVar("_T")
 CLOCK_SLACK = 1e-3
@@ -86,6 +86,7 @@ async def test_callback_scheduled_from_callback_runs_after_queued_ones() -> None
     assert order == ["first", "second", "nested"]
 
 
+@uvloop_deviation("call_soon/call_soon_threadsafe return uvloop's own Handle (on the uvloop base a ThreadsafeHandle), not an asyncio.Handle")
 async def test_cancelled_handle_does_not_run() -> None:
     loop = asyncio.get_running_loop()
     ran: list[str] = []
@@ -132,6 +133,7 @@ async def test_call_soon_without_context_copies_current_context() -> None:
         var.reset(token)
 
 
+@uvloop_deviation("uvloop's debug mode does not type-check call_soon/call_later callbacks")
 async def test_debug_mode_rejects_non_callables_and_coroutine_functions() -> None:
     loop = asyncio.get_running_loop()
 
@@ -152,6 +154,7 @@ async def test_debug_mode_rejects_non_callables_and_coroutine_functions() -> Non
 # --- timers -------------------------------------------------------------------
 
 
+@uvloop_deviation("libuv clamps a deadline in the past to now, so timers already due run in the order they were scheduled, not by deadline")
 async def test_call_at_runs_in_deadline_order() -> None:
     loop = asyncio.get_running_loop()
     now = loop.time()
@@ -165,6 +168,7 @@ async def test_call_at_runs_in_deadline_order() -> None:
     assert order == sorted(offsets)
 
 
+@uvloop_deviation("call_later/call_at return uvloop's TimerHandle, not an asyncio.TimerHandle")
 async def test_call_later_runs_in_order_of_when() -> None:
     loop = asyncio.get_running_loop()
     delays = [0.03, 0.0, 0.05, 0.01, 0.02, 0.04]
@@ -353,6 +357,7 @@ async def test_call_soon_threadsafe_after_delay_wakes_blocked_loop() -> None:
     assert await _guarded_with_thread(later, fut) == "woken"
 
 
+@uvloop_deviation("call_soon/call_soon_threadsafe return uvloop's own Handle (on the uvloop base a ThreadsafeHandle), not an asyncio.Handle")
 async def test_call_soon_threadsafe_from_loop_thread_and_args() -> None:
     loop = asyncio.get_running_loop()
     seen: list[tuple[Any, ...]] = []

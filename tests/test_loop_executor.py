@@ -13,7 +13,7 @@ import sys
 import threading
 
 import pytest
-from _support import HANG_GUARD, debug_mode, guarded
+from _support import HANG_GUARD, debug_mode, guarded, uvloop_deviation
 
 pytestmark = pytest.mark.asyncio
 
@@ -160,6 +160,7 @@ async def test_set_default_executor() -> None:
         pool.shutdown(wait=True)
 
 
+@uvloop_deviation("uvloop's set_default_executor accepts any Executor (asyncio requires a ThreadPoolExecutor since 3.11)")
 async def test_set_default_executor_rejects_non_thread_pool() -> None:
     loop = asyncio.get_running_loop()
 

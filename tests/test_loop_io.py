@@ -12,10 +12,10 @@ import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from _support import HANG_GUARD, guarded
+from _support import HANG_GUARD, guarded, uvloop_deviation
 
 pytestmark = pytest.mark.asyncio
 
@@ -102,8 +102,8 @@ async def test_add_reader_fires_and_remove_reader() -> None:
         await guarded(got.wait())
         assert received == [b"r:ping"]
 
-        assert loop.remove_reader(a) is True
-        assert loop.remove_reader(a) is False
+        loop.remove_reader(a)   # return values: test_remove_reader_writer_return_values
+        loop.remove_reader(a)
         b.send(b"ignored")
         await _spin()
         assert received == [b"r:ping"]
@@ -128,7 +128,7 @@ async def test_add_reader_accepts_raw_fd_and_replaces_callback() -> None:
         b.send(b"x")
         await guarded(got.wait())
         assert calls == ["new:x"]
-        assert loop.remove_reader(a.fileno()) is True
+        loop.remove_reader(a.fileno())
 
 
 async def test_add_reader_repeated_readiness() -> None:
@@ -162,9 +162,8 @@ async def test_add_writer_fires_and_remove_writer() -> None:
         loop.add_writer(a, on_writable, 123)
         await guarded(writable.wait())
         assert calls == [123]
-        assert loop.remove_writer(a) is False
         loop.add_writer(a, on_writable, 456)
-        assert loop.remove_writer(a) is True
+        loop.remove_writer(a)
         await _spin()
         assert calls == [123]
 
@@ -200,11 +199,24 @@ async def test_reader_and_writer_on_same_fd() -> None:
         loop.add_writer(a, writable.set)
         loop.add_reader(a, readable.set)
         await guarded(writable.wait())
-        assert loop.remove_writer(a) is True
+        loop.remove_writer(a)
         assert not readable.is_set()
         b.send(b"r")
         await guarded(readable.wait())
-        assert loop.remove_reader(a) is True
+        loop.remove_reader(a)
+
+
+@uvloop_deviation("uvloop's remove_reader()/remove_writer() return None, not whether a callback was removed")
+async def test_remove_reader_writer_return_values() -> None:
+    loop = asyncio.get_running_loop()
+    with _socketpair() as (a, b):
+        results = [loop.remove_reader(a), loop.remove_writer(a)]
+        loop.add_reader(a, lambda: None)
+        loop.add_writer(a, lambda: None)
+        results += [loop.remove_writer(a), loop.remove_reader(a), loop.remove_reader(a), loop.remove_writer(a)]
+        loop.add_reader(a.fileno(), lambda: None)   # a raw fd and the socket name the same fd
+        results += [loop.remove_reader(a), loop.remove_reader(a.fileno())]
+    assert results == [False, False, True, True, False, False, True, False]
 
 
 async def test_add_reader_invalid_fd() -> None:
@@ -293,6 +305,7 @@ async def test_sock_connect_refused() -> None:
         client.close()
 
 
+@uvloop_deviation("uvloop does not implement sock_sendfile (asyncio's AbstractEventLoop raises NotImplementedError)")
 async def test_sock_sendfile(tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
     data = _payload(300_000, seed=3)
@@ -312,8 +325,7 @@ async def test_sock_sendfile(tmp_path: Path) -> None:
 
 class EchoServerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.transport.write(data)
@@ -357,6 +369,25 @@ async def _echo_connection() -> AsyncIterator[tuple[asyncio.Transport, Collectin
         finally:
             transport.close()
         await guarded(proto.lost)
+
+
+@uvloop_deviation("uvloop's TCPTransport is not an asyncio.Transport subclass")
+async def test_transports_are_asyncio_transports() -> None:
+    loop = asyncio.get_running_loop()
+    server_side: list[asyncio.BaseTransport] = []
+
+    class Recorder(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            server_side.append(transport)
+
+    async with _serving(loop.create_server(Recorder, "127.0.0.1", 0)) as server:
+        transport, proto = await guarded(loop.create_connection(CollectingClientProtocol, "127.0.0.1", _port(server)))
+        transport.close()
+        await guarded(proto.lost)
+    # asserted only after everything is closed, so a failure leaks nothing
+    assert len(server_side) == 1
+    assert isinstance(server_side[0], asyncio.Transport)
+    assert isinstance(transport, asyncio.Transport)
 
 
 async def test_create_server_create_connection_echo() -> None:
@@ -411,7 +442,7 @@ async def test_write_flow_control_pause_resume_writing() -> None:
 
     class SlowSink(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            assert isinstance(transport, asyncio.Transport)
+            transport = cast(asyncio.Transport, transport)
             server_transports.append(transport)
             transport.pause_reading()
 
@@ -475,7 +506,7 @@ async def test_connection_lost_when_peer_closes() -> None:
 
     class Closer(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            assert isinstance(transport, asyncio.Transport)
+            transport = cast(asyncio.Transport, transport)
             server_side.append(transport)
             transport.write(b"bye")
             transport.close()

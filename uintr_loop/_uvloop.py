@@ -22,10 +22,18 @@ from ._types import ReceiverStatistics
 from ._watchdog import HogReport, HogWatchdog, set_hog_watchdog
 
 
-class UintrUVLoop(uvloop.Loop):  # type: ignore[misc]
+class UintrUVLoop(uvloop.Loop):
     """A uvloop event loop woken by (software-delivered) user interrupts."""
 
-    def __init__(self, *, busy_poll: float = 0) -> None:
+    _uintr_port: Port | None
+    _uintr_mode: str
+    _uintr_final_statistics: ReceiverStatistics | None
+    _uintr_thread_id: int | None
+
+    def __new__(cls, *, busy_poll: float = 0) -> UintrUVLoop:
+        # The checks and the port come before uvloop's __new__, which makes
+        # the uv loop (its epoll fd, eventfd...): a refusal in __init__ would
+        # leave that to a Loop that is never closed, and its fds leak.
         port = new_port()
         if port.mode != "software":
             port.close()
@@ -34,15 +42,21 @@ class UintrUVLoop(uvloop.Loop):  # type: ignore[misc]
                 "for hardware delivery"
             )
         try:
-            port.busy_poll = busy_poll      # checked before a uv loop exists
+            port.busy_poll = busy_poll
         except BaseException:
             port.close()
             raise
+        self: UintrUVLoop = super().__new__(cls)
+        self._uintr_port = port
+        self._uintr_mode = port.mode
+        self._uintr_final_statistics = None
+        self._uintr_thread_id = None
+        return self
+
+    def __init__(self, *, busy_poll: float = 0) -> None:
         super().__init__()
-        self._uintr_port: Port | None = port
-        self._uintr_mode: str = port.mode
-        self._uintr_final_statistics: ReceiverStatistics | None = None
-        self._uintr_thread_id: int | None = None
+        port = self._uintr_port
+        assert port is not None
         self._uintr_mailbox = Mailbox(self, port)
         self._uintr_mailbox.debug = self.get_debug()
         try:
@@ -53,7 +67,8 @@ class UintrUVLoop(uvloop.Loop):  # type: ignore[misc]
             raise
         install_shim(self)
 
-    call_soon_threadsafe = mailbox_call_soon_threadsafe
+    # returns a ThreadsafeHandle (asyncio's Handle API), not uvloop's Handle
+    call_soon_threadsafe = mailbox_call_soon_threadsafe  # type: ignore[assignment]
 
     def set_hog_watchdog(
         self, threshold: float | None, callback: Callable[[HogReport], object] | None = None
@@ -130,7 +145,7 @@ class UintrUVLoop(uvloop.Loop):  # type: ignore[misc]
         if port is None:
             assert self._uintr_final_statistics is not None
             return self._uintr_final_statistics
-        return port.statistics()  # type: ignore[no-any-return]
+        return port.statistics()
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,136 @@
+"""Busy-poll on both bases: before blocking, the loop spins on its PIR; a post
+that lands during the spin is taken without a notification, and
+``statistics().busy_polls``/``busy_poll_hits`` say how often that paid off.
+Correctness only (no timed assertions): timing is for benchmarks/.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+from _support import HANG_GUARD, guarded
+
+import uintr_loop
+
+SPIN_US = 1_000_000     # the longest spin allowed: a second for the thread to post
+
+
+def test_busy_poll_off_by_default_never_spins(uintr_only_loop: Any) -> None:
+    loop = uintr_only_loop
+    assert loop.busy_poll == 0.0
+
+    async def main() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0.001)          # blocks three times
+        await asyncio.to_thread(lambda: None)   # and is woken by a thread
+
+    loop.run_until_complete(main())
+    st = loop.statistics()
+    assert (st.busy_polls, st.busy_poll_hits) == (0, 0)
+
+
+def test_a_post_during_the_spin_is_taken_without_a_notification(uintr_only_loop: Any) -> None:
+    """The thread posts once it sees the loop's spin start (busy_polls moves;
+    the spin runs without the GIL). Whether it got there within the spin is up
+    to the scheduler, so a round that missed it (and notified, as a loop that
+    blocks must be) is retried; every round must deliver."""
+    loop = uintr_only_loop
+    loop.busy_poll = SPIN_US
+
+    async def one_round() -> tuple[int, int]:
+        fut = loop.create_future()
+        before = loop.statistics()
+
+        def post_during_spin() -> None:
+            give_up = time.monotonic() + HANG_GUARD    # never strand the thread
+            while loop.statistics().busy_polls == before.busy_polls and time.monotonic() < give_up:
+                time.sleep(0.0001)
+            loop.call_soon_threadsafe(fut.set_result, "taken")
+
+        t = threading.Thread(target=post_during_spin)
+        t.start()
+        try:
+            assert await guarded(fut) == "taken"
+        finally:
+            t.join(HANG_GUARD)
+        after = loop.statistics()
+        assert after.busy_poll_hits <= after.busy_polls
+        return after.busy_poll_hits - before.busy_poll_hits, after.notifications - before.notifications
+
+    rounds = [loop.run_until_complete(one_round()) for _ in range(5)]
+    # a hit: the spin saw the post, which found SN set (no syscall)
+    assert any(hits >= 1 and notes == 0 for hits, notes in rounds), rounds
+
+
+def test_busy_poll_loses_no_wakeup_under_a_thread_sender(uintr_only_loop: Any) -> None:
+    """Posts from a thread land before, during and after spins (and in
+    blocked sleeps when a spin gives up): each callback and each Sender.send
+    must be taken exactly once."""
+    loop = uintr_only_loop
+    loop.busy_poll = 50
+    n = 3_000
+
+    async def main() -> tuple[list[int], int]:
+        got: list[int] = []
+        delivered = [0]
+        done = loop.create_future()
+
+        def on_loop(i: int) -> None:
+            got.append(i)
+            if i == n - 1:
+                done.set_result(None)
+
+        receiver = uintr_loop.Receiver(lambda v: delivered.__setitem__(0, delivered[0] + 1), loop=loop)
+        sender = uintr_loop.Sender(receiver.vector_fd(9))
+
+        def producer() -> None:
+            for i in range(n):
+                loop.call_soon_threadsafe(on_loop, i)
+                sender.send()
+                if i % 7 == 0:
+                    time.sleep(0.0001)      # sometimes long enough for the spin to give up
+
+        t = threading.Thread(target=producer)
+        t.start()
+        try:
+            await guarded(done)
+        finally:
+            t.join(HANG_GUARD)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        posted = receiver.statistics().posted
+        receiver.close()
+        assert delivered[0] >= 1
+        return got, posted
+
+    got, posted = loop.run_until_complete(main())
+    assert got == list(range(n))
+    assert posted == n
+    st = loop.statistics()
+    assert st.busy_polls >= 1
+    assert 0 <= st.busy_poll_hits <= st.busy_polls
+    assert st.posted == st.notifications + st.coalesced + st.suppressed
+
+
+@pytest.mark.parametrize("base", ["asyncio", "uvloop"])
+def test_busy_poll_is_capped_by_the_next_timer(base: str) -> None:
+    """A spin never outlasts the loop's own timeout: with a 1 s budget, 20
+    sleeps of 1 ms would take 20 s if each spin ran its whole budget, and the
+    hang guard (HANG_GUARD seconds) would fail the test."""
+    loop = uintr_loop.new_event_loop(base=base, busy_poll=SPIN_US)
+    try:
+        async def sleeps() -> None:
+            for _ in range(20):
+                await asyncio.sleep(0.001)
+
+        async def main() -> None:
+            await guarded(sleeps())
+
+        loop.run_until_complete(main())
+        st = loop.statistics()
+        assert st.busy_polls >= 1 and st.busy_poll_hits == 0
+    finally:
+        loop.close()
