@@ -49,7 +49,6 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import uintr_loop
 

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-import uintr_loop
 from _support import HANG_GUARD
 from uintr_loop import HogReport
 

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import uintr_loop
-from _support import HANG_GUARD, child_env, fresh_loop, guarded
+from _support import HANG_GUARD, child_env, guarded
 from _xproc import SharedCounter, finish, kill, spawn_owner, spawn_sender
 from uintr_loop._core import liveness_state, repair_count
 from uintr_loop._native import NativeSender, half_post

@@ -5,7 +5,8 @@ from ._platform import check_platform as _check_platform
 
 _check_platform()
 
-from ._types import ReceiverStatistics  # noqa: E402
+from ._bases import new_event_loop  # noqa: E402
+from ._capabilities import Capabilities, capabilities  # noqa: E402
 from ._core import (  # noqa: E402
     HardwareUnavailableError,
     InvalidVectorFdError,
@@ -16,12 +17,6 @@ from ._core import (  # noqa: E402
     TaskReceiverError,
     VectorFd,
 )
-from ._fds import recv_fds, send_fds  # noqa: E402
-from ._capabilities import Capabilities, capabilities  # noqa: E402
-from ._loop import UintrEventLoop  # noqa: E402
-from ._bases import new_event_loop  # noqa: E402
-from ._policy import UintrPolicy, run  # noqa: E402
-from ._shim import install_shim, uninstall_shim  # noqa: E402
 from ._deadline import (  # noqa: E402
     DeadlineExceeded,
     PreemptionUnavailableError,
@@ -29,6 +24,11 @@ from ._deadline import (  # noqa: E402
     preemptible,
     preemption_masked,
 )
+from ._fds import recv_fds, send_fds  # noqa: E402
+from ._loop import UintrEventLoop  # noqa: E402
+from ._policy import UintrPolicy, run  # noqa: E402
+from ._shim import install_shim, uninstall_shim  # noqa: E402
+from ._types import ReceiverStatistics  # noqa: E402
 from ._watchdog import HogReport  # noqa: E402
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import os
 import platform
 from dataclasses import dataclass, field
 

@@ -20,14 +20,12 @@ from __future__ import annotations
 import asyncio
 import select
 import selectors
-from collections.abc import Callable
-from typing import Any
 
 from ._backend import new_port
 from ._core import Port
+from ._loopapi import UintrLoopAPI
 from ._shim import install_shim
-from ._types import ReceiverStatistics
-from ._watchdog import HogReport, HogWatchdog, set_hog_watchdog
+from ._watchdog import set_hog_watchdog
 
 
 class _UintrSelector(selectors.EpollSelector):
@@ -68,12 +66,8 @@ class _UintrSelector(selectors.EpollSelector):
             port.recognise()
 
 
-class UintrEventLoop(asyncio.SelectorEventLoop):
+class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
     """An asyncio event loop woken by (software-delivered) user interrupts."""
-
-    _uintr_port: Port | None
-    _uintr_mode: str
-    _uintr_final_statistics: ReceiverStatistics | None
 
     def __new__(
         cls, selector: selectors.BaseSelector | None = None, *, busy_poll: float = 0
@@ -85,9 +79,7 @@ class UintrEventLoop(asyncio.SelectorEventLoop):
         port = new_port()
         port.busy_poll = busy_poll
         self = super().__new__(cls)
-        self._uintr_port = port
-        self._uintr_mode = port.mode
-        self._uintr_final_statistics = None
+        self._uintr_init(port)
         return self
 
     def __init__(
@@ -96,13 +88,6 @@ class UintrEventLoop(asyncio.SelectorEventLoop):
         assert self._uintr_port is not None
         super().__init__(_UintrSelector(self._uintr_port))
         install_shim(self)
-
-    def set_hog_watchdog(
-        self, threshold: float | None, callback: Callable[[HogReport], object] | None = None
-    ) -> HogWatchdog | None:
-        """Report, live, the stack of a callback running longer than
-        ``threshold`` seconds (``None``: off). See uintr_loop._watchdog."""
-        return set_hog_watchdog(self, threshold, callback)
 
     def _write_to_self(self) -> None:
         port = self._uintr_port
@@ -115,46 +100,9 @@ class UintrEventLoop(asyncio.SelectorEventLoop):
         soon as no Sender holds them."""
         set_hog_watchdog(self, None)
         super().close()
-        port = self._uintr_port
-        if port is not None:
-            port.close()
-            self._uintr_final_statistics = port.statistics()
-            self._uintr_port = None
-
-    @property
-    def busy_poll(self) -> float:
-        """Microseconds the loop spins on its PIR before it blocks (0: off)."""
-        port = self._uintr_port
-        return 0.0 if port is None else float(port.busy_poll)
-
-    @busy_poll.setter
-    def busy_poll(self, microseconds: float) -> None:
-        if self._uintr_port is None:
-            raise RuntimeError("Event loop is closed")
-        self._uintr_port.busy_poll = microseconds
+        self._uintr_close_port()
 
     @property
     def base(self) -> str:
         """The loop this one is built on: ``"asyncio"``."""
         return "asyncio"
-
-    @property
-    def delivery_mode(self) -> str:
-        """``"software"`` or ``"hardware"``: how this loop's interrupts travel."""
-        return self._uintr_mode
-
-    def statistics(self) -> ReceiverStatistics:
-        """The loop's own receiver: wakeup posts and receiver notifications
-        (``delivered`` counts the vectors the loop recognised). After close,
-        the figures as they were at close."""
-        port = self._uintr_port
-        if port is None:
-            assert self._uintr_final_statistics is not None
-            return self._uintr_final_statistics
-        return port.statistics()
-
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} running={self.is_running()} "
-            f"closed={self.is_closed()} debug={self.get_debug()} mode={self.delivery_mode}>"
-        )

@@ -9,25 +9,26 @@ uvhook.pxi for the why). Everything else is uvloop's.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import uvloop
 import uvloop.loop
 
 from ._backend import new_port
-from ._core import HardwareUnavailableError, Mailbox, Port, UVHook, mailbox_call_soon_threadsafe
+from ._core import (
+    HardwareUnavailableError,
+    Mailbox,
+    UVHook,
+    mailbox_call_soon_threadsafe,
+)
+from ._loopapi import UintrLoopAPI
 from ._shim import install_shim
-from ._types import ReceiverStatistics
-from ._watchdog import HogReport, HogWatchdog, set_hog_watchdog
+from ._watchdog import set_hog_watchdog
 
 
-class UintrUVLoop(uvloop.Loop):
+class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's stubs vs AbstractEventLoop
     """A uvloop event loop woken by (software-delivered) user interrupts."""
 
-    _uintr_port: Port | None
-    _uintr_mode: str
-    _uintr_final_statistics: ReceiverStatistics | None
     _uintr_thread_id: int | None
 
     def __new__(cls, *, busy_poll: float = 0) -> UintrUVLoop:
@@ -47,9 +48,7 @@ class UintrUVLoop(uvloop.Loop):
             port.close()
             raise
         self: UintrUVLoop = super().__new__(cls)
-        self._uintr_port = port
-        self._uintr_mode = port.mode
-        self._uintr_final_statistics = None
+        self._uintr_init(port)
         self._uintr_thread_id = None
         return self
 
@@ -69,13 +68,6 @@ class UintrUVLoop(uvloop.Loop):
 
     # returns a ThreadsafeHandle (asyncio's Handle API), not uvloop's Handle
     call_soon_threadsafe = mailbox_call_soon_threadsafe  # type: ignore[assignment]
-
-    def set_hog_watchdog(
-        self, threshold: float | None, callback: Callable[[HogReport], object] | None = None
-    ) -> HogWatchdog | None:
-        """Report, live, the stack of a callback running longer than
-        ``threshold`` seconds (``None``: off). See uintr_loop._watchdog."""
-        return set_hog_watchdog(self, threshold, callback)
 
     @property
     def _thread_id(self) -> int | None:
@@ -113,45 +105,12 @@ class UintrUVLoop(uvloop.Loop):
         self._uintr_hook.close()
         self._uintr_mailbox.close()
         super().close()
-        port.close()
-        self._uintr_final_statistics = port.statistics()
-        self._uintr_port = None
-
-    @property
-    def busy_poll(self) -> float:
-        """Microseconds the loop spins on its PIR before it blocks (0: off)."""
-        port = self._uintr_port
-        return 0.0 if port is None else float(port.busy_poll)
-
-    @busy_poll.setter
-    def busy_poll(self, microseconds: float) -> None:
-        if self._uintr_port is None:
-            raise RuntimeError("Event loop is closed")
-        self._uintr_port.busy_poll = microseconds
-
-    @property
-    def delivery_mode(self) -> str:
-        """``"software"`` or ``"hardware"``: how this loop's interrupts travel."""
-        return self._uintr_mode
+        self._uintr_close_port()
 
     @property
     def base(self) -> str:
         """The loop this one is built on: ``"uvloop"``."""
         return "uvloop"
-
-    def statistics(self) -> ReceiverStatistics:
-        """The loop's own receiver (see UintrEventLoop.statistics)."""
-        port = self._uintr_port
-        if port is None:
-            assert self._uintr_final_statistics is not None
-            return self._uintr_final_statistics
-        return port.statistics()
-
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} running={self.is_running()} "
-            f"closed={self.is_closed()} debug={self.get_debug()} mode={self.delivery_mode}>"
-        )
 
     def __reduce__(self) -> Any:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")

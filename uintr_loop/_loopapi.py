@@ -1,0 +1,76 @@
+"""What both uintr loops add to their base: the same API on each."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ._core import Port
+from ._types import ReceiverStatistics
+from ._watchdog import HogReport, HogWatchdog, set_hog_watchdog
+
+
+class UintrLoopAPI:
+    """Mixed into UintrEventLoop and UintrUVLoop (before their base class)."""
+
+    _uintr_port: Port | None
+    _uintr_mode: str
+    _uintr_final_statistics: ReceiverStatistics | None
+
+    if TYPE_CHECKING:
+        def is_running(self) -> bool: ...
+        def is_closed(self) -> bool: ...
+        def get_debug(self) -> bool: ...
+
+    def _uintr_init(self, port: Port) -> None:
+        self._uintr_port = port
+        self._uintr_mode = port.mode
+        self._uintr_final_statistics = None
+
+    def _uintr_close_port(self) -> None:
+        """After the base loop closed: shut the receivers down, keep the
+        final figures."""
+        port = self._uintr_port
+        if port is not None:
+            port.close()
+            self._uintr_final_statistics = port.statistics()
+            self._uintr_port = None
+
+    def set_hog_watchdog(
+        self, threshold: float | None, callback: Callable[[HogReport], object] | None = None
+    ) -> HogWatchdog | None:
+        """Report, live, the stack of a callback running longer than
+        ``threshold`` seconds (``None``: off). See uintr_loop._watchdog."""
+        return set_hog_watchdog(self, threshold, callback)  # type: ignore[arg-type]
+
+    @property
+    def busy_poll(self) -> float:
+        """Microseconds the loop spins on its PIR before it blocks (0: off)."""
+        port = self._uintr_port
+        return 0.0 if port is None else float(port.busy_poll)
+
+    @busy_poll.setter
+    def busy_poll(self, microseconds: float) -> None:
+        if self._uintr_port is None:
+            raise RuntimeError("Event loop is closed")
+        self._uintr_port.busy_poll = microseconds
+
+    @property
+    def delivery_mode(self) -> str:
+        """``"software"`` or ``"hardware"``: how this loop's interrupts travel."""
+        return self._uintr_mode
+
+    def statistics(self) -> ReceiverStatistics:
+        """The loop's own receiver: wakeup posts and receiver notifications
+        (``delivered`` counts the vectors the loop recognised). After close,
+        the figures as they were at close."""
+        port = self._uintr_port
+        if port is None:
+            assert self._uintr_final_statistics is not None
+            return self._uintr_final_statistics
+        return port.statistics()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} running={self.is_running()} "
+            f"closed={self.is_closed()} debug={self.get_debug()} mode={self.delivery_mode}>"
+        )
