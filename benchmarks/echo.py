@@ -2,7 +2,7 @@
 
 The server runs in a child process on the loop under test, as an asyncio
 Protocol or with streams; the client, another process on plain uvloop for
-every server, opens CONNS connections that each send REQUESTS 64-byte
+every server, pinned to the other CPU, opens CONNS connections that each send REQUESTS 64-byte
 requests one after another (closed loop: the next goes when the echo is
 back). Figures: requests per second over the whole run and the p99 of the
 per-request round trip.
@@ -77,8 +77,13 @@ def run(loop_name: str, kind: str, conns: int, requests: int) -> tuple[float, li
     with tempfile.TemporaryDirectory() as tmp:
         portfile = os.path.join(tmp, "port")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
+        # Server on one CPU, client on the other: left to the scheduler, the
+        # two processes sometimes share a CPU and sometimes not, and req/s
+        # jumps threefold between runs of the same loop.
+        cpus = sorted(os.sched_getaffinity(0))
+        pin = len(cpus) >= 2
         server = subprocess.Popen([sys.executable, str(Path(__file__)), "server", loop_name, kind, portfile],
-                                  env=env)
+                                  env=env, preexec_fn=(lambda: os.sched_setaffinity(0, {cpus[0]})) if pin else None)
         try:
             deadline = time.monotonic() + 20
             while not (os.path.exists(portfile) and Path(portfile).read_text()):
@@ -86,9 +91,13 @@ def run(loop_name: str, kind: str, conns: int, requests: int) -> tuple[float, li
                     raise RuntimeError(f"echo server on {loop_name} did not start")
                 time.sleep(0.01)
             port = int(Path(portfile).read_text())
+            if pin:
+                os.sched_setaffinity(0, {cpus[1]})
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 return runner.run(client(port, conns, requests))
         finally:
+            if pin:
+                os.sched_setaffinity(0, cpus)
             server.kill()
             server.wait()
 

@@ -111,7 +111,7 @@ async def idle_posts(calls: int) -> tuple[int, int]:
 
     def sender() -> None:
         for _ in range(calls):
-            time.sleep(100e-6)
+            time.sleep(50e-6)
             loop.call_soon_threadsafe(callback)
             got.acquire()
 
