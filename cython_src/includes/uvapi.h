@@ -27,6 +27,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fdkind.h"
+
 /* uv_handle_type values (UV_HANDLE_TYPE_MAP order, fixed since libuv 1.0) */
 enum { UINTR_UV_CHECK = 2, UINTR_UV_IDLE = 6, UINTR_UV_POLL = 8, UINTR_UV_PREPARE = 9 };
 enum { UINTR_UV_READABLE = 1 };
@@ -100,14 +102,7 @@ static inline int uintr_uv_api_load(uintr_uv_api_t *api, const char *path,
 
 static inline int uintr_fd_is_epoll(int fd)
 {
-    char link[64], target[64];
-    ssize_t n;
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    n = readlink(link, target, sizeof target - 1);
-    if (n < 0)
-        return 0;
-    target[n] = '\0';
-    return strcmp(target, "anon_inode:[eventpoll]") == 0;
+    return uintr_fd_is_kind(fd, "anon_inode:[eventpoll]", 0);
 }
 
 /* The uv_loop_t of uvloop Loop `obj` (a PyObject*), or NULL. Only the first

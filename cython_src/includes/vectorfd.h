@@ -54,6 +54,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "fdkind.h"
+
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77 /* Linux 6.5 */
 #endif
@@ -180,14 +182,7 @@ static inline int uintr_vfd_peer_released(int peer)
 
 static inline int uintr_fd_is_eventfd(int fd)
 {
-    char path[64], target[64];
-    ssize_t n;
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    n = readlink(path, target, sizeof target - 1);
-    if (n < 0)
-        return 1; /* no /proc: cannot tell, accept */
-    target[n] = 0;
-    return strcmp(target, "anon_inode:[eventfd]") == 0;
+    return uintr_fd_is_kind(fd, "anon_inode:[eventfd]", 1);   /* no /proc: accept */
 }
 
 static inline void uintr_close_received(struct msghdr *msg)
