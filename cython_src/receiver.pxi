@@ -182,9 +182,13 @@ cdef class VectorFd:
     cdef readonly unsigned vector
     cdef readonly bint closed
     cdef int fd
+    cdef bint has_fd_field     # __cinit__'s body ran: fd is -1 or ours
 
     def __cinit__(self, Receiver receiver, vector):
-        self.fd = -1                      # before anything can raise: see __dealloc__
+        # A bad argument is refused before this body runs, and __dealloc__
+        # then still runs on the zeroed object: fd would read 0 (stdin).
+        self.fd = -1
+        self.has_fd_field = True
         # Reachable directly from Python, so it checks what vector_fd() checks:
         # the vector becomes a shift count in the send path.
         check_vector(vector)
@@ -195,7 +199,7 @@ cdef class VectorFd:
         self.fd = export_vector_fd(receiver, vector)
 
     def __dealloc__(self):
-        if self.fd >= 0:
+        if self.has_fd_field and self.fd >= 0:
             close(self.fd)
 
     def fileno(self):

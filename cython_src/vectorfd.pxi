@@ -52,17 +52,21 @@ cdef class SenderLease:
     cdef uintr_lease_t *lease
     cdef int event_fd
     cdef int keep_fd
+    cdef bint has_fd_fields
     cdef readonly int owner_pid
     cdef readonly unsigned index
 
     def __cinit__(self):
         self.event_fd = -1
         self.keep_fd = -1
+        self.has_fd_fields = True    # see VectorFd.__cinit__
 
     def __dealloc__(self):
         # Only with the Sender: no thread can be sending through it any more.
         if self.lease != NULL:
             uintr_lease_release(self.lease)
+        if not self.has_fd_fields:
+            return
         if self.event_fd >= 0:
             close(self.event_fd)
         if self.keep_fd >= 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import os
 import select
 import threading
 
@@ -539,3 +540,21 @@ def test_receiver_closed_while_a_native_thread_is_sending(loop):
     assert 1000 <= sent < 50_000_000
     st = r.statistics()
     assert st.posted == sent and st.refused == 1
+
+
+def test_a_refused_vector_fd_or_lease_closes_no_fd() -> None:
+    """Cython runs __dealloc__ even when __cinit__ refused its arguments, on
+    a zeroed object: an fd field read as 0 would close stdin, and the next
+    fd opened (a loop's epoll fd, say) would become fd 0."""
+    from uintr_loop._core import SenderLease
+
+    before = os.fstat(0)
+    for make in (lambda: uintr_loop.VectorFd.__new__(uintr_loop.VectorFd),
+                 lambda: uintr_loop.VectorFd(object(), 1)):
+        with pytest.raises(TypeError):
+            make()
+    SenderLease.__new__(SenderLease)          # never filled in: owns no fd
+    import gc
+    gc.collect()
+    after = os.fstat(0)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
