@@ -114,14 +114,18 @@ cdef class Port:
 
     cpdef recognise(self):
         """Set SN again after blocking; take and dispatch pending vectors."""
+        uintr_upid_suppress(&self.table.block[0])
+        if self.hw is not None:
+            port_recognise_hardware(self)
+        self.dispatch()
+
+    cdef dispatch(self):
+        """Take PIR and dispatch it (SN already set by the caller)."""
         cdef uintr_block_t *b = &self.table.block[0]
         cdef int had_on = 0
         cdef uint64_t bits
         cdef unsigned i
         cdef Receiver receiver
-        uintr_upid_suppress(b)
-        if self.hw is not None:
-            port_recognise_hardware(self)
         if not uintr_upid_pending(b):
             return
         bits = uintr_upid_recognise(b, &had_on)

@@ -102,9 +102,10 @@ cdef void on_check(void *handle) noexcept nogil:
 
 
 cdef void recognise_from_check(object port) noexcept:
-    # Port.recognise only schedules loop callbacks; an error here would be a
-    # bug, reported as unraisable (a noexcept function) rather than lost.
-    (<Port>port).recognise()
+    # SN is already set (on_check). Dispatching only schedules loop
+    # callbacks; an error here would be a bug, reported as unraisable (a
+    # noexcept function) rather than lost.
+    (<Port>port).dispatch()
 
 
 cdef void on_closed(void *handle) noexcept nogil:
