@@ -20,12 +20,18 @@ from types import FrameType
 import pytest
 
 import uintr_loop
-from _support import HANG_GUARD, REPO_ROOT, guarded
+from _support import HANG_GUARD, child_env, guarded
 from uintr_loop import DeadlineExceeded, PreemptionUnavailableError, deadline, preemptible
 from uintr_loop._deadline import RETRY_PROTECTED_NS, _timer
 
 SAFETY = 20.0   # a spin that lasts this long was not preempted: fail, do not hang
 
+
+
+def run_child(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (preemption state is per process)."""
+    return subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True,
+                          text=True, timeout=60)
 
 def spin(limit: float = SAFETY) -> bool:
     """Burn CPU in pure Python; False if the safety limit ended it."""
@@ -289,9 +295,7 @@ def test_a_user_handler_on_a_realtime_signal_is_never_taken() -> None:
         "os.kill(os.getpid(), signal.SIGRTMAX)\n"
         "print(_timer.doorbell != signal.SIGRTMAX, got == [signal.SIGRTMAX])\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=60)
+    out = run_child(code)
     assert out.stdout.split() == ["preempted", "True", "True"], out.stderr
 
 
@@ -349,9 +353,7 @@ def test_deadlines_work_in_a_forked_child() -> None:
         "_, status = os.waitpid(pid, 0)\n"
         "print('parent', once(), os.waitstatus_to_exitcode(status))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=60)
+    out = run_child(code)
     assert out.stdout.splitlines() == [
         "parent preempted", "child preempted", "parent preempted 0"], out.stderr
 
@@ -374,9 +376,7 @@ def test_thread_fallback_delivers_deadlines_too() -> None:
         "_core.preempt_thread_only(True)\n"
         "print(once(), _core.preempt_uses_timer(), _core.preempt_counters()[0] >= 1)\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=60)
+    out = run_child(code)
     assert out.stdout.splitlines() == ["preempted True", "preempted False True"], out.stderr
 
 
