@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import ctypes
 import dataclasses
+import itertools
 import json
 import mmap
 import os
@@ -48,7 +49,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ SENDER_BASE, SENDER_WORDS, MAX_SENDERS = 16, 8, 16
 S_READY, S_ERROR, S_CST_SENT, S_CST_RAN, S_ROUNDS = range(5)
 SLOT_BASE, SLOT_WORDS, MAX_SLOTS = SENDER_BASE + SENDER_WORDS * MAX_SENDERS, 4, 32
 P_PUBLISHED, P_SENT, P_ACKED = range(3)
+LOOP_PHASES = ("busy", "blocked", "blocked on a post", "masked", "stalled", "yield")
 ERR_ACK_TIMEOUT, ERR_SEND = 1, 2
 
 
@@ -262,6 +264,7 @@ class Soak:
         self.cfg = config
         self.seed = config.seed if config.seed is not None else random.randrange(2**32)
         self.rng = random.Random(self.seed)
+        self.phases = _shuffled(self.rng, LOOP_PHASES)
         self.ctl = Control()
         self.ctl.w[W_GUARD_MS] = int(config.guard * 1000)
         self.slots: list[Slot] = []
@@ -444,13 +447,14 @@ class Soak:
         self.r_task = r
         self.task_ready.set()
         rng = random.Random(self.rng.random())
+        phases = _shuffled(rng, ("switched out", "masked", "spin", "wait", "yield"))
         while True:
             if self.ctl.w[W_MODE] != STORM:
                 # A solo or the end: SN stays clear while waiting, so a post wakes the loop.
                 self.task_phase = "wait (solo)"
                 await r.wait()
                 continue
-            phase = rng.choice(("switched out", "masked", "spin", "wait", "yield"))
+            phase = next(phases)
             self.task_phase = phase
             self.task_phases[phase] += 1
             if phase == "switched out":
@@ -599,9 +603,11 @@ class Soak:
                 slot.job = StampSender(slot.sender, self.rng.randint(5, 60),
                                        self.rng.choice((0, 50_000, 300_000)))
         until = time.monotonic() + self.rng.uniform(0.05, 0.4)
-        while time.monotonic() < until:
+        for n in itertools.count():
+            if time.monotonic() >= until and n >= len(LOOP_PHASES):
+                break
             self.check_senders()
-            await self.loop_phase()
+            await self.loop_phase(next(self.phases))
         self.phase = "storm: joining native senders"
         for slot in natives:
             slot.joining = asyncio.ensure_future(asyncio.to_thread(slot.job.join))
@@ -614,9 +620,8 @@ class Soak:
             slot.job = slot.joining = None
             slot.acks = 0
 
-    async def loop_phase(self) -> None:
+    async def loop_phase(self, phase: str) -> None:
         rng = self.rng
-        phase = rng.choice(("busy", "blocked", "blocked on a post", "masked", "stalled", "yield"))
         self.phase = phase
         self.loop_phases[phase] += 1
         if phase == "busy":
@@ -731,6 +736,17 @@ class Soak:
         loop_st = self.loop.statistics()
         if loop_st.posted != loop_st.notifications + loop_st.coalesced + loop_st.suppressed or loop_st.refused:
             problems.append(f"loop: {loop_st}")
+        # Each receiver notification is a post to the loop's UPID (NV = its block); on the
+        # asyncio base so is every call_soon_threadsafe, while the uvloop base's mailbox
+        # posts only when it goes from empty to non-empty (at least once).
+        cst = sum(self.cst_next[:self.cfg.threads])
+        floor = sum(st.notifications for st in stats.values())
+        floor += cst if self.cfg.base == "asyncio" else min(cst, 1)
+        if loop_st.posted < floor:
+            problems.append(f"loop: posted {loop_st.posted}, expected at least {floor}")
+        for name, st in (*stats.items(), ("loop", loop_st)):
+            if st.spurious > st.notifications:
+                problems.append(f"{name}: more spurious notifications than notifications: {st}")
         repairs = _core.repair_count(self.loop)
         if repairs:
             problems.append(f"the repair timer completed {repairs} posts (it was off, no sender was killed)")
@@ -746,9 +762,10 @@ class Soak:
             row["deliveries"] += slot.deliveries
         for kind, count in (("thread", self.cfg.threads), ("process", self.cfg.processes),
                             ("native", 2), ("pingpong", 2)):
-            kinds[kind]["senders"] = count
+            if kind in kinds:
+                kinds[kind]["senders"] = count
         for kind in kinds:
-            kinds[kind]["solo rounds"] = (self.solos[kind] * self.cfg.rounds)
+            kinds[kind]["solo rounds"] = self.solos[kind] * self.cfg.rounds
         cst = sum(self.cst_next[:self.cfg.threads])
         kinds["call_soon_threadsafe"] = {"senders": self.cfg.threads, "posts": cst, "deliveries": cst,
                                          "solo rounds": 0}
@@ -782,6 +799,14 @@ def _faulty(vfd: Any, fault: str) -> Callable[[], object]:
             return
         sender.send()
     return send
+
+
+def _shuffled(rng: random.Random, items: tuple[str, ...]) -> Iterator[str]:
+    """The items in random order, again and again: random, and each in every round."""
+    while True:
+        order = list(items)
+        rng.shuffle(order)
+        yield from order
 
 
 def _spin(seconds: float) -> None:
