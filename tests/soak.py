@@ -256,12 +256,15 @@ class SoakConfig:
     rounds: int = 12          # ping-pong rounds per solo
     switch_interval: float = 1e-4
     guard: float = GUARD
+    busy_poll: float = 0      # microseconds the loop spins on its PIR before it blocks
     fault: str | None = None  # tests of the driver itself: "lost-wakeup" or "dropped-post"
 
 
 class Soak:
     def __init__(self, config: SoakConfig) -> None:
         self.cfg = config
+        if config.threads + config.processes > (MAX_SLOTS - 4) // 2:
+            raise ValueError(f"at most {(MAX_SLOTS - 4) // 2} thread and process senders in all")
         self.seed = config.seed if config.seed is not None else random.randrange(2**32)
         self.rng = random.Random(self.seed)
         self.phases = _shuffled(self.rng, LOOP_PHASES)
@@ -824,7 +827,7 @@ def run_soak(config: SoakConfig) -> dict[str, Any]:
     sys.setswitchinterval(config.switch_interval)
     _core.REPAIR_INTERVAL = 3600.0          # no sender is killed: it could only hide a lost wakeup
     try:
-        return uintr_loop.run(soak.main(), base=config.base)
+        return uintr_loop.run(soak.main(), base=config.base, busy_poll=config.busy_poll)
     finally:
         _core.REPAIR_INTERVAL = old_repair
         sys.setswitchinterval(old_interval)
@@ -860,6 +863,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="per base (default 60)")
     parser.add_argument("--base", choices=("asyncio", "uvloop", "both"), default="both")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=3, help="Python sender threads")
+    parser.add_argument("--processes", type=int, default=3, help="sender processes")
+    parser.add_argument("--busy-poll", type=float, default=0, help="the loop's busy_poll (us)")
+    parser.add_argument("--switch-interval", type=float, default=1e-4,
+                        help="sys.setswitchinterval during the run (s)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -869,7 +877,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for base in bases:
         print(f"soak: {base} base, {args.seconds:g} s ...", flush=True)
-        results.append(run_soak(SoakConfig(base=base, seconds=args.seconds, seed=args.seed)))
+        results.append(run_soak(SoakConfig(
+            base=base, seconds=args.seconds, seed=args.seed, threads=args.threads,
+            processes=args.processes, busy_poll=args.busy_poll,
+            switch_interval=args.switch_interval)))
     print(format_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
