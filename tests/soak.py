@@ -13,18 +13,20 @@ Senders (each publishes a sequence number in memory *before* each post):
 Python threads and processes run the same code (``sender_main``) and random pauses.
 
 Receivers: a loop receiver, and a task receiver (``Receiver.for_task``). While senders
-storm, the loop alternates randomly among busy (spinning: SN set), blocked (sleeping in
-its selector), blocked on a post (no timer but a guard), masked (``masked()`` across
-awaits) and stalled (``time.sleep`` on the loop thread); the receiver task meanwhile is
-switched out (suppressed), masked, spinning, waiting or yielding.
+storm, the loop moves in shuffled rounds among busy (spinning: SN set), blocked
+(sleeping in its selector), blocked on a post (only a guard and, at most, a receiver
+task's timer of <= 3 ms), masked (``masked()`` across awaits), stalled (``time.sleep``
+on the loop thread) and yielding; the receiver task meanwhile is switched out
+(suppressed), masked, spinning, waiting or yielding.
 
 Between storms comes a *solo*: every sender pauses but one, which posts and waits for
-the acknowledgement, round after round (ping-pong), while the loop and the receiver task
-are blocked with no timer pending except a guard. A lost wakeup can hide nowhere: the
-guard expires and the run fails with its state dumped (counts, statistics, and the UPID
-status bits and PIR read from the shared table). The repair timer, which completes posts
-of killed senders, is turned off for the run so that it cannot hide one either (no sender
-is killed here; ``repair_count`` must stay 0).
+the acknowledgement, round after round (ping-pong). The receiver task sits in
+``wait()`` and the loop waits for the solo's end: once a phase timer of <= 3 ms has run
+out, no timer is pending but a guard, so a lost wakeup can hide nowhere. The guard
+expires and the run fails with its state dumped (counts, statistics, and the UPID
+status bits and PIR read from the shared table). The repair timer, which completes
+posts of killed senders, is turned off for the run so that it cannot hide one either
+(no sender is killed here; ``repair_count`` must stay 0).
 
 At the end every sender has stopped and every final post must have been observed by the
 handler, every ``call_soon_threadsafe`` callback must have run exactly once and in order,
