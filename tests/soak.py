@@ -410,12 +410,13 @@ class Soak:
     def fail(self, what: str) -> SoakFailure:
         return SoakFailure(f"{what}\n{self.dump()}")
 
-    async def bounded(self, aw: Any, what: str) -> Any:
+    async def bounded(self, aw: Any, what: str, timeout: float | None = None) -> Any:
         """Await with only a guard timer: a guard that fires is a lost wakeup."""
+        timeout = self.cfg.guard if timeout is None else timeout
         try:
-            return await asyncio.wait_for(aw, self.cfg.guard)
+            return await asyncio.wait_for(aw, timeout)
         except asyncio.TimeoutError:
-            raise self.fail(f"lost wakeup? {what} did not complete within {self.cfg.guard}s") from None
+            raise self.fail(f"lost wakeup? {what} did not complete within {timeout}s") from None
 
     def check_senders(self) -> None:
         """Fail as soon as a sender gave up or a handler saw something wrong."""
@@ -554,7 +555,8 @@ class Soak:
         self.start_threads(loop, vfds)
         self.start_processes(vfds)
         try:
-            await self.bounded(self.all_ready(), "sender start-up")
+            # (interpreters starting on a loaded machine: not a wakeup, so a long bound)
+            await self.bounded(self.all_ready(), "sender start-up", max(self.cfg.guard, 60.0))
             for pairs in vfds.values():
                 for _, vfd in pairs:
                     vfd.close()          # every sender is registered: closing revokes nothing

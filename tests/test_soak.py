@@ -25,9 +25,10 @@ def test_soak_counts_every_post_exactly(base: str) -> None:
     assert result["repairs"] == 0
 
 
+@pytest.mark.timeout(120)
 def test_soak_catches_a_dropped_post() -> None:
     with pytest.raises(SoakFailure) as failure:
-        run_soak(SoakConfig(base="uvloop", seconds=1.0, fault="dropped-post", guard=3.0))
+        run_soak(SoakConfig(base="uvloop", seconds=1.0, fault="dropped-post"))
     text = str(failure.value)
     assert "statistics().posted=" in text and "senders counted" in text, text
     assert "UPID block 0 (loop)" in text, text
