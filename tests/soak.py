@@ -259,7 +259,7 @@ class SoakConfig:
     switch_interval: float = 1e-4
     guard: float = GUARD
     busy_poll: float = 0      # microseconds the loop spins on its PIR before it blocks
-    fault: str | None = None  # tests of the driver itself: "lost-wakeup" or "dropped-post"
+    fault: str | None = None  # tests of the driver: "lost-wakeup", "dropped-post", "ignore-pending"
 
 
 class Soak:
@@ -493,7 +493,7 @@ class Soak:
                     sender_main(self.ctl, sid, targets, seed, cst_post)
                 except BaseException as exc:
                     self.thread_errors.append(f"thread {sid}: {exc!r}")
-            if sid == 0 and self.cfg.fault:
+            if sid == 0 and self.cfg.fault in ("dropped-post", "lost-wakeup"):
                 targets[0] = (targets[0][0], _faulty(vfds[sid][0][1], self.cfg.fault))
             thread = threading.Thread(target=run, name=f"soak-sender-{sid}", daemon=True)
             thread.start()
@@ -527,6 +527,9 @@ class Soak:
         self.task_ready = asyncio.Event()
         loop.set_exception_handler(lambda _l, ctx: self.problem(f"loop exception: {ctx.get('message')} "
                                                                  f"{ctx.get('exception')!r}"))
+        if self.cfg.fault == "ignore-pending":
+            selector = loop._selector            # type: ignore[attr-defined]
+            selector._uintr_port = _IgnorePending(selector._uintr_port)
         self.r_loop = uintr_loop.Receiver(lambda v: self.on_vector("loop", v))
         task = asyncio.ensure_future(self.receiver_task())
         await self.task_ready.wait()
@@ -806,6 +809,22 @@ def _faulty(vfd: Any, fault: str) -> Callable[[], object]:
             return
         sender.send()
     return send
+
+
+class _IgnorePending:
+    """The classic lost wakeup, for the asyncio base's selector: clear SN before
+    blocking but ignore what is already pending (a post that came while SN was set
+    notified nobody), and block anyway."""
+
+    def __init__(self, port: Any) -> None:
+        self._port = port
+
+    def prepare_to_block(self, timeout: float) -> bool:
+        self._port.prepare_to_block(timeout)
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
 
 
 def _shuffled(rng: random.Random, items: tuple[str, ...]) -> Iterator[str]:
