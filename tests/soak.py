@@ -263,6 +263,8 @@ class SoakConfig:
 
 
 class Soak:
+    """One run on one base: set-up, storms and solos, the drain, the exact accounting."""
+
     def __init__(self, config: SoakConfig) -> None:
         self.cfg = config
         if config.threads + config.processes > (MAX_SLOTS - 4) // 2:
