@@ -9,7 +9,7 @@ BENCH_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
-.PHONY: all build test demo bench clean info
+.PHONY: all build test demo bench soak clean info
 
 all: build
 
@@ -40,6 +40,12 @@ bench: build
 	$(PY) benchmarks/xproc_latency.py
 	$(PY) benchmarks/shim_overhead.py
 	$(PY) benchmarks/preempt_latency.py
+
+# Not part of make test: 60 s on each base (about 2.5 minutes in all), every sender kind
+# against every receiver state, every post counted; prints a table of exact counts.
+SOAK_SECONDS ?= 60
+soak: build
+	$(PY) tests/soak.py --seconds $(SOAK_SECONDS)
 
 info: build
 	$(PY) -m uintr_loop info
