@@ -401,7 +401,11 @@ inline switch_out()
 {
     running = false;
     if
+#ifdef BUG_SN_WHILE_WAITING
+    :: !closed ->                   /* broken: a waiting task too */
+#else
     :: !closed && !waiting ->
+#endif
         status[RCV] = status[RCV] | SN                      /* step S */
     :: else -> skip
     fi
@@ -429,16 +433,7 @@ inline task_step(v, w, rb, had_on, pending)
     :: !closed -> close_receiver()
     :: !closed ->                   /* task_receiver_wait */
         waiting = true;
-#ifdef BUG_WAIT_KEEPS_SN
-        pending = (pir[RCV] != 0);  /* broken: waits with SN still set */
-        if
-        :: pending -> take_pir(rb, had_on)
-        :: else -> skip
-        fi;
-        pending = false;
-#else
         restore_receiver(rb, had_on, pending);
-#endif
         if
         :: uirr ->                  /* returns at once */
             waiting = false;
@@ -492,8 +487,15 @@ inline dispatch(bits, rb, had_on, pending)
         :: else -> skip
         fi;
 #ifdef UVLOOP
-        if
-        :: bits & WAKE -> drain_scheduled = true
+        if      /* Mailbox.on_wakeup, with the GIL */
+        :: bits & WAKE ->
+            atomic {
+                !gil;
+                if
+                :: mbox > 0 -> drain_scheduled = true
+                :: else -> skip
+                fi
+            }
         :: else -> skip
         fi;
 #endif
@@ -513,18 +515,18 @@ inline run_callbacks(v, w, rb, had_on, pending)
         atomic {
             !gil;
             calls_run = calls_run + mbox;                   /* step T */
-#ifdef BUG_DRAIN_KEEPS
-            skip        /* broken: runs the list but leaves it in place */
-#else
             mbox = 0
-#endif
         }
     :: else -> skip
     fi;
 #else
     d_step {
         calls_run = calls_run + ready;
+#ifndef BUG_READY_KEPT
         ready = 0
+#else
+        skip            /* broken: they stay queued and run again */
+#endif
     };
 #endif
     assert(SKIP(callbacks_once) || calls_run <= CALLS);
