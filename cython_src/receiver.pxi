@@ -157,7 +157,7 @@ cdef class Receiver:
 cdef class MaskedSection:
     cdef Receiver receiver
 
-    def __cinit__(self, Receiver receiver):
+    def __cinit__(self, Receiver receiver not None):
         self.receiver = receiver
 
     def __enter__(self):
@@ -184,7 +184,7 @@ cdef class VectorFd:
     cdef int fd
     cdef bint has_fd_field     # __cinit__'s body ran: fd is -1 or ours
 
-    def __cinit__(self, Receiver receiver, vector):
+    def __cinit__(self, Receiver receiver not None, vector):
         # A bad argument is refused before this body runs, and __dealloc__
         # then still runs on the zeroed object: fd would read 0 (stdin).
         self.fd = -1

@@ -390,7 +390,7 @@ cdef class TaskReceiver(Receiver):
 cdef class TaskMaskedSection:
     cdef TaskReceiver receiver
 
-    def __cinit__(self, TaskReceiver receiver):
+    def __cinit__(self, TaskReceiver receiver not None):
         self.receiver = receiver
 
     def __enter__(self):

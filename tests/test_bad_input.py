@@ -391,6 +391,8 @@ readonly("TaskReceiver.urgent", task_receiver, "urgent", frozenset())
 
 # -- VectorFd ------------------------------------------------------------------
 
+each("VectorFd", "receiver", [None, True, "3", object()], lambda c, v: VectorFd(v, 1),
+     TypeError, "incorrect type")
 each("VectorFd", "vector", NOT_INTS, lambda c, v: VectorFd(c.receiver(), v), TypeError,
      "vector must be an int")
 each("VectorFd", "vector", BAD_VECTORS, lambda c, v: VectorFd(c.receiver(), v), ValueError,
