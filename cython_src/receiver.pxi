@@ -11,6 +11,10 @@ cdef class Receiver:
     delivered vector, highest vector first, never nested; its exceptions go to
     the loop's exception handler. Posts of one vector before its delivery
     coalesce into one call, as in hardware.
+
+    ``Receiver(handler, *, loop=None)`` raises TypeError (``handler`` not
+    callable, ``loop`` not a uintr_loop loop), RuntimeError (the loop is
+    closed, no running loop and no ``loop=``, or 63 receivers already).
     """
     cdef Port port
     cdef uintr_block_t *block
@@ -67,6 +71,8 @@ cdef class Receiver:
         """The capability to send ``vector`` (0..63) to this receiver.
 
         The analogue of uintr_vector_fd(): give it to ``Sender(...)``.
+        Raises TypeError (not an int), ValueError (not in 0..63),
+        ReceiverClosedError (the receiver or its loop is closed). Any thread.
         """
         vfd = VectorFd(self, vector)      # it checks the vector and the receiver
         if self.port.hw is not None:
@@ -75,12 +81,16 @@ cdef class Receiver:
 
     def masked(self):
         """Defer delivery (CLUI) inside the block; deliver what arrived on
-        exit (STUI). Nests. Only on the loop's thread."""
+        exit (STUI). Nests. Only on the loop's thread: RuntimeError from
+        another one while the loop runs; ReceiverClosedError once closed."""
         self.check_thread("masked")
+        if self.closed:
+            raise ReceiverClosedError()
         return MaskedSection(self)
 
     def statistics(self):
-        """An immutable ReceiverStatistics record of this receiver."""
+        """An immutable ReceiverStatistics record of this receiver (also
+        after close: the figures as they were)."""
         return block_statistics(self.block, self.port.mode,
                                 self.delivered, self.spurious)
 

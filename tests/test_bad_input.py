@@ -266,6 +266,8 @@ row("Receiver.vector_fd", "receiver of a closed loop",
 row("Receiver.masked", "from another thread while the loop runs",
     lambda c: (r := c.receiver(), c.from_thread(r.masked)), RuntimeError,
     r"masked\(\) must be called from the thread running its loop")
+row("Receiver.masked", "closed receiver", lambda c: c.closed_receiver().masked(),
+    ReceiverClosedError, "closed")
 row("Receiver.masked", "an argument", lambda c: c.receiver().masked(True), TypeError, "argument")
 row("Receiver.statistics", "an argument", lambda c: c.receiver().statistics(1), TypeError,
     "argument")
