@@ -453,11 +453,19 @@ def make_task_receiver(handler, task=None, urgent=()):
     cdef uint64_t urgent_mask = 0
     if not callable(handler):
         raise TypeError("handler must be callable, got %r" % (handler,))
+    try:
+        urgent = tuple(urgent)
+    except TypeError:
+        raise TypeError("urgent must be an iterable of vectors (ints in 0..63), "
+                        "got %s" % type(urgent).__name__) from None
     for vector in urgent:
         check_vector(vector)
         urgent_mask |= (<uint64_t>1) << <unsigned>vector
     if task is None:
-        task = asyncio.current_task()
+        # no running loop is "outside a task" too: the documented error,
+        # not asyncio.current_task()'s bare RuntimeError
+        running = asyncio._get_running_loop()
+        task = asyncio.current_task(running) if running is not None else None
         if task is None:
             raise TaskReceiverError(
                 "Receiver.for_task() without a task must be called from a task")

@@ -280,8 +280,13 @@ readonly("Receiver.closed", lambda c: c.receiver(), "closed", True)
 
 row("Receiver.for_task", "handler not callable",
     lambda c: c.in_task(lambda c: Receiver.for_task(42)), TypeError, "callable")
+row("Receiver.for_task", "outside a task", lambda c: Receiver.for_task(print),
+    TaskReceiverError, "from a task")
 each("Receiver.for_task", "task=", [True, 1.5, "3", object()],
      lambda c, v: Receiver.for_task(print, v), TypeError, "task must be an asyncio Task")
+each("Receiver.for_task", "urgent=", [None, 1.5, 3],
+     lambda c, v: c.in_task(lambda c: Receiver.for_task(print, urgent=v)), TypeError,
+     "urgent must be an iterable of vectors")
 each("Receiver.for_task", "urgent vector", [True, "3", 1.5],
      lambda c, v: c.in_task(lambda c: Receiver.for_task(print, urgent=[v])), TypeError,
      "vector must be an int")
