@@ -357,6 +357,10 @@ async def wait_with(c: Ctx, timeout: Any) -> None:
         r.close()
 
 
+each("TaskReceiver.wait", "timeout=", [True, "3", object()],
+     lambda c, v: c.run(lambda c: wait_with(c, v)), TypeError, "timeout must be a number")
+row("TaskReceiver.wait", "timeout=nan", lambda c: c.run(lambda c: wait_with(c, math.nan)),
+    ValueError, "got nan")
 row("TaskReceiver.wait", "from another task", lambda c: c.in_task(
     lambda c: task_receiver(c).wait()), TaskReceiverError, "from its own task")
 row("TaskReceiver.wait", "from another thread",
