@@ -598,12 +598,23 @@ row("run", "loop_factory and base", lambda c: uintr_loop.run(
 row("run", "inside a running loop", lambda c: c.in_task(lambda c: uintr_loop.run(c.coro())),
     RuntimeError, "running event loop")
 
+each("deadline", "seconds", [True, "3", object(), 1j],
+     lambda c, v: uintr_loop.deadline(v), TypeError, "seconds must be a number or None")
+row("deadline", "seconds=nan", lambda c: uintr_loop.deadline(math.nan), ValueError, "nan")
 row("deadline", "entered twice",
     lambda c: [d.__enter__() for d in [uintr_loop.deadline(None)] for _ in range(2)],
     RuntimeError, "entered only once")
 row("deadline", "from another thread", lambda c: c.from_thread(
     lambda: uintr_loop.deadline(1).__enter__()), PreemptionUnavailableError, "main thread")
 readonly("deadline.expired", lambda c: uintr_loop.deadline(1), "expired", True)
+each("preemptible", "seconds", [True, "3", object()], lambda c, v: uintr_loop.preemptible(v),
+     TypeError, "seconds must be a number or None")
+row("preemptible", "seconds=nan", lambda c: uintr_loop.preemptible(math.nan, print), ValueError,
+    "nan")
+each("preemptible", "callback", [42, "3"], lambda c, v: uintr_loop.preemptible(1.0, v),
+     TypeError, "needs a callable")
+row("preemptible", "decorating a non-callable", lambda c: uintr_loop.preemptible(1.0)(42),
+    TypeError, "needs a callable")
 row("preemptible", "called from another thread",
     lambda c: c.from_thread(uintr_loop.preemptible(1.0, print)), PreemptionUnavailableError,
     "main thread")
@@ -720,3 +731,17 @@ def test_bad_input(case: Row, base: str, monkeypatch: pytest.MonkeyPatch) -> Non
 # -- the meta-test: every public entry point has a row ------------------------------
 
 
+def test_accepted_extremes_are_not_errors() -> None:
+    """Values at the edge that are valid, and what they mean (documented)."""
+    assert uintr_loop.deadline(1e300).seconds == math.inf          # no deadline
+    assert uintr_loop.deadline(2**64).seconds == math.inf
+    assert uintr_loop.deadline(-math.inf).seconds == -math.inf     # expires at once
+    with uintr_loop.deadline(2**64):                              # no timer armed
+        pass
+    spins = 0
+    with pytest.raises(TimeoutError):
+        with uintr_loop.deadline(-math.inf):
+            end = time.monotonic() + HANG_GUARD
+            while time.monotonic() < end:
+                spins += 1
+    assert time.monotonic() < end, "a deadline in the past never fired"
