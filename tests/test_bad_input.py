@@ -484,8 +484,14 @@ row("loop.delivery_mode", "assigning", lambda c: setattr(c.loop, "delivery_mode"
 row("loop.base", "assigning", lambda c: setattr(c.loop, "base", "asyncio"),
     AttributeError, "base|setter|can't set")
 row("loop.statistics", "an argument", lambda c: c.loop.statistics(1), TypeError, "argument")
+each("loop.set_hog_watchdog", "threshold", [True, "3", object()],
+     lambda c, v: c.loop.set_hog_watchdog(v), TypeError, "threshold must be a number")
+each("loop.set_hog_watchdog", "threshold", [0, -1, math.nan, math.inf, 1e300, 2**64],
+     lambda c, v: c.loop.set_hog_watchdog(v), ValueError, "finite number of seconds > 0")
 each("loop.set_hog_watchdog", "callback", [True, "3", 42],
      lambda c, v: c.loop.set_hog_watchdog(1.0, v), TypeError, "callback must be callable")
+row("loop.set_hog_watchdog", "start on a closed loop",
+    lambda c: c.closed_loop().set_hog_watchdog(1.0), RuntimeError, "Event loop is closed")
 
 
 def refused_watchdog_keeps_the_old_one(c: Ctx) -> None:
@@ -495,6 +501,10 @@ def refused_watchdog_keeps_the_old_one(c: Ctx) -> None:
         c.loop.set_hog_watchdog(-1)
     finally:
         assert dog is not None and dog._thread.is_alive(), "a refused call stopped the watchdog"
+
+
+row("loop.set_hog_watchdog", "refused while one runs", refused_watchdog_keeps_the_old_one,
+    ValueError, "> 0")
 
 
 def close_while_running(c: Ctx) -> None:
