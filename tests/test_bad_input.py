@@ -517,6 +517,8 @@ def close_while_running(c: Ctx) -> None:
         assert not c.loop.is_closed()
 
 
+row("loop.close", "while running (the watchdog stays)", close_while_running, RuntimeError,
+    "Cannot close a running event loop")
 row("loop.close", "from another thread while running",
     lambda c: c.from_thread(c.loop.close), RuntimeError, "Cannot close a running event loop")
 row("loop.call_soon_threadsafe", "after close (asyncio's error)",

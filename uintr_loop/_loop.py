@@ -97,7 +97,10 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
     def close(self) -> None:
         """Close the loop; its receivers are shut down (senders then raise
         ReceiverClosedError). The port's eventfd and memfd are released as
-        soon as no Sender holds them."""
+        soon as no Sender holds them. RuntimeError while running (as
+        asyncio), and then nothing is stopped."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
         set_hog_watchdog(self, None)
         super().close()
         self._uintr_close_port()
