@@ -633,6 +633,12 @@ row("preemptible", "called from another thread",
 row("preemption_masked", "an argument (it is not a deadline)",
     lambda c: uintr_loop.preemption_masked(0.1), TypeError, "argument")
 
+each("install_shim", "loop=", [None, 3, "3", object()], lambda c, v: uintr_loop.install_shim(v),
+     TypeError, "expected an asyncio event loop")
+row("install_shim", "a closed loop", lambda c: uintr_loop.install_shim(c.closed_loop()),
+    RuntimeError, "Event loop is closed")
+each("uninstall_shim", "loop=", [None, 3, "3", object()],
+     lambda c, v: uintr_loop.uninstall_shim(v), TypeError, "expected an asyncio event loop")
 row("uninstall_shim", "while a task receiver is open",
     lambda c: c.in_task(lambda c: (Receiver.for_task(print), uintr_loop.uninstall_shim(c.loop))),
     TaskReceiverError, "task receiver")
