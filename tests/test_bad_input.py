@@ -643,6 +643,17 @@ row("uninstall_shim", "while a task receiver is open",
     lambda c: c.in_task(lambda c: (Receiver.for_task(print), uintr_loop.uninstall_shim(c.loop))),
     TaskReceiverError, "task receiver")
 
+each("send_fds", "sock=", [None, 3, "3"], lambda c, v: uintr_loop.send_fds(v, [0]), TypeError,
+     "needs a socket.socket")
+row("send_fds", "an AF_INET socket", lambda c: uintr_loop.send_fds(c.sock(), [0]), ValueError,
+    "AF_UNIX")
+each("send_fds", "fds=", [None, 3, 1.5], lambda c, v: uintr_loop.send_fds(c.socketpair(), v),
+     TypeError, "fds must be an iterable")
+each("send_fds", "fd", [True, "3", None, 1.5],
+     lambda c, v: uintr_loop.send_fds(c.socketpair(), [v]), TypeError,
+     "file descriptor|fileno")
+row("send_fds", "an fd out of range", lambda c: uintr_loop.send_fds(c.socketpair(), [2**40]),
+    ValueError, "out of range")
 row("send_fds", "a closed fd", lambda c: uintr_loop.send_fds(c.socketpair(), [-1]), OSError,
     "Bad file descriptor")
 row("send_fds", "a closed VectorFd", lambda c: uintr_loop.send_fds(
@@ -651,6 +662,18 @@ row("send_fds", "empty data", lambda c: uintr_loop.send_fds(c.socketpair(), [0],
     ValueError, "at least one byte")
 row("send_fds", "a closed socket", lambda c: uintr_loop.send_fds(
     (s := c.sock(socket.AF_UNIX), s.close())[0], [0]), OSError, "Bad file descriptor")
+each("recv_fds", "sock=", [None, 3], lambda c, v: uintr_loop.recv_fds(v, 1), TypeError,
+     "needs a socket.socket")
+row("recv_fds", "an AF_INET socket", lambda c: uintr_loop.recv_fds(c.sock(), 1), ValueError,
+    "AF_UNIX")
+each("recv_fds", "maxfds=", [True, None, 1.5, "3"],
+     lambda c, v: uintr_loop.recv_fds(c.socketpair(), v), TypeError, "maxfds must be an int")
+each("recv_fds", "maxfds=", [-1, 2**64],
+     lambda c, v: uintr_loop.recv_fds(c.socketpair(), v), ValueError, "maxfds")
+each("recv_fds", "bufsize=", [True, 1.5],
+     lambda c, v: uintr_loop.recv_fds(c.socketpair(), 1, v), TypeError, "bufsize must be an int")
+each("recv_fds", "bufsize=", [-1, 2**64],
+     lambda c, v: uintr_loop.recv_fds(c.socketpair(), 1, v), ValueError, "bufsize")
 row("recv_fds", "a closed socket", lambda c: uintr_loop.recv_fds(
     (s := c.sock(socket.AF_UNIX), s.close())[0], 1), OSError, "Bad file descriptor")
 
@@ -662,6 +685,8 @@ def truncated(c: Ctx) -> None:
     uintr_loop.send_fds(a, [a, b])
     uintr_loop.recv_fds(b, 1)
 
+
+row("recv_fds", "more fds than maxfds (none leak)", truncated, OSError, "truncated")
 
 # -- immutable records: assigning to one is refused --------------------------------
 
