@@ -697,6 +697,14 @@ readonly("HogReport", lambda c: uintr_loop.HogReport(0.1, 1, (), None), "duratio
 
 # Entry points with no bad input of their own, and why (the meta-test checks
 # each name is real, so this list cannot go stale).
+EXEMPT = {
+    name: "an exception class: constructed by the library, takes a message like its base"
+    for name in ("DeadlineExceeded", "HardwareUnavailableError", "InvalidVectorFdError",
+                 "PreemptionUnavailableError", "ReceiverClosedError", "SenderClosedError",
+                 "TaskReceiverError")
+}
+EXEMPT["Capabilities.describe"] = "no arguments; formats an immutable record"
+EXEMPT["HogReport.format"] = "no arguments; formats an immutable record"
 
 
 # -- the test --------------------------------------------------------------------
@@ -772,6 +780,64 @@ def test_bad_input(case: Row, base: str, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 # -- the meta-test: every public entry point has a row ------------------------------
+
+
+def _public(cls: type) -> Iterator[str]:
+    """Public methods and properties defined by ``cls`` itself (a record's
+    fields are data: the record's own row covers assigning to them)."""
+    names = set(vars(cls))
+    if dataclasses.is_dataclass(cls):
+        names -= {f.name for f in dataclasses.fields(cls)}
+    for name in sorted(names):
+        if not name.startswith("_"):
+            yield name
+
+
+def entry_points() -> set[str]:
+    """Every public entry point, named as the table names them."""
+    found: set[str] = set()
+    loop_classes = (uintr_loop.UintrEventLoop, uintr_loop.UintrUVLoop)
+    for name in uintr_loop.__all__:
+        obj = getattr(uintr_loop, name)
+        found.add(name)
+        if not isinstance(obj, type) or issubclass(obj, BaseException):
+            continue
+        if obj in loop_classes:
+            for cls in (obj, UintrLoopAPI):
+                found |= {f"loop.{attr}" for attr in _public(cls)}
+        else:
+            found |= {f"{name}.{attr}" for attr in _public(obj)}
+    found |= {f"TaskReceiver.{attr}" for attr in _public(TaskReceiver)}
+    pxd = (REPO_ROOT / "uintr_loop" / "_core.pxd").read_text()
+    found |= {f"C:{fn}" for fn in re.findall(r"^cdef [^#(]*?\b(\w+)\(", pxd, re.M)}
+    return found
+
+
+def test_every_entry_point_has_a_row() -> None:
+    points = entry_points()
+    covered = {r.entry for r in ROWS}
+    missing = sorted(points - covered - set(EXEMPT))
+    assert not missing, f"public entry points without a bad-input row: {missing}"
+    assert not sorted(set(EXEMPT) - points), "EXEMPT names something that is not an entry point"
+    assert not sorted(set(EXEMPT) & covered), "an entry point is both exempt and covered"
+    # the walk itself sees what it must
+    assert {"Receiver.vector_fd", "loop.busy_poll", "loop.set_hog_watchdog", "TaskReceiver.wait",
+            "C:uintr_send", "C:uintr_sender_handle", "run", "Sender"} <= points
+    # and every row names a real entry point (or one of the loop's asyncio
+    # methods whose behaviour the loops keep: call_soon_threadsafe and co.)
+    stray = covered - points - {"loop.call_soon_threadsafe", "loop.run_forever",
+                                "loop.run_until_complete", "loop.set_debug"}
+    assert not stray, f"rows for unknown entry points: {sorted(stray)}"
+
+
+def test_readme_table_names_every_entry_point() -> None:
+    """The README's "Bad input" reference table names each entry point of
+    this table, as the table names it."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("\n## Bad input at every entry point\n", 1)[1].split("\n## ", 1)[0]
+    missing = [entry for entry in sorted({r.entry for r in ROWS} | set(EXEMPT))
+               if entry.removeprefix("C:") not in section]
+    assert not missing, f"README 'Bad input' table does not name: {missing}"
 
 
 def test_accepted_extremes_are_not_errors() -> None:
