@@ -11,6 +11,10 @@ message. Every row runs on a fresh loop of each base and then checks:
 * the loop is healthy: a sender thread's post still reaches a handler and a
   ``call_soon_threadsafe`` from another thread still runs.
 
+The rows of behaviour that asyncio itself defines (``call_soon_threadsafe``
+after close or in debug mode, ``close``/``run_forever`` while running, ...)
+also run on stock asyncio, which must agree.
+
 ``test_every_entry_point_has_a_row`` walks ``uintr_loop.__all__``, the public
 methods and properties of the public classes (and of the task receiver that
 ``Receiver.for_task`` returns) and the nogil C API declared in
@@ -80,6 +84,16 @@ def _target(fd: str) -> str:
         return "?"
 
 
+STOCK = "stock-asyncio"
+
+
+def make_loop(base: str) -> asyncio.AbstractEventLoop:
+    """A uintr loop of ``base``, or stock asyncio's loop for STOCK."""
+    if base == STOCK:
+        return asyncio.new_event_loop()
+    return uintr_loop.new_event_loop(base=base)
+
+
 class Ctx:
     """What a row gets: a fresh loop of one base, and helpers that make the
     objects a row needs and clean up everything the row made."""
@@ -87,7 +101,7 @@ class Ctx:
     def __init__(self, base: str, monkeypatch: pytest.MonkeyPatch) -> None:
         self.base = base
         self.monkeypatch = monkeypatch
-        self.loop = uintr_loop.new_event_loop(base=base)
+        self.loop = make_loop(base)
         self._cleanup: list[Callable[[], object]] = []
 
     def later(self, fn: Callable[[], object]) -> None:
@@ -114,7 +128,7 @@ class Ctx:
         return s
 
     def new_loop(self) -> asyncio.AbstractEventLoop:
-        loop = uintr_loop.new_event_loop(base=self.base)
+        loop = make_loop(self.base)
         self.later(loop.close)
         return loop
 
@@ -756,8 +770,36 @@ def base(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def threadsafe_round_trip(loop: asyncio.AbstractEventLoop) -> None:
+    """A call_soon_threadsafe from another thread runs (any loop)."""
+    async def main() -> None:
+        ran = loop.create_future()
+        t = threading.Thread(target=loop.call_soon_threadsafe, args=(ran.set_result, 1))
+        t.start()
+        assert await asyncio.wait_for(ran, HANG_GUARD) == 1
+        t.join()
+    loop.run_until_complete(main())
+
+
 @pytest.mark.parametrize("case", ROWS, ids=[r.id for r in ROWS])
 def test_bad_input(case: Row, base: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    check_row(case, base, monkeypatch, round_trip)
+
+
+# Rows of behaviour asyncio itself defines: stock asyncio must agree.
+STOCK_ROWS = [r for r in ROWS if r.entry in (
+    "loop.call_soon_threadsafe", "loop.run_forever", "loop.run_until_complete", "loop.set_debug")
+    or (r.entry == "loop.close" and "watchdog" not in r.what)]
+
+
+@pytest.mark.parametrize("case", STOCK_ROWS, ids=[r.id for r in STOCK_ROWS])
+def test_asyncio_defined_rows_hold_on_stock_asyncio(
+        case: Row, monkeypatch: pytest.MonkeyPatch) -> None:
+    check_row(case, STOCK, monkeypatch, threadsafe_round_trip)
+
+
+def check_row(case: Row, base: str, monkeypatch: pytest.MonkeyPatch,
+              healthy: Callable[[asyncio.AbstractEventLoop], None]) -> None:
     fds_before = open_fds()
     ctx = Ctx(base, monkeypatch)
     try:
@@ -770,7 +812,7 @@ def test_bad_input(case: Row, base: str, monkeypatch: pytest.MonkeyPatch) -> Non
                 f"raised {type(info.value).__name__}: {info.value}, expected {case.exc.__name__}")
             assert re.search(case.match, str(info.value)), str(info.value)
             del info
-        round_trip(ctx.loop)
+        healthy(ctx.loop)
     finally:
         ctx.close()
         if not ctx.loop.is_closed():
