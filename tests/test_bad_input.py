@@ -177,8 +177,12 @@ class Ctx:
                     result = ("err", exc)
                 ctx.loop.call_soon_threadsafe(fut.set_result, result)
 
-            threading.Thread(target=run, daemon=True).start()
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
             kind, value = await fut
+            # joined: until its frame is gone it holds what it made (an
+            # fd-holding loop, say) and the fd check would race with it
+            thread.join(HANG_GUARD)
             if kind == "err":
                 raise value
             return value
@@ -285,7 +289,12 @@ row("Receiver.masked", "closed receiver", lambda c: c.closed_receiver().masked()
 row("Receiver.masked", "an argument", lambda c: c.receiver().masked(True), TypeError, "argument")
 row("Receiver.statistics", "an argument", lambda c: c.receiver().statistics(1), TypeError,
     "argument")
+row("Receiver.statistics", "after close: the figures, no error",
+    lambda c: type(c.closed_receiver().statistics()).__name__, None, result="ReceiverStatistics")
 row("Receiver.close", "an argument", lambda c: c.receiver().close(1), TypeError, "argument")
+row("Receiver.close", "twice, and from another thread while the loop runs: no error",
+    lambda c: (r := c.receiver(), c.from_thread(r.close), r.close(), r.closed)[-1], None,
+    result=True)
 readonly("Receiver.handler", lambda c: c.receiver(), "handler", print)
 readonly("Receiver.loop", lambda c: c.receiver(), "loop", None)
 readonly("Receiver.closed", lambda c: c.receiver(), "closed", True)
@@ -335,6 +344,17 @@ def for_task_without_shim(c: Ctx) -> None:
 
 row("Receiver.for_task", "a loop without the shim", for_task_without_shim, TaskReceiverError,
     "no scheduler shim")
+
+
+def for_task_on_stock_loop(c: Ctx) -> None:
+    stock = stock_loop(c)
+    task = stock.create_task(asyncio.sleep(HANG_GUARD))
+    c.later(lambda: (task.cancel(), stock.run_until_complete(asyncio.sleep(0))))
+    Receiver.for_task(print, task)
+
+
+row("Receiver.for_task", "a task of a stock asyncio loop", for_task_on_stock_loop,
+    TaskReceiverError, "no scheduler shim")
 
 
 def urgent_off_main_thread(c: Ctx) -> None:
@@ -427,6 +447,8 @@ row("VectorFd", "closed receiver", lambda c: VectorFd(c.closed_receiver(), 1),
 row("VectorFd.fileno", "closed VectorFd", lambda c: (v := c.vfd(), v.close(), v.fileno()),
     SenderClosedError, "closed")
 row("VectorFd.close", "an argument", lambda c: c.vfd().close(1), TypeError, "argument")
+row("VectorFd.close", "twice: no error", lambda c: (v := c.vfd(), v.close(), v.close(), v.closed)[-1],
+    None, result=True)
 readonly("VectorFd.receiver", lambda c: c.vfd(), "receiver", None)
 readonly("VectorFd.vector", lambda c: c.vfd(), "vector", 3)
 readonly("VectorFd.closed", lambda c: c.vfd(), "closed", True)
@@ -470,6 +492,8 @@ row("Sender.send", "closed loop",
                s.vector_fd.receiver.loop.close(), s.send()), ReceiverClosedError, "closed")
 row("Sender.send", "an argument", lambda c: c.sender().send(1), TypeError, "argument")
 row("Sender.close", "an argument", lambda c: c.sender().close(1), TypeError, "argument")
+row("Sender.close", "twice: no error", lambda c: (s := c.sender(), s.close(), s.close(), s.closed)[-1],
+    None, result=True)
 readonly("Sender.vector", lambda c: c.sender(), "vector", 3)
 readonly("Sender.closed", lambda c: c.sender(), "closed", True)
 readonly("Sender.vector_fd", lambda c: c.sender(), "vector_fd", None)
@@ -498,6 +522,12 @@ row("loop.delivery_mode", "assigning", lambda c: setattr(c.loop, "delivery_mode"
 row("loop.base", "assigning", lambda c: setattr(c.loop, "base", "asyncio"),
     AttributeError, "base|setter|can't set")
 row("loop.statistics", "an argument", lambda c: c.loop.statistics(1), TypeError, "argument")
+row("loop.statistics", "after close: the figures at close, no error",
+    lambda c: c.closed_loop().statistics().mode, None, result="software")
+row("loop.delivery_mode", "after close: no error", lambda c: c.closed_loop().delivery_mode, None,
+    result="software")
+row("loop.busy_poll", "read after close: 0, no error", lambda c: c.closed_loop().busy_poll, None,
+    result=0.0)
 each("loop.set_hog_watchdog", "threshold", [True, "3", object()],
      lambda c, v: c.loop.set_hog_watchdog(v), TypeError, "threshold must be a number")
 each("loop.set_hog_watchdog", "threshold", [0, -1, math.nan, math.inf, 1e300, 2**64],
