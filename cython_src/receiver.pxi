@@ -187,6 +187,8 @@ cdef class VectorFd:
 
     ``fileno()`` is a real file descriptor (vectorfd.h): inherited by fork,
     passable with SCM_RIGHTS, and ``Sender(fd)`` opens it in any process.
+    ``VectorFd(receiver, vector)`` is ``receiver.vector_fd(vector)``: the
+    same TypeError, ValueError and ReceiverClosedError.
     """
     cdef readonly Receiver receiver
     cdef readonly unsigned vector
@@ -224,7 +226,7 @@ cdef class VectorFd:
 
     def close(self):
         """Give up the capability (and close the fd). Senders already
-        registered keep working, exactly as with the kernel ABI."""
+        registered keep working, exactly as with the kernel ABI. Idempotent."""
         self.closed = True
         if self.fd >= 0:
             close(self.fd)

@@ -67,7 +67,11 @@ class _UintrSelector(selectors.EpollSelector):
 
 
 class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
-    """An asyncio event loop woken by (software-delivered) user interrupts."""
+    """An asyncio event loop woken by (software-delivered) user interrupts.
+
+    ``UintrEventLoop(*, busy_poll=0)``: TypeError if given a selector (it
+    makes its own); ``busy_poll`` and the mode as ``new_event_loop``.
+    """
 
     def __new__(
         cls, selector: selectors.BaseSelector | None = None, *, busy_poll: float = 0
