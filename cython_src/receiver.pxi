@@ -32,8 +32,7 @@ cdef class Receiver:
     # __cinit__, not __init__: no Receiver can exist without its block, so
     # none can reach the C pointers uninitialised (not even via __new__).
     def __cinit__(self, handler, *, loop=None):
-        if not callable(handler):
-            raise TypeError("handler must be callable, got %r" % (handler,))
+        check_handler(handler)
         if loop is None:
             loop = asyncio.get_running_loop()
         if not hasattr(loop, "_uintr_port"):

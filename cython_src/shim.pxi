@@ -467,8 +467,7 @@ async def task_receiver_wait(TaskReceiver r not None, timeout):
 def make_task_receiver(handler, task=None, urgent=()):
     """Receiver.for_task(handler, task=None, *, urgent=()): see its docstring."""
     cdef uint64_t urgent_mask = 0
-    if not callable(handler):
-        raise TypeError("handler must be callable, got %r" % (handler,))
+    check_handler(handler)
     try:
         urgent = tuple(urgent)
     except TypeError:

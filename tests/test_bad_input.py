@@ -245,7 +245,13 @@ def pending_task(c: Ctx) -> asyncio.Task[None]:
 
 # -- Receiver ----------------------------------------------------------------
 
+async def async_handler(vector: int) -> None:
+    pass
+
+
 row("Receiver", "handler not callable", lambda c: Receiver(42, loop=c.loop), TypeError, "callable")
+row("Receiver", "a coroutine function as handler (it would never run)",
+    lambda c: Receiver(async_handler, loop=c.loop), TypeError, "not a coroutine function")
 each("Receiver", "loop=", [True, 1.5, "3", object(), -1],
      lambda c, v: Receiver(print, loop=v), TypeError, "uintr_loop event loop")
 
@@ -303,6 +309,9 @@ readonly("Receiver.closed", lambda c: c.receiver(), "closed", True)
 
 row("Receiver.for_task", "handler not callable",
     lambda c: c.in_task(lambda c: Receiver.for_task(42)), TypeError, "callable")
+row("Receiver.for_task", "a coroutine function as handler",
+    lambda c: c.in_task(lambda c: Receiver.for_task(async_handler)), TypeError,
+    "not a coroutine function")
 row("Receiver.for_task", "outside a task", lambda c: Receiver.for_task(print),
     TaskReceiverError, "from a task")
 each("Receiver.for_task", "task=", [True, 1.5, "3", object()],
