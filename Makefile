@@ -9,7 +9,7 @@ BENCH_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
-.PHONY: all build test demo bench clean info
+.PHONY: all build test demo bench clean info valgrind
 
 all: build
 
@@ -40,6 +40,12 @@ bench: build
 	$(PY) benchmarks/xproc_latency.py
 	$(PY) benchmarks/shim_overhead.py
 	$(PY) benchmarks/preempt_latency.py
+
+# memcheck, strict: the core's C headers alone (tests/valgrind/core_harness.c)
+# and a short run of the extension on both bases; prints the ERROR SUMMARY,
+# lost bytes and fds left open of each, fails on anything not suppressed.
+valgrind: build
+	$(PY) tests/_memcheck.py
 
 info: build
 	$(PY) -m uintr_loop info

@@ -25,7 +25,7 @@ import threading
 import uintr_loop
 from uintr_loop import _native
 
-POSTS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+POSTS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 BATCH = 20
 
 OWNER = r"""
