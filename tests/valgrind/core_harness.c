@@ -590,8 +590,25 @@ static void check_stamp(void)
     }
     stamp_join(&job);
     CHECK(job.sent == 50 && job.error == 0 && acked == 50);
+    /* stopped early, as a dropped StampSender is: waiting for an ack, or not */
+    for (int waiting = 0; waiting < 2; waiting++) {
+        memset(&job, 0, sizeof job);
+        job.handle = &s;
+        job.send = send_fn;
+        job.count = 1000000;
+        job.pause_ns = 100000;
+        uint64_t seen = p.delivered[1];
+        CHECK(stamp_start(&job) == 0);
+        while (p.delivered[1] == seen && uintr_monotonic_ns() < until)
+            port_iterate(&p, 0, 50);
+        if (!waiting)
+            stamp_ack(&job);
+        stamp_stop(&job);
+        stamp_join(&job);
+        CHECK(job.sent >= 1 && job.sent <= 2 && job.error == 0);
+    }
     port_close(&p);
-    printf("stamp: 50 stamped wakeups acknowledged\n");
+    printf("stamp: 50 stamped wakeups acknowledged; 2 senders stopped early\n");
 }
 
 #ifdef HARNESS_INJECT_FAULTS
