@@ -401,6 +401,18 @@ static void check_bad_vector_fds(void)
     printf("bad vector fds: 8 kinds refused by name\n");
 }
 
+/* Another library's pthread_atfork child handler, registered before any
+ * lease (so it runs before ours), that runs the after-fork hook from inside
+ * fork() the way uvloop runs Python's at-fork hooks when it spawns. */
+static volatile int foreign_atfork_calls_hook;
+static int foreign_hook_rc = -1;
+
+static void foreign_atfork_child(void)
+{
+    if (foreign_atfork_calls_hook)
+        foreign_hook_rc = uintr_liveness_after_fork();
+}
+
 /* A sender in another process than the owner: the lease watches the owner's
  * pidfd, and the watcher shuts the table down when the owner exits. Here the
  * "other process" is a forked child that owns the table; this process sends. */
@@ -483,6 +495,27 @@ static void check_cross_process(void)
     s.vector = o.hdr.vector;
     for (int i = 0; i < 1000; i++)
         CHECK(uintr_sender_send(&s) == 0);
+    /* A fork while the lease is watched, with a foreign child handler that
+     * runs before ours and calls the after-fork hook from inside fork(), as
+     * uvloop's does: the child must restart its watcher, not hang. */
+    foreign_atfork_calls_hook = 1;
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        uintr_liveness_state(st);
+        _exit(st[0] == 1 && st[3] == 1 && foreign_hook_rc == 0 ? 0 : 4);
+    }
+    foreign_atfork_calls_hook = 0;
+    int cstatus = 0;
+    pid_t reaped = 0;
+    uint64_t give_up = uintr_monotonic_ns() + 20000000000ull;   /* a hang fails */
+    while ((reaped = waitpid(child, &cstatus, WNOHANG)) == 0 && uintr_monotonic_ns() < give_up)
+        sleep_ns(1000000);
+    if (reaped == 0) {
+        kill(child, SIGKILL);
+        waitpid(child, &cstatus, 0);
+    }
+    CHECK(reaped == child && WIFEXITED(cstatus) && WEXITSTATUS(cstatus) == 0);
     CHECK(write(sv[0], "x", 1) == 1);                 /* the owner exits */
     int status;
     CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -500,7 +533,8 @@ static void check_cross_process(void)
     close(vfd);
     close(sv[0]);
     /* the owner is gone: opening the vector fd again is refused */
-    printf("cross-process: 1000 posts to a forked owner, then ESHUTDOWN after it exited\n");
+    printf("cross-process: 1000 posts to a forked owner, a fork with the after-fork hook "
+           "run inside fork(), then ESHUTDOWN after the owner exited\n");
 }
 
 static volatile sig_atomic_t rings;
@@ -634,6 +668,7 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     CHECK(uintr_proc_start_time((int)getpid()) > 0);
+    CHECK(pthread_atfork(NULL, NULL, foreign_atfork_child) == 0);
     check_threads();
     check_channels();
     check_vector_fds();
