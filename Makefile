@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
-.PHONY: all build test demo bench soak verify spin clean info
+.PHONY: all build test demo bench soak verify spin valgrind clean info
 
 all: build
 
@@ -60,6 +60,12 @@ spin:
 # on 2 cores); make test runs tests/test_model.py, the same at smaller bounds.
 verify: spin
 	$(PYTHON) cython_src/model/verify.py
+
+# memcheck, strict: the core's C headers alone (tests/valgrind/core_harness.c)
+# and a short run of the extension on both bases; prints the ERROR SUMMARY,
+# lost bytes and fds left open of each, fails on anything not suppressed.
+valgrind: build
+	$(PY) tests/_memcheck.py
 
 info: build
 	$(PY) -m uintr_loop info

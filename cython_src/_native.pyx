@@ -2,6 +2,7 @@
 """Native senders for tests and benchmarks: pthreads that send through the
 public nogil cimport API (uintr_loop/_core.pxd), exactly as a third-party
 Cython extension would, without ever holding the GIL."""
+cimport cython
 from libc.stdint cimport uint64_t
 from libc.string cimport memset
 
@@ -10,6 +11,7 @@ from threads cimport (native_sender_job, native_sender_join, native_sender_publi
                      native_sender_start)
 
 
+@cython.no_gc_clear    # __dealloc__ joins the thread, which uses self.sender until then
 cdef class NativeSender:
     """Start with ``NativeSender(sender, count, pause_ns, pause_every)``: a
     pthread sends ``count`` times, sleeping ``pause_ns`` after every
@@ -75,10 +77,12 @@ cdef extern from "stamp.h" nogil:
     uint64_t stamp_now_ns()
     uint64_t stamp_load(stamp_job *job)
     void stamp_ack(stamp_job *job)
+    void stamp_stop(stamp_job *job)
     int stamp_start(stamp_job *job)
     void stamp_join(stamp_job *job)
 
 
+@cython.no_gc_clear    # __dealloc__ stops the thread, which uses self.sender until then
 cdef class StampSender:
     """For the latency benchmark: a pthread that, ``count`` times, sleeps
     ``pause_ns``, stamps CLOCK_MONOTONIC and sends (no GIL), then waits for
@@ -112,3 +116,11 @@ cdef class StampSender:
                 stamp_join(&self.job)
             self.joined = True
         return self.job.sent, self.job.error
+
+    def __dealloc__(self):
+        # Dropped without join() (a benchmark interrupted mid-run): stop the
+        # thread before the job it reads is freed, and close the ack eventfd.
+        if self.started and not self.joined:
+            with nogil:
+                stamp_stop(&self.job)
+                stamp_join(&self.job)

@@ -40,6 +40,8 @@
  * the lock consistent; the child builds its own epoll set and thread on its
  * next lease or when uintr_liveness_after_fork() is called (the core does so
  * from os.register_at_fork), so senders inherited by a child are watched too.
+ * That call can come from inside fork() itself, before our child handler
+ * has released the lock (uvloop's spawn does so): see there.
  */
 #ifndef UINTR_LOOP_LIVENESS_H
 #define UINTR_LOOP_LIVENESS_H
@@ -144,9 +146,24 @@ static void *uintr_watch_main(void *arg)
     }
 }
 
-static void uintr_atfork_prepare(void) { pthread_mutex_lock(&uintr_lease_mu); }
-static void uintr_atfork_parent(void) { pthread_mutex_unlock(&uintr_lease_mu); }
-static void uintr_atfork_child(void)
+/* Set by our prepare handler, with the lock taken, and cleared by our parent
+ * and child handlers. In a child where it is still set, fork() is still
+ * running the child handlers, ours has not run yet, and this thread (the only
+ * one in the child) holds the lock. */
+static int uintr_forking;
+static int uintr_child_reset_done;
+
+static void uintr_atfork_prepare(void)
+{
+    pthread_mutex_lock(&uintr_lease_mu);
+    uintr_forking = 1;
+}
+static void uintr_atfork_parent(void)
+{
+    uintr_forking = 0;
+    pthread_mutex_unlock(&uintr_lease_mu);
+}
+static void uintr_child_reset(void)
 {
     /* The watcher thread is not in the child. Its epoll set is shared with
      * the parent's: drop our copy, build a new one on demand. */
@@ -154,6 +171,13 @@ static void uintr_atfork_child(void)
         close(uintr_watch_epfd);
     uintr_watch_epfd = -1;
     uintr_watch_started = 0;
+}
+static void uintr_atfork_child(void)
+{
+    if (!uintr_child_reset_done)
+        uintr_child_reset();
+    uintr_child_reset_done = 0;
+    uintr_forking = 0;
     pthread_mutex_unlock(&uintr_lease_mu);
 }
 
@@ -292,6 +316,18 @@ static void uintr_lease_release(uintr_lease_t *l)
 static int uintr_liveness_after_fork(void)
 {
     int rc;
+    if (uintr_forking) {
+        /* Called from inside fork(), by another library's child handler that
+         * runs before ours: uvloop, when it spawns a process, runs Python's
+         * at-fork hooks (so this) from its own pthread_atfork handler. Our
+         * prepare handler's lock is held by this very thread: taking it
+         * again would hang the child for ever. Do our child handler's reset
+         * here, under that lock, and start the watcher; our handler, which
+         * runs next, then only unlocks. */
+        uintr_child_reset();
+        uintr_child_reset_done = 1;
+        return uintr_watch_ensure();
+    }
     pthread_mutex_lock(&uintr_lease_mu);
     rc = uintr_watch_ensure();
     pthread_mutex_unlock(&uintr_lease_mu);

@@ -19,6 +19,7 @@ typedef struct {
     uint64_t count;
     uint64_t pause_ns;            /* sleep after each acknowledged wakeup */
     _Atomic uint64_t stamp_ns;    /* CLOCK_MONOTONIC just before the send */
+    _Atomic int stop;             /* stamp_stop(): leave before the next send */
     int ack_fd;                   /* eventfd: the handler took the wakeup */
     uint64_t sent;
     int error;
@@ -40,6 +41,8 @@ static void *stamp_main(void *arg)
     uint64_t v;
     for (uint64_t i = 0; i < job->count; i++) {
         nanosleep(&pause, NULL);                 /* the loop blocks meanwhile */
+        if (atomic_load(&job->stop))
+            break;
         atomic_store(&job->stamp_ns, stamp_now_ns());
         int rc = job->send(job->handle);
         if (rc != 0) {
@@ -64,7 +67,19 @@ static inline int stamp_start(stamp_job *job)
     job->ack_fd = eventfd(0, EFD_CLOEXEC);
     if (job->ack_fd < 0)
         return -1;
-    return pthread_create(&job->thread, NULL, stamp_main, job);
+    if (pthread_create(&job->thread, NULL, stamp_main, job) != 0) {
+        close(job->ack_fd);
+        job->ack_fd = -1;
+        return -1;
+    }
+    return 0;
+}
+/* Make the thread leave early: it checks before each send, and an ack
+ * releases it if it is waiting for one. Then stamp_join(). */
+static inline void stamp_stop(stamp_job *job)
+{
+    atomic_store(&job->stop, 1);
+    stamp_ack(job);
 }
 static inline void stamp_join(stamp_job *job)
 {
