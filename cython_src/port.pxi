@@ -49,10 +49,12 @@ cdef class Port:
         self.mode = mode
         self.table = <uintr_table_t *>uintr_map_table(&self.memfd, TABLE_SIZE)
         if self.table == NULL:
-            raise OSError(errno, "uintr_loop: cannot map the UPID table")
+            err = errno
+            raise OSError(err, "uintr_loop: cannot map the UPID table: %s" % os.strerror(err))
         cdef int rc = uintr_channel_open(&self.channel)
         if rc < 0:
-            raise OSError(-rc, "uintr_loop: cannot open the notification channel")
+            raise OSError(-rc, "uintr_loop: cannot open the notification channel: %s"
+                          % os.strerror(-rc))
         uintr_upid_init(&self.table.block[0], 0, 0)   # SN set: not running
         self.wakeup_sender.table = self.table
         self.wakeup_sender.channel = self.channel
