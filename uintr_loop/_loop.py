@@ -49,6 +49,7 @@ class _UintrSelector(selectors.EpollSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         port = self._uintr_port
+        port.check_owner()      # a fork child must not poll its parent's loop
         # Only a select that may block clears SN (after a busy-poll, if on): a
         # poll (timeout 0, callbacks ready) keeps it set, posts meanwhile stay
         # in PIR without a syscall, and recognise() below takes them all the
