@@ -144,10 +144,33 @@ static void *uintr_watch_main(void *arg)
     }
 }
 
-static void uintr_atfork_prepare(void) { pthread_mutex_lock(&uintr_lease_mu); }
-static void uintr_atfork_parent(void) { pthread_mutex_unlock(&uintr_lease_mu); }
+/* fork() holds the lock from our prepare handler to our parent/child
+ * handler, so the child never inherits a half-changed lease list. But the
+ * child handlers run in registration order, and another library's may run
+ * first and call back into us: uvloop's runs CPython's at-fork hooks
+ * (PyOS_AfterFork_Child) from its own pthread_atfork child handler, before
+ * exec'ing a subprocess, and one of those hooks is
+ * uintr_liveness_after_fork(), which takes the lock. Taking it there would
+ * wait for ever on ourselves. uintr_fork_pending says "our prepare ran and
+ * our child handler has not": that call then does the child handler's work
+ * first (the child has one thread, so the flag needs no lock). */
+static int uintr_fork_pending;
+
+static void uintr_atfork_prepare(void)
+{
+    pthread_mutex_lock(&uintr_lease_mu);
+    uintr_fork_pending = 1;
+}
+static void uintr_atfork_parent(void)
+{
+    uintr_fork_pending = 0;
+    pthread_mutex_unlock(&uintr_lease_mu);
+}
 static void uintr_atfork_child(void)
 {
+    if (!uintr_fork_pending)
+        return; /* done already, by uintr_liveness_after_fork() */
+    uintr_fork_pending = 0;
     /* The watcher thread is not in the child. Its epoll set is shared with
      * the parent's: drop our copy, build a new one on demand. */
     if (uintr_watch_epfd >= 0)
@@ -292,6 +315,8 @@ static void uintr_lease_release(uintr_lease_t *l)
 static int uintr_liveness_after_fork(void)
 {
     int rc;
+    if (uintr_fork_pending)
+        uintr_atfork_child(); /* called from inside fork(): see uintr_fork_pending */
     pthread_mutex_lock(&uintr_lease_mu);
     rc = uintr_watch_ensure();
     pthread_mutex_unlock(&uintr_lease_mu);
