@@ -86,8 +86,21 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
     def __init__(
         self, selector: selectors.BaseSelector | None = None, *, busy_poll: float = 0
     ) -> None:
-        assert self._uintr_port is not None
-        super().__init__(_UintrSelector(self._uintr_port))
+        port = self._uintr_port
+        assert port is not None
+        selector = None
+        try:
+            selector = _UintrSelector(port)
+            super().__init__(selector)
+        except BaseException:
+            # Out of fds (EMFILE) half way: asyncio's own __del__ would trip
+            # over the missing self-pipe before closing the selector. Close
+            # what was made, and leave a closed loop for __del__.
+            if selector is not None:
+                selector.close()
+            port.close()
+            self._closed = True
+            raise
         install_shim(self)
 
     def _write_to_self(self) -> None:
