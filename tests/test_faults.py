@@ -340,7 +340,6 @@ def test_signal_storm_on_the_loop_thread(loop_factory, install):
             loop.add_signal_handler(signal.SIGUSR1, on_signal)
         else:
             signal.signal(signal.SIGUSR1, on_signal)
-        stop = threading.Event()
 
         def stormer() -> None:
             for i in range(storm):
@@ -382,7 +381,6 @@ def test_signal_storm_on_the_loop_thread(loop_factory, install):
         signal.pthread_kill(main_id, signal.SIGUSR1)
         while caught[0] == before:              # and signals are still handled
             await asyncio.sleep(0.001)
-        stop.set()
         await prove_usable()
 
     previous = signal.getsignal(signal.SIGUSR1)
