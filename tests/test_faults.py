@@ -718,11 +718,12 @@ def test_receiver_process_killed_under_many_senders() -> None:
 # -- fork while senders run -------------------------------------------------------------
 
 FORK_CHILD = r"""
-import asyncio, ctypes, functools, json, mmap, os, sys, threading
+import asyncio, ctypes, functools, json, mmap, os, signal, sys, threading, time
 import uintr_loop
 from uintr_loop._native import NativeSender
 
 kind, when = sys.argv[1], sys.argv[2]
+close_stock = len(sys.argv) > 3              # to show the stock asyncio hazard by hand
 parent_pid = os.getpid()
 factory = asyncio.new_event_loop if kind == "stock" else functools.partial(
     uintr_loop.new_event_loop, base=kind)
@@ -774,6 +775,12 @@ def in_child(inherited_error):
         for _ in range(100):
             s.send()
     out["fresh"] = fresh_loop_works()
+    if uintr or close_stock:
+        # A uintr loop's copy closes without touching the parent. (Stock
+        # asyncio's close unregisters its self-pipe from the epoll set the
+        # child shares with the parent: the parent's later wakeups are lost.)
+        loop.close()
+    out["closed"] = loop.is_closed()
     print(json.dumps(out), flush=True)
     os._exit(0)
 
@@ -821,8 +828,34 @@ for t in threads:
     t.join(30)
 loop.run_until_complete(asyncio.wait_for(parent_main(), 30))
 _, status = os.waitpid(child, 0)
+
+async def woken_while_blocked():
+    # the child ran, refused and closed its copy: a blocked parent is still
+    # woken by call_soon_threadsafe, a post and a signal (10 s: hang guard)
+    fired = []
+    guard = loop.call_later(10, fired.append, "the hang guard woke the loop")
+    fut = loop.create_future()
+    def later():
+        time.sleep(0.05)
+        loop.call_soon_threadsafe(fut.set_result, "cst")
+    threading.Thread(target=later).start()
+    woken = [await asyncio.wait_for(fut, 15)]
+    if uintr:
+        got = loop.create_future()
+        r = uintr_loop.Receiver(lambda v: got.done() or got.set_result(v))
+        s = uintr_loop.Sender(r.vector_fd(9))
+        threading.Thread(target=lambda: (time.sleep(0.05), s.send())).start()
+        woken.append(await asyncio.wait_for(got, 15))
+    sig = loop.create_future()
+    loop.add_signal_handler(signal.SIGUSR2, lambda: sig.done() or sig.set_result("signal"))
+    threading.Thread(target=lambda: (time.sleep(0.05), os.kill(os.getpid(), signal.SIGUSR2))).start()
+    woken.append(await asyncio.wait_for(sig, 15))
+    loop.remove_signal_handler(signal.SIGUSR2)
+    guard.cancel()
+    return woken + fired
+woken = loop.run_until_complete(woken_while_blocked())
 stats = receiver.statistics() if uintr else None
-print(json.dumps({"status": os.waitstatus_to_exitcode(status), "ran": len(ran),
+print(json.dumps({"status": os.waitstatus_to_exitcode(status), "ran": len(ran), "woken": woken,
                   "in_order": ran == list(range(1, N + 1)), "last_seen": seen[0],
                   "posted": stats.posted if stats else None,
                   "child_posts": for_child.statistics().posted if uintr else None}), flush=True)
@@ -840,19 +873,23 @@ def test_fork_while_senders_run(kind, when):
     RuntimeError naming its owner (it shares the parent's table: running it
     took the parent's posts), while stock asyncio lets the child run its copy
     (sharing the parent's epoll set and self-pipe, as asyncio always has);
-    a Sender from the inherited VectorFd reaches the parent."""
+    a Sender from the inherited VectorFd reaches the parent, and the child
+    closes its copy. The parent, blocked afterwards, is still woken by
+    call_soon_threadsafe, a post and a signal (closing the copy must not
+    unregister anything from the epoll set parent and child share)."""
     out = subprocess.run([sys.executable, "-c", FORK_CHILD, kind, when],
                          env=child_env(), capture_output=True, text=True,
                          timeout=HANG_GUARD * 6)
     assert out.returncode == 0, out.stderr[-3000:]
     child_line, parent_line = out.stdout.strip().splitlines()[-2:]
     child, parent = json.loads(child_line), json.loads(parent_line)
-    assert child["fresh"] is True
+    assert child["fresh"] is True and child["closed"] is (kind != "stock")
     if kind == "stock":
         assert child["inherited"] is None, child   # asyncio lets the child run it
     else:
         assert child["inherited"] is not None and "belongs to process" in child["inherited"], child
     assert parent["status"] == 0 and parent["ran"] == 20_000 and parent["in_order"], parent
+    assert parent["woken"] == (["cst", "signal"] if kind == "stock" else ["cst", 9, "signal"]), parent
     if kind != "stock":
         assert parent["last_seen"] == 20_000
         assert parent["posted"] == 40_000          # 20k Python + 20k native, none lost

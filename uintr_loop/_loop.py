@@ -47,6 +47,16 @@ class _UintrSelector(selectors.EpollSelector):
         epoll: select.epoll = self._selector  # type: ignore[attr-defined]
         epoll.register(port.fileno(), select.EPOLLIN | select.EPOLLET)
 
+    def forget_parent_epoll(self) -> None:
+        """In a fork child: the epoll set is the parent's too (fork shares
+        it), and closing the loop would unregister the self-pipe and every
+        transport from it, for the parent as well. Swap in a private, empty
+        epoll object first: those unregisters then fail with ENOENT, which
+        EpollSelector ignores."""
+        shared: select.epoll = getattr(self, "_selector")
+        shared.close()                  # our copy of the fd only
+        setattr(self, "_selector", select.epoll())
+
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         port = self._uintr_port
         port.check_owner()      # a fork child must not poll its parent's loop
@@ -113,6 +123,14 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
         ReceiverClosedError). The port's eventfd and memfd are released as
         soon as no Sender holds them."""
         set_hog_watchdog(self, None)
+        port = self._uintr_port
+        if port is not None and not self.is_running():
+            try:
+                port.check_owner()
+            except RuntimeError:        # a fork child's copy (port.pxi)
+                selector = getattr(self, "_selector", None)
+                if isinstance(selector, _UintrSelector):
+                    selector.forget_parent_epoll()
         super().close()
         self._uintr_close_port()
 
