@@ -95,6 +95,8 @@ cdef class Mailbox:
             self.items.append(handle)       # a post is already on its way
             return handle
         self.items.append(handle)
+        if self.port.forked():
+            return handle           # a fork child's copy: it cannot run (port.pxi)
         rc = post_with_gil(&self.port.wakeup_sender)
         if rc < 0 and rc != -ESHUTDOWN:
             raise OSError(-rc, "uintr_loop: notification failed")

@@ -16,6 +16,26 @@
 
 cdef size_t TABLE_SIZE = sizeof(uintr_table_t)
 
+# A fork child inherits its parent's loops, and with them the parent's table
+# (MAP_SHARED) and notification eventfd. A child that ran such a loop would
+# take the parent's posts out of PIR and deliver them to its own copies of the
+# receivers (the parent's handler never runs), and on the uvloop base it
+# would take the parent's call_soon_threadsafe wakeup, leaving the parent's
+# mailbox undrained for good. So a loop belongs to the process that made it:
+# in a child, its port refuses to restore or recognise (the loop raises at its
+# next iteration) and its wakeups are dropped (the loop cannot run there).
+# Each fork bumps this counter in the child; a port compares it with the
+# value at its birth, which costs no syscall (getpid() is one).
+cdef uint64_t fork_generation = 0
+
+
+def _port_after_fork():
+    global fork_generation
+    fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_port_after_fork)
+
 
 cdef class Port:
     cdef uintr_table_t *table
@@ -29,6 +49,7 @@ cdef class Port:
     cdef uint64_t recognised
     cdef uint64_t spurious
     cdef pid_t owner_pid
+    cdef uint64_t born              # fork_generation when made (see above)
     cdef uintr_poll_stats_t poll_stats
     cdef uint64_t busy_poll_ns
     cdef public object wakeup_handler  # called on vector 0 (a base with a mailbox)
@@ -49,10 +70,12 @@ cdef class Port:
         self.mode = mode
         self.table = <uintr_table_t *>uintr_map_table(&self.memfd, TABLE_SIZE)
         if self.table == NULL:
-            raise OSError(errno, "uintr_loop: cannot map the UPID table")
+            err = errno
+            raise OSError(err, "uintr_loop: cannot map the UPID table: %s" % os.strerror(err))
         cdef int rc = uintr_channel_open(&self.channel)
         if rc < 0:
-            raise OSError(-rc, "uintr_loop: cannot open the notification channel")
+            raise OSError(-rc, "uintr_loop: cannot open the notification channel: %s"
+                          % os.strerror(-rc))
         uintr_upid_init(&self.table.block[0], 0, 0)   # SN set: not running
         self.wakeup_sender.table = self.table
         self.wakeup_sender.channel = self.channel
@@ -60,6 +83,7 @@ cdef class Port:
         self.wakeup_sender.vector = UINTR_WAKEUP_VECTOR
         self.wakeup_sender.closed = 0
         self.owner_pid = getpid()
+        self.born = fork_generation
         self.slots_used = 1
         self.receivers = {}
         if mode == "hardware":
@@ -78,9 +102,22 @@ cdef class Port:
         """The channel's fd, for the loop's selector (edge-triggered)."""
         return self.channel.fd
 
+    cdef inline bint forked(self):
+        return self.born != fork_generation
+
+    cpdef check_owner(self):
+        """RuntimeError in a fork child: the loop is its parent's (see the top)."""
+        if self.born != fork_generation:
+            raise RuntimeError(
+                "this uintr_loop event loop belongs to process %d; a forked "
+                "child cannot run it (its posts are the parent's): make a new "
+                "loop in the child" % self.owner_pid)
+
     cpdef bint restore(self):
         """Clear SN before blocking; True if posts are pending (do not block)."""
-        cdef bint pending = uintr_upid_restore(&self.table.block[0])
+        cdef bint pending
+        self.check_owner()
+        pending = uintr_upid_restore(&self.table.block[0])
         if self.hw is not None:
             pending = port_restore_hardware(self) or pending
         return pending
@@ -100,6 +137,7 @@ cdef class Port:
         instead of blocking."""
         cdef uint64_t budget = self.busy_poll_ns
         cdef int hit
+        self.check_owner()
         if budget:
             if 0 <= timeout * 1e9 < budget:
                 budget = <uint64_t>(timeout * 1e9)
@@ -114,6 +152,7 @@ cdef class Port:
 
     cpdef recognise(self):
         """Set SN again after blocking; take and dispatch pending vectors."""
+        self.check_owner()
         uintr_upid_suppress(&self.table.block[0])
         if self.hw is not None:
             port_recognise_hardware(self)
@@ -148,9 +187,13 @@ cdef class Port:
         """Post the wakeup vector (the loop's _write_to_self).
 
         Returns silently when the loop is shut down, as asyncio's self-pipe
-        write does: call_soon_threadsafe has checked for a closed loop first.
+        write does: call_soon_threadsafe has checked for a closed loop first;
+        and in a fork child, where the loop cannot run (see the top).
         """
-        cdef int rc = post_with_gil(&self.wakeup_sender)
+        cdef int rc
+        if self.forked():
+            return          # the loop cannot run here; its parent's must not wake
+        rc = post_with_gil(&self.wakeup_sender)
         if rc < 0 and rc != -ESHUTDOWN:
             raise OSError(-rc, "uintr_loop: notification failed")
 

@@ -41,6 +41,8 @@ cdef struct uvhook_c:
     uintr_poll_stats_t *poll_stats
     uint64_t *busy_poll_ns
     int efd
+    uint64_t *fork_generation   # port.pxi's counter, and its value when made:
+    uint64_t born               # they differ in a fork child (see on_prepare)
     int idle_active
     int open_handles
     PyObject *port          # strong reference, dropped by UVHook.close()
@@ -58,10 +60,21 @@ cdef void on_idle(void *handle) noexcept nogil:
     pass          # being active is its job: it makes the poll not block
 
 
+cdef inline bint hook_forked(uvhook_c *h) noexcept nogil:
+    return h.fork_generation[0] != h.born
+
+
 cdef void on_prepare(void *handle) noexcept nogil:
     cdef uvhook_c *h = hook_of(handle)
     cdef int timeout = h.api.backend_timeout(h.uvloop)
     cdef uint64_t budget = h.busy_poll_ns[0]
+    if hook_forked(h):
+        # A fork child running its parent's loop (port.pxi): touch nothing
+        # shared, do not sleep, and end the run; UintrUVLoop.run_forever
+        # then raises.
+        h.api.stop(h.uvloop)
+        start_idle(h)
+        return
     if timeout == 0:
         # Usually a poll, not a sleep, and SN stays set. But the public
         # uv_backend_timeout() also says 0 while fd changes wait to reach
@@ -87,15 +100,19 @@ cdef inline void start_idle(uvhook_c *h) noexcept nogil:
 
 cdef void on_poll(void *handle, int status, int events) noexcept nogil:
     cdef uint64_t counter
+    if hook_forked(hook_of(handle)):
+        return              # the parent's notification, not ours to consume
     posix_read(hook_of(handle).efd, &counter, sizeof(counter))    # model step E
 
 
 cdef void on_check(void *handle) noexcept nogil:
     cdef uvhook_c *h = hook_of(handle)
-    uintr_upid_suppress(h.block)
     if h.idle_active:
         h.idle_active = 0
         h.api.idle_stop(h.idle)
+    if hook_forked(h):
+        return
+    uintr_upid_suppress(h.block)
     if uintr_upid_pending(h.block):
         with gil:
             recognise_from_check(<object>h.port)
@@ -157,6 +174,8 @@ cdef class UVHook:
         self.h.poll_stats = port.poll_stats_ptr()
         self.h.busy_poll_ns = &port.busy_poll_ns
         self.h.efd = port.channel.fd
+        self.h.fork_generation = &fork_generation
+        self.h.born = port.born
         self.h.prepare = block + offset
         self.h.check = block + offset + 512
         self.h.idle = block + offset + 1024

@@ -35,7 +35,7 @@ cdef int export_vector_fd(Receiver receiver, unsigned vector) except -2:
     fd = uintr_vfd_create(port.memfd, port.channel.fd, receiver.slot, vector,
                           TABLE_SIZE, &peer)
     if fd < 0:
-        raise OSError(-fd, "uintr_loop: cannot create a vector fd")
+        raise OSError(-fd, "uintr_loop: cannot create a vector fd: %s" % os.strerror(-fd))
     if uintr_peers_add(&port.peers, receiver.slot, peer) < 0:
         close(fd)
         close(peer)
@@ -106,13 +106,20 @@ cdef SenderLease open_vector_fd(object fd, uintr_sender_c *c):
         if rc == -_errno.ESRCH:
             raise OSError(-rc, "uintr_loop: the receiving process is not visible "
                                "from this pid namespace")
-        raise OSError(-rc, "uintr_loop: cannot open vector fd %d" % fd)
+        raise OSError(-rc, "uintr_loop: cannot open vector fd %d: %s" % (fd, os.strerror(-rc)))
     lease = SenderLease.__new__(SenderLease)
     lease.event_fd = o.event_fd
     lease.keep_fd = o.keep_fd
     lease.owner_pid = o.owner_pid
     lease.index = o.hdr.index
     hupfd = fcntl(o.keep_fd, F_DUPFD_CLOEXEC, 0) if o.pidfd >= 0 else -1
+    if o.pidfd >= 0 and hupfd < 0:
+        # No fd left to watch for an owner that execs: refuse (EMFILE)
+        # rather than open a sender that would not learn of it.
+        err = errno
+        close(o.table_fd)
+        close(o.pidfd)
+        raise OSError(err, "uintr_loop: cannot open vector fd %d: %s" % (fd, os.strerror(err)))
     # the lease takes the pidfd and hupfd, whatever happens
     lease.lease = uintr_lease_acquire(o.table_fd, TABLE_SIZE, o.pidfd, hupfd, &err)
     close(o.table_fd)                   # the mapping keeps the table

@@ -65,13 +65,21 @@ except RuntimeError:
     pass
 if args.get("native"):
     from uintr_loop._native import NativeSender
+    print("ready", flush=True)
     sent, err = NativeSender(sender, args["count"], args.get("pause_ns", 0), 64).join()
     result["sent"], result["error"] = sent, err
 else:
+    start = args.get("start", 0)         # the counter goes on from here
+    if args.get("half"):                 # the first half of one post, then wait to be killed
+        from uintr_loop._native import half_post
+        counter.value = start + 1
+        half_post(sender)
+        print("ready", flush=True)
+        import time; time.sleep(600)
     print("ready", flush=True)
     try:
         for i in range(1, args["count"] + 1):
-            counter.value = i
+            counter.value = start + i
             sender.send()
             result["sent"] = i
     except uintr_loop.ReceiverClosedError as exc:

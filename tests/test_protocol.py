@@ -487,6 +487,9 @@ class _PortSpy:
     def __init__(self, port: Port) -> None:
         self.port, self.calls = port, []
 
+    def check_owner(self) -> None:
+        self.port.check_owner()            # not a protocol step: not recorded
+
     def prepare_to_block(self, timeout: float) -> bool:
         self.calls.append("prepare_to_block")   # busy-poll (if on), then restore
         return self.port.prepare_to_block(timeout)

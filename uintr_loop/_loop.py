@@ -47,8 +47,19 @@ class _UintrSelector(selectors.EpollSelector):
         epoll: select.epoll = self._selector  # type: ignore[attr-defined]
         epoll.register(port.fileno(), select.EPOLLIN | select.EPOLLET)
 
+    def forget_parent_epoll(self) -> None:
+        """In a fork child: the epoll set is the parent's too (fork shares
+        it), and closing the loop would unregister the self-pipe and every
+        transport from it, for the parent as well. Swap in a private, empty
+        epoll object first: those unregisters then fail with ENOENT, which
+        EpollSelector ignores."""
+        shared: select.epoll = getattr(self, "_selector")
+        shared.close()                  # our copy of the fd only
+        setattr(self, "_selector", select.epoll())
+
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         port = self._uintr_port
+        port.check_owner()      # a fork child must not poll its parent's loop
         # Only a select that may block clears SN (after a busy-poll, if on): a
         # poll (timeout 0, callbacks ready) keeps it set, posts meanwhile stay
         # in PIR without a syscall, and recognise() below takes them all the
@@ -89,8 +100,21 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
     def __init__(
         self, selector: selectors.BaseSelector | None = None, *, busy_poll: float = 0
     ) -> None:
-        assert self._uintr_port is not None
-        super().__init__(_UintrSelector(self._uintr_port))
+        port = self._uintr_port
+        assert port is not None
+        selector = None
+        try:
+            selector = _UintrSelector(port)
+            super().__init__(selector)
+        except BaseException:
+            # Out of fds (EMFILE) half way: asyncio's own __del__ would trip
+            # over the missing self-pipe before closing the selector. Close
+            # what was made, and leave a closed loop for __del__.
+            if selector is not None:
+                selector.close()
+            port.close()
+            self._closed = True
+            raise
         install_shim(self)
 
     def _write_to_self(self) -> None:
@@ -106,6 +130,14 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         set_hog_watchdog(self, None)
+        port = self._uintr_port
+        if port is not None and not self.is_running():
+            try:
+                port.check_owner()
+            except RuntimeError:        # a fork child's copy (port.pxi)
+                selector = getattr(self, "_selector", None)
+                if isinstance(selector, _UintrSelector):
+                    selector.forget_parent_epoll()
         super().close()
         self._uintr_close_port()
 

@@ -83,11 +83,16 @@ class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's 
         if self.is_running():
             super().run_forever()           # raises as uvloop does
             return
+        port = self._uintr_port
+        if port is not None:
+            port.check_owner()              # a fork child: the parent's loop
         self._uintr_thread_id = threading.get_ident()
         try:
             super().run_forever()
         finally:
             self._uintr_thread_id = None
+        if port is not None:
+            port.check_owner()              # forked while running: the hook stopped it
 
     def set_debug(self, enabled: bool) -> None:
         super().set_debug(enabled)

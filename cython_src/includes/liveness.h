@@ -40,8 +40,6 @@
  * the lock consistent; the child builds its own epoll set and thread on its
  * next lease or when uintr_liveness_after_fork() is called (the core does so
  * from os.register_at_fork), so senders inherited by a child are watched too.
- * That call can come from inside fork() itself, before our child handler
- * has released the lock (uvloop's spawn does so): see there.
  */
 #ifndef UINTR_LOOP_LIVENESS_H
 #define UINTR_LOOP_LIVENESS_H
@@ -146,38 +144,39 @@ static void *uintr_watch_main(void *arg)
     }
 }
 
-/* Set by our prepare handler, with the lock taken, and cleared by our parent
- * and child handlers. In a child where it is still set, fork() is still
- * running the child handlers, ours has not run yet, and this thread (the only
- * one in the child) holds the lock. */
-static int uintr_forking;
-static int uintr_child_reset_done;
+/* fork() holds the lock from our prepare handler to our parent/child
+ * handler, so the child never inherits a half-changed lease list. But the
+ * child handlers run in registration order, and another library's may run
+ * first and call back into us: uvloop's runs CPython's at-fork hooks
+ * (PyOS_AfterFork_Child) from its own pthread_atfork child handler, before
+ * exec'ing a subprocess, and one of those hooks is
+ * uintr_liveness_after_fork(), which takes the lock. Taking it there would
+ * wait for ever on ourselves. uintr_fork_pending says "our prepare ran and
+ * our child handler has not": that call then does the child handler's work
+ * first (the child has one thread, so the flag needs no lock). */
+static int uintr_fork_pending;
 
 static void uintr_atfork_prepare(void)
 {
     pthread_mutex_lock(&uintr_lease_mu);
-    uintr_forking = 1;
+    uintr_fork_pending = 1;
 }
 static void uintr_atfork_parent(void)
 {
-    uintr_forking = 0;
+    uintr_fork_pending = 0;
     pthread_mutex_unlock(&uintr_lease_mu);
 }
-static void uintr_child_reset(void)
+static void uintr_atfork_child(void)
 {
+    if (!uintr_fork_pending)
+        return; /* done already, by uintr_liveness_after_fork() */
+    uintr_fork_pending = 0;
     /* The watcher thread is not in the child. Its epoll set is shared with
      * the parent's: drop our copy, build a new one on demand. */
     if (uintr_watch_epfd >= 0)
         close(uintr_watch_epfd);
     uintr_watch_epfd = -1;
     uintr_watch_started = 0;
-}
-static void uintr_atfork_child(void)
-{
-    if (!uintr_child_reset_done)
-        uintr_child_reset();
-    uintr_child_reset_done = 0;
-    uintr_forking = 0;
     pthread_mutex_unlock(&uintr_lease_mu);
 }
 
@@ -316,18 +315,8 @@ static void uintr_lease_release(uintr_lease_t *l)
 static int uintr_liveness_after_fork(void)
 {
     int rc;
-    if (uintr_forking) {
-        /* Called from inside fork(), by another library's child handler that
-         * runs before ours: uvloop, when it spawns a process, runs Python's
-         * at-fork hooks (so this) from its own pthread_atfork handler. Our
-         * prepare handler's lock is held by this very thread: taking it
-         * again would hang the child for ever. Do our child handler's reset
-         * here, under that lock, and start the watcher; our handler, which
-         * runs next, then only unlocks. */
-        uintr_child_reset();
-        uintr_child_reset_done = 1;
-        return uintr_watch_ensure();
-    }
+    if (uintr_fork_pending)
+        uintr_atfork_child(); /* called from inside fork(): see uintr_fork_pending */
     pthread_mutex_lock(&uintr_lease_mu);
     rc = uintr_watch_ensure();
     pthread_mutex_unlock(&uintr_lease_mu);

@@ -52,6 +52,7 @@ typedef struct {
     void (*unref)(void *h);
     int (*backend_timeout)(const void *loop);
     int (*backend_fd)(const void *loop);
+    void (*stop)(void *loop);
 } uintr_uv_api_t;
 
 /* Resolve the API from the shared object at `path` (already loaded).
@@ -88,6 +89,7 @@ static inline int uintr_uv_api_load(uintr_uv_api_t *api, const char *path,
     UINTR_UV_SYM(unref, "uv_unref");
     UINTR_UV_SYM(backend_timeout, "uv_backend_timeout");
     UINTR_UV_SYM(backend_fd, "uv_backend_fd");
+    UINTR_UV_SYM(stop, "uv_stop");
 #undef UINTR_UV_SYM
     /* The module stays loaded for as long as uvloop is imported; dropping
      * our extra reference keeps the count as it was. */

@@ -24,6 +24,7 @@ cdef extern from "uvapi.h" nogil:
         void (*unref)(void *h) noexcept nogil
         int (*backend_timeout)(const void *loop) noexcept nogil
         int (*backend_fd)(const void *loop) noexcept nogil
+        void (*stop)(void *loop) noexcept nogil
 
     int uintr_uv_api_load(uintr_uv_api_t *api, const char *path, char *err, size_t errlen)
     void *uintr_uv_find_loop(const uintr_uv_api_t *api, void *obj, size_t header_size)

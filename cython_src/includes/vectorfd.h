@@ -250,6 +250,7 @@ check:
  *   -EPROTOTYPE a socket, but not a Unix SOCK_SEQPACKET one
  *   -ENOMSG     no capsule queued (not a vector fd, or a holder consumed it)
  *   -EPROTO     the queued message is not a capsule of this version
+ *   -EMFILE     this process has no room for the capsule's fds (or -ENFILE)
  *   -ESHUTDOWN  the receiving process is gone
  *   -errno      anything else the kernel said
  */
@@ -305,6 +306,19 @@ static inline int uintr_vfd_open(int fd, uint64_t table_size, uintr_vfd_opened_t
                 nfds++;
             }
         }
+    }
+    if (n == (ssize_t)sizeof out->hdr && (msg.msg_flags & MSG_CTRUNC) && nfds < 2 &&
+        out->hdr.magic == UINTR_VFD_MAGIC && out->hdr.version == UINTR_VFD_VERSION) {
+        /* A capsule whose fds the kernel could not all install here: it
+         * stops at the first it cannot (fd table full: EMFILE) and reports
+         * only MSG_CTRUNC. Name the cause if it is the fd table, which this
+         * probe (taken while what was installed is still open) shows. */
+        int probe = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        int e = probe < 0 ? errno : 0;
+        if (probe >= 0)
+            close(probe);
+        uintr_close_received(&msg);
+        return (e == EMFILE || e == ENFILE) ? -e : -EPROTO;
     }
     if (n != (ssize_t)sizeof out->hdr || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
         nfds != 2 || out->hdr.magic != UINTR_VFD_MAGIC ||
