@@ -34,7 +34,7 @@ import pytest
 
 hypothesis = pytest.importorskip("hypothesis")  # the "test" extra installs it
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.stateful import (  # noqa: E402
     RuleBasedStateMachine,
@@ -61,8 +61,8 @@ from uintr_loop._core import UpidCell, repair_count  # noqa: E402
 from uintr_loop._native import NativeSender  # noqa: E402
 
 MACHINE_SETTINGS = settings(
-    max_examples=40,
-    stateful_step_count=30,
+    max_examples=60,
+    stateful_step_count=40,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -150,8 +150,8 @@ class UpidMachine(RuleBasedStateMachine):
         assert (st_.posted, st_.refused) == (ref.posted, ref.refused)
 
 
-UpidMachine.TestCase.settings = settings(MACHINE_SETTINGS, max_examples=100)
 TestUpidMachine = UpidMachine.TestCase
+TestUpidMachine.settings = settings(MACHINE_SETTINGS, max_examples=100)
 
 
 # -- the loop: receivers on a real uintr loop against ReferenceLoop -----------
@@ -330,6 +330,12 @@ class ReceiverMachine(RuleBasedStateMachine):
         i = self.pick(i)
         assert self.real.send(i, vector) == self.model.send(i, vector)
 
+    @rule(i=st.integers(0, MAX_RECEIVERS - 1), vs=st.lists(machine_vectors, min_size=2, max_size=6))
+    def send_burst(self, i: int, vs: list[int]) -> None:
+        """Several vectors to one receiver before the loop runs: one batch."""
+        i = self.pick(i)
+        assert [self.real.send(i, v) for v in vs] == [self.model.send(i, v) for v in vs]
+
     @rule(i=st.integers(0, MAX_RECEIVERS - 1), program=programs)
     def script(self, i: int, program: list[Any]) -> None:
         """The next delivery to receiver i runs ``program`` inside its handler."""
@@ -388,15 +394,14 @@ class ReceiverMachine(RuleBasedStateMachine):
         assert repair_count(self.loop) == 0
 
 
-ReceiverMachine.TestCase.settings = MACHINE_SETTINGS
-
-
 class ReceiverMachineUV(ReceiverMachine):
     base = "uvloop"
 
 
 TestReceiverMachineAsyncioBase = ReceiverMachine.TestCase
+TestReceiverMachineAsyncioBase.settings = MACHINE_SETTINGS
 TestReceiverMachineUvloopBase = ReceiverMachineUV.TestCase
+TestReceiverMachineUvloopBase.settings = MACHINE_SETTINGS
 
 
 # -- real threads: the outcome must be one the model allows -------------------
@@ -405,7 +410,7 @@ CODE_NAMES = {POST_NOTIFY: "notify", POST_COALESCED: "coalesced", POST_SUPPRESSE
 cell_ops = st.sampled_from(["recognise", "pending", "suppress", "restore", "restore", "recognise"])
 
 
-@settings(max_examples=25, deadline=None, database=None)
+@settings(max_examples=50, deadline=None, database=None)
 @given(
     posts=st.lists(st.lists(vectors, min_size=1, max_size=3000), min_size=2, max_size=3),
     ops=st.lists(cell_ops, min_size=1, max_size=12),
@@ -441,6 +446,7 @@ def test_cell_with_racing_senders(posts: list[list[int]], ops: list[str], shutdo
         t.join(HANG_GUARD)
         assert not t.is_alive()
     quiet = (cell.on, cell.sn, cell.shut, cell.pir)
+    event(f"main-thread cycles while senders ran: {min(cycles, 10)}{'+' if cycles >= 10 else ''}")
     trace.append(("recognise", cell.recognise()))
 
     made = Counter(CODE_NAMES[c] for k in codes for c in k)
@@ -474,7 +480,7 @@ loop_ops = st.sampled_from(["iterate", "iterate", "block", "mask", "unmask", "un
 
 
 @pytest.mark.parametrize("base", ["asyncio", "uvloop"])
-@settings(max_examples=12, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     plans=st.lists(
         st.lists(st.tuples(st.integers(0, 2), machine_vectors), min_size=1, max_size=60), min_size=1, max_size=3
@@ -591,6 +597,7 @@ def test_loop_with_racing_senders(base: str, plans: list[list[tuple[int, int]]],
                 refused[i] += 1
             else:
                 assert sent == n
+        batches: list[list[int]] = []
         for i, r in enumerate(receivers):
             stats = r.statistics()
             assert stats.posted == stats.notifications + stats.coalesced + stats.suppressed
@@ -606,9 +613,13 @@ def test_loop_with_racing_senders(base: str, plans: list[list[tuple[int, int]]],
             by_batch: dict[object, list[int]] = {}
             for key, v in calls[i]:
                 by_batch.setdefault(key, []).append(v)
+            batches.extend(by_batch.values())
             for vs in by_batch.values():
                 assert vs == sorted(vs, reverse=True) and len(set(vs)) == len(vs), vs
         lstats = loop.statistics()
+        event(f"loop notifications: {'some' if lstats.notifications else 'none'}")
+        event(f"largest batch: {min(3, max((len(b) for b in batches), default=0))}+")
+        event(f"receivers closed: {sum(r.closed for r in receivers)}")
         assert lstats.posted == lstats.notifications + lstats.coalesced + lstats.suppressed
         assert lstats.spurious <= lstats.notifications
     finally:
