@@ -8,11 +8,16 @@
 #
 # post_all() posts a whole sequence with the GIL released, so that sender
 # threads really race each other and the thread that recognises/restores in
-# C, not merely take turns at the GIL.
+# C, not merely take turns at the GIL. PacedPoster (includes/pacedpost.h)
+# is a sender that posts again only once its last post was taken, for the
+# lost-wakeup hunt.
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdlib cimport free
+from libc.string cimport memset
 from posix.stdlib cimport posix_memalign
+
+from pacedpost cimport uintr_paced_post_run, uintr_paced_post_t
 
 
 cdef class UpidCell:
@@ -132,6 +137,50 @@ cdef class UpidCell:
         """The counters as a ReceiverStatistics, as a receiver reports them
         (nothing is delivered from a bare cell)."""
         return block_statistics(self.block, "software", 0, 0)
+
+
+cdef class PacedPoster:
+    """Posts ``vector`` to ``cell`` ``count`` times, each time only once the
+    previous post was taken and after 0..max_pause pause instructions
+    (pacedpost.h). ``run()`` does it with the GIL released (call it from a
+    thread); ``in_post`` is true from before P until the post returned."""
+    cdef uintr_paced_post_t p
+    cdef readonly UpidCell cell
+
+    def __cinit__(self, UpidCell cell, vector, count, max_pause=0, seed=1):
+        check_vector(vector)
+        memset(&self.p, 0, sizeof(self.p))
+        self.cell = cell
+        self.p.block = cell.block
+        self.p.vector = vector
+        self.p.count = count
+        self.p.max_pause = max_pause
+        self.p.seed = seed
+
+    def run(self):
+        with nogil:
+            uintr_paced_post_run(&self.p)
+
+    def stop(self):
+        """Make run() return at its next wait."""
+        self.p.stop = 1
+
+    @property
+    def in_post(self):
+        return self.p.in_post != 0
+
+    @property
+    def vector(self):
+        return self.p.vector
+
+    @property
+    def done(self):
+        """Posts made (read it after run() returned)."""
+        return self.p.done
+
+    def codes(self):
+        """(notify, coalesced, suppressed, refused) of the posts made."""
+        return (self.p.codes[0], self.p.codes[1], self.p.codes[2], self.p.codes[3])
 
 
 POST_NOTIFY = UINTR_POST_NOTIFY

@@ -57,7 +57,7 @@ from protocol_reference import (  # noqa: E402
     Upid,
     highest,
 )
-from uintr_loop._core import UpidCell, repair_count  # noqa: E402
+from uintr_loop._core import PacedPoster, UpidCell, repair_count  # noqa: E402
 from uintr_loop._native import NativeSender  # noqa: E402
 
 MACHINE_SETTINGS = settings(
@@ -474,6 +474,58 @@ def test_cell_with_racing_senders(posts: list[list[int]], ops: list[str], shutdo
         assert trace[last_restore][1] is True and last_restore > last_recognise, (
             "posts left in PIR with SN and ON clear, and the last restore said nothing was pending"
         )
+
+
+@settings(max_examples=12, deadline=None, database=None)
+@given(
+    vs=st.lists(st.integers(0, 63), min_size=1, max_size=2, unique=True),
+    max_pause=st.sampled_from([16, 128, 512, 2048]),
+    seed=st.integers(1, 2**63),
+)
+def test_cell_no_lost_wakeup_with_paced_senders(vs: list[int], max_pause: int, seed: int) -> None:
+    """The lost-wakeup hunt. Each sender posts again only once its last post
+    was taken, so each post is for a while the last one; this thread runs the
+    loop's cycle (suppress, recognise, restore, and block until ON when
+    restore says nothing is pending). A post that returned, whose bit is in
+    PIR while ON is clear and this thread is blocked, was lost: nothing will
+    ever notify it. The check is a state, not a timeout."""
+    cell = UpidCell(0, 0)
+    rounds = 2000
+    posters = [PacedPoster(cell, v, rounds, max_pause, seed + k) for k, v in enumerate(vs)]
+    threads = [threading.Thread(target=p.run) for p in posters]
+    for t in threads:
+        t.start()
+    lost: list[int] = []
+    blocked = 0
+    try:
+        while not lost and any(t.is_alive() for t in threads):
+            cell.suppress()                         # running
+            cell.recognise()
+            if cell.restore():                      # posts pending: do not block
+                continue
+            blocked += 1
+            while not cell.on:                      # blocked: until notified
+                pir = cell.pir
+                stranded = [p.vector for p in posters if pir >> p.vector & 1 and not p.in_post]
+                if stranded and not cell.on:
+                    lost = stranded
+                    break
+                if not any(t.is_alive() for t in threads):
+                    break
+    finally:
+        for p in posters:
+            p.stop()
+        for t in threads:
+            t.join(HANG_GUARD)
+    assert not lost, (
+        f"lost wakeup: the post of vector(s) {lost} returned, its bit is in PIR, "
+        f"ON is clear and the receiver blocked after restore() said nothing was pending "
+        f"(status {cell.status:#x}, PIR {cell.pir:#x}, after {blocked} blocks)"
+    )
+    assert [p.done for p in posters] == [rounds] * len(posters)
+    made = [sum(col) for col in zip(*(p.codes() for p in posters))]
+    assert tuple(made) == cell.counters() and made[3] == 0
+    event(f"blocked {'at least 100' if blocked >= 100 else 'under 100'} times")
 
 
 loop_ops = st.sampled_from(["iterate", "iterate", "block", "mask", "unmask", "unmask", "close"])
