@@ -81,6 +81,20 @@ def test_cell_constants_are_upid_h():
     )
 
 
+def test_cell_calls_every_function_of_upid_h():
+    """UpidCell is the window onto upid.h: each function there is called by
+    it (so a step added to the protocol gets into the property tests too)."""
+    import re
+
+    from _support import REPO_ROOT
+
+    header = (REPO_ROOT / "cython_src" / "includes" / "upid.h").read_text()
+    cell = (REPO_ROOT / "cython_src" / "upidcell.pxi").read_text()
+    functions = re.findall(r"static inline \w+(?: \*)?\s*\*?(uintr_\w+)\(", header)
+    assert len(functions) >= 10
+    assert [f for f in functions if f + "(" not in cell] == []
+
+
 class UpidMachine(RuleBasedStateMachine):
     """upid.h's functions on one block, against the reference's Upid."""
 
