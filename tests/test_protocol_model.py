@@ -477,7 +477,7 @@ def test_cell_with_racing_senders(posts: list[list[int]], ops: list[str], shutdo
     assert (n, c, s, r) == (made["notify"], made["coalesced"], made["suppressed"], made["refused"])
     assert sum(made.values()) == sum(map(len, posts))
     # P comes first, even for a refused post: every posted vector is recognised
-    taken = [bits for op, res in trace if op == "recognise" for bits in [res[0]]]
+    taken = [res[0] for op, res in trace if op == "recognise"]
     union = 0
     for bits in taken:
         union |= bits
