@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.10, gcc, pip):
 #   make demo   build everything, run the flagship example
-#   make test   build everything, run the whole test suite
+#   make test   build everything, run the whole test suite (the model check included)
+#   make verify the protocol's model, checked exhaustively by spin (full bounds)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +10,7 @@ BENCH_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
-.PHONY: all build test demo bench clean info
+.PHONY: all build test demo bench soak verify spin clean info
 
 all: build
 
@@ -26,7 +27,7 @@ $(VENV)/.built: $(VENV)/.deps $(CORE_SOURCES)
 
 build: $(VENV)/.built
 
-test: build
+test: build spin
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: build
@@ -40,6 +41,25 @@ bench: build
 	$(PY) benchmarks/xproc_latency.py
 	$(PY) benchmarks/shim_overhead.py
 	$(PY) benchmarks/preempt_latency.py
+
+# Not part of make test: 60 s on each base (about 2.5 minutes in all), every sender kind
+# against every receiver state, every post counted; prints a table of exact counts.
+SOAK_SECONDS ?= 60
+soak: build
+	$(PY) tests/soak.py --seconds $(SOAK_SECONDS)
+
+# spin, the model checker, is a distribution package (Debian: spin); on a
+# fresh machine it is installed here, as root, like the rest of the set-up.
+spin:
+	@command -v spin >/dev/null 2>&1 || { \
+	  echo "make: installing spin (the model checker) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq spin >/dev/null; } \
+	  || { echo "make: spin is required: install Debian's spin package"; exit 1; }
+
+# Every configuration at full bounds and every broken core (about 2-3 minutes
+# on 2 cores); make test runs tests/test_model.py, the same at smaller bounds.
+verify: spin
+	$(PYTHON) cython_src/model/verify.py
 
 info: build
 	$(PY) -m uintr_loop info

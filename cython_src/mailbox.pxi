@@ -91,7 +91,7 @@ cdef class Mailbox:
         handle._callback = callback
         handle._args = args
         handle._context = PyContext_CopyCurrent() if context is None else context
-        if self.items:
+        if self.items:                      # model step M (through the post)
             self.items.append(handle)       # a post is already on its way
             return handle
         self.items.append(handle)
@@ -114,7 +114,7 @@ cdef class Mailbox:
         self.drain_scheduled = False
         if n == 0:
             return
-        self.items = []
+        self.items = []                     # model step T
         for i in range(n):
             handle = <ThreadsafeHandle>items[i]
             if handle._cancelled:

@@ -87,7 +87,7 @@ cdef inline void start_idle(uvhook_c *h) noexcept nogil:
 
 cdef void on_poll(void *handle, int status, int events) noexcept nogil:
     cdef uint64_t counter
-    posix_read(hook_of(handle).efd, &counter, sizeof(counter))
+    posix_read(hook_of(handle).efd, &counter, sizeof(counter))    # model step E
 
 
 cdef void on_check(void *handle) noexcept nogil:

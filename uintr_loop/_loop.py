@@ -61,7 +61,7 @@ class _UintrSelector(selectors.EpollSelector):
         if cap is not None and (timeout is None or timeout > cap):
             timeout = cap
         try:
-            return super().select(timeout)
+            return super().select(timeout)  # epoll_wait takes the edge: model step E
         finally:
             port.recognise()
 

@@ -35,6 +35,7 @@ static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns,
     st->polls++;
     do {
         for (i = 0; i < 64; i++) {
+            /* model step B */
             if (atomic_load_explicit(&b->upid.pir, memory_order_relaxed) != 0) {
                 st->hits++;
                 return 1;

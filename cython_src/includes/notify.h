@@ -43,7 +43,7 @@ static inline int uintr_channel_notify(const uintr_channel_t *ch)
     if (ch->kind != UINTR_CHANNEL_EVENTFD)
         return -EBADF;
     do {
-        n = write(ch->fd, &one, sizeof one);
+        n = write(ch->fd, &one, sizeof one);       /* model step W */
     } while (n < 0 && errno == EINTR);
     if (n < 0 && errno != EAGAIN)
         return -errno;

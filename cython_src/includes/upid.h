@@ -54,6 +54,15 @@
  * At most one notification is outstanding per UPID: ON goes 0->1 only by a
  * successful CAS, and only that sender notifies; it goes 1->0 only in C.
  *
+ * The model: cython_src/model/delivery.pml states this protocol in Promela,
+ * with three senders, SN toggled by the loop and by a task receiver, masking
+ * and close, and spin checks every interleaving (make verify). Each line of
+ * the core that a model step mirrors is marked "model step <letter>" (the
+ * letters above, and S suppress, Q pending, D shut down, B busy-poll, W the
+ * eventfd write, E epoll taking its edge, M and T the mailbox); the model
+ * marks its lines "step <letter>", and tests/test_model.py keeps the two
+ * lists equal. Change a marked line and the model must change with it.
+ *
  * Shut down (software only): reserved status bit 2. Once set, it is never
  * cleared; every later post fails with -ESHUTDOWN (the kernel ABI's error
  * for a receiver that is gone) instead of vanishing. The owner sets it when
@@ -125,8 +134,8 @@ enum {
 static inline int uintr_upid_post(uintr_block_t *b, unsigned vector)
 {
     uint64_t s;
-    atomic_fetch_or(&b->upid.pir, (uint64_t)1 << vector);          /* P */
-    s = atomic_load(&b->upid.status);                               /* R */
+    atomic_fetch_or(&b->upid.pir, (uint64_t)1 << vector);  /* model step P */
+    s = atomic_load(&b->upid.status);                       /* model step R */
     for (;;) {
         if (s & UINTR_SHUT) {
             atomic_fetch_add_explicit(&b->refused, 1, UINTR_RELAXED);
@@ -140,6 +149,7 @@ static inline int uintr_upid_post(uintr_block_t *b, unsigned vector)
             atomic_fetch_add_explicit(&b->suppressed, 1, UINTR_RELAXED);
             return UINTR_POST_SUPPRESSED;
         }
+        /* model step CAS */
         if (atomic_compare_exchange_weak(&b->upid.status, &s, s | UINTR_ON)) {
             atomic_fetch_add_explicit(&b->notifications, 1, UINTR_RELAXED);
             return UINTR_POST_NOTIFY;
@@ -152,9 +162,9 @@ static inline int uintr_upid_post(uintr_block_t *b, unsigned vector)
  * was outstanding (ON set and PIR empty is a spurious notification). */
 static inline uint64_t uintr_upid_recognise(uintr_block_t *b, int *had_on)
 {
-    uint64_t old = atomic_fetch_and(&b->upid.status, ~UINTR_ON);   /* C */
+    uint64_t old = atomic_fetch_and(&b->upid.status, ~UINTR_ON); /* model step C */
     *had_on = (old & UINTR_ON) != 0;
-    return atomic_exchange(&b->upid.pir, 0);                        /* X */
+    return atomic_exchange(&b->upid.pir, 0);                /* model step X */
 }
 
 /* Cheap test before recognise: plain loads, no locked operation. A post that
@@ -162,7 +172,7 @@ static inline uint64_t uintr_upid_recognise(uintr_block_t *b, int *had_on)
  * SN while it runs) and stays in PIR for the next restore, or it notifies. */
 static inline int uintr_upid_pending(uintr_block_t *b)
 {
-    return (atomic_load(&b->upid.status) & UINTR_ON) != 0 ||
+    return (atomic_load(&b->upid.status) & UINTR_ON) != 0 ||    /* model step Q */
            atomic_load(&b->upid.pir) != 0;
 }
 
@@ -170,7 +180,7 @@ static inline int uintr_upid_pending(uintr_block_t *b)
  * reading status concurrently). */
 static inline void uintr_upid_suppress(uintr_block_t *b)
 {
-    atomic_fetch_or(&b->upid.status, UINTR_SN);
+    atomic_fetch_or(&b->upid.status, UINTR_SN);             /* model step S */
 }
 
 /* switch_uintr_return: clear SN with a locked operation (U), then look at
@@ -178,13 +188,13 @@ static inline void uintr_upid_suppress(uintr_block_t *b)
  * must not block (the "re-post", done in memory as the review asked). */
 static inline int uintr_upid_restore(uintr_block_t *b)
 {
-    atomic_fetch_and(&b->upid.status, ~UINTR_SN);                  /* U */
-    return atomic_load(&b->upid.pir) != 0;                          /* L */
+    atomic_fetch_and(&b->upid.status, ~UINTR_SN);          /* model step U */
+    return atomic_load(&b->upid.pir) != 0;                  /* model step L */
 }
 
 static inline void uintr_upid_shutdown(uintr_block_t *b)
 {
-    atomic_fetch_or(&b->upid.status, UINTR_SHUT);
+    atomic_fetch_or(&b->upid.status, UINTR_SHUT);           /* model step D */
 }
 
 static inline int uintr_upid_is_shut(uintr_block_t *b)
