@@ -19,6 +19,7 @@ The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 cimport cython
 import asyncio
 import inspect
+import numbers
 import threading
 import traceback
 

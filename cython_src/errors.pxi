@@ -33,6 +33,19 @@ cdef int raise_send_error(int rc) except -1:
     raise OSError(-rc, "uintr_loop: notification failed")
 
 
+cdef int check_handler(object handler) except -1:
+    # A coroutine function would be called and its coroutine never awaited:
+    # the body would silently never run (asyncio's debug mode refuses one
+    # for call_soon for the same reason).
+    if not callable(handler):
+        raise TypeError("handler must be callable, got %r" % (handler,))
+    if inspect.iscoroutinefunction(handler):
+        raise TypeError("handler must be a plain function, not a coroutine function "
+                        "(it runs as a loop callback; start a task from it): %r"
+                        % (handler,))
+    return 0
+
+
 cdef inline int check_vector(object vector) except -1:
     if isinstance(vector, bool) or not isinstance(vector, int):
         raise TypeError("vector must be an int, got %s" % type(vector).__name__)

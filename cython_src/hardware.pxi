@@ -71,7 +71,7 @@ cdef class HardwareReceiver:
     cdef readonly bint closed
     cdef bint leaked
 
-    def __cinit__(self, str abi, int wake_fd):
+    def __cinit__(self, str abi not None, int wake_fd):
         self.c_abi = find_abi(abi)
         self.abi = abi
         self.rx = <uintr_hw_receiver_t *>calloc(1, sizeof(uintr_hw_receiver_t))
@@ -213,7 +213,7 @@ cdef class HardwareSender:
     cdef uintr_hw_sender_t *s
     cdef readonly HardwareReceiver receiver      # keeps the receiver's C state alive
 
-    def __cinit__(self, HardwareReceiver receiver, int vector_fd):
+    def __cinit__(self, HardwareReceiver receiver not None, int vector_fd):
         cdef int rc
         self.receiver = receiver
         self.s = <uintr_hw_sender_t *>calloc(1, sizeof(uintr_hw_sender_t))

@@ -67,7 +67,7 @@ cdef class Mailbox:
     cdef bint drain_scheduled
     cdef readonly bint closed
 
-    def __cinit__(self, loop, Port port):
+    def __cinit__(self, loop, Port port not None):
         self.items = []
         self.loop = loop
         self.port = port

@@ -11,6 +11,10 @@ cdef class Receiver:
     delivered vector, highest vector first, never nested; its exceptions go to
     the loop's exception handler. Posts of one vector before its delivery
     coalesce into one call, as in hardware.
+
+    ``Receiver(handler, *, loop=None)`` raises TypeError (``handler`` not
+    callable, ``loop`` not a uintr_loop loop), RuntimeError (the loop is
+    closed, no running loop and no ``loop=``, or 63 receivers already).
     """
     cdef Port port
     cdef uintr_block_t *block
@@ -28,8 +32,7 @@ cdef class Receiver:
     # __cinit__, not __init__: no Receiver can exist without its block, so
     # none can reach the C pointers uninitialised (not even via __new__).
     def __cinit__(self, handler, *, loop=None):
-        if not callable(handler):
-            raise TypeError("handler must be callable, got %r" % (handler,))
+        check_handler(handler)
         if loop is None:
             loop = asyncio.get_running_loop()
         if not hasattr(loop, "_uintr_port"):
@@ -67,6 +70,8 @@ cdef class Receiver:
         """The capability to send ``vector`` (0..63) to this receiver.
 
         The analogue of uintr_vector_fd(): give it to ``Sender(...)``.
+        Raises TypeError (not an int), ValueError (not in 0..63),
+        ReceiverClosedError (the receiver or its loop is closed). Any thread.
         """
         vfd = VectorFd(self, vector)      # it checks the vector and the receiver
         if self.port.hw is not None:
@@ -75,12 +80,16 @@ cdef class Receiver:
 
     def masked(self):
         """Defer delivery (CLUI) inside the block; deliver what arrived on
-        exit (STUI). Nests. Only on the loop's thread."""
+        exit (STUI). Nests. Only on the loop's thread: RuntimeError from
+        another one while the loop runs; ReceiverClosedError once closed."""
         self.check_thread("masked")
+        if self.closed:
+            raise ReceiverClosedError()
         return MaskedSection(self)
 
     def statistics(self):
-        """An immutable ReceiverStatistics record of this receiver."""
+        """An immutable ReceiverStatistics record of this receiver (also
+        after close: the figures as they were)."""
         return block_statistics(self.block, self.port.mode,
                                 self.delivered, self.spurious)
 
@@ -157,7 +166,7 @@ cdef class Receiver:
 cdef class MaskedSection:
     cdef Receiver receiver
 
-    def __cinit__(self, Receiver receiver):
+    def __cinit__(self, Receiver receiver not None):
         self.receiver = receiver
 
     def __enter__(self):
@@ -177,6 +186,8 @@ cdef class VectorFd:
 
     ``fileno()`` is a real file descriptor (vectorfd.h): inherited by fork,
     passable with SCM_RIGHTS, and ``Sender(fd)`` opens it in any process.
+    ``VectorFd(receiver, vector)`` is ``receiver.vector_fd(vector)``: the
+    same TypeError, ValueError and ReceiverClosedError.
     """
     cdef readonly Receiver receiver
     cdef readonly unsigned vector
@@ -184,7 +195,7 @@ cdef class VectorFd:
     cdef int fd
     cdef bint has_fd_field     # __cinit__'s body ran: fd is -1 or ours
 
-    def __cinit__(self, Receiver receiver, vector):
+    def __cinit__(self, Receiver receiver not None, vector):
         # A bad argument is refused before this body runs, and __dealloc__
         # then still runs on the zeroed object: fd would read 0 (stdin).
         self.fd = -1
@@ -214,7 +225,7 @@ cdef class VectorFd:
 
     def close(self):
         """Give up the capability (and close the fd). Senders already
-        registered keep working, exactly as with the kernel ABI."""
+        registered keep working, exactly as with the kernel ABI. Idempotent."""
         self.closed = True
         if self.fd >= 0:
             close(self.fd)

@@ -19,6 +19,12 @@ cdef class Sender:
     receiver needs a notification), plus one eventfd write, with the GIL
     released, only when the loop is blocked and no notification is
     outstanding.
+
+    ``Sender(vector_fd)`` takes a ``VectorFd`` or a vector fd (an int) and
+    raises TypeError for anything else (a bool included),
+    InvalidVectorFdError for an int that is not an open vector fd,
+    SenderClosedError for a closed VectorFd and ReceiverClosedError when the
+    receiver, its loop or its process is gone.
     """
     cdef uintr_sender_c c
     cdef readonly VectorFd vector_fd

@@ -361,8 +361,10 @@ cdef class TaskReceiver(Receiver):
         masked); returns the tuple of vectors delivered at that wake-up,
         highest first (empty while masked). Raises asyncio.TimeoutError after
         ``timeout`` seconds, ReceiverClosedError if the receiver is or gets
-        closed, TaskReceiverError from another task or if already waiting.
+        closed, TaskReceiverError from another task or if already waiting,
+        TypeError/ValueError for a ``timeout`` that is not a number (or is NaN).
         """
+        timeout = check_wait_timeout(timeout)
         self.check_task("wait")
         if self.waiter is not None:
             raise TaskReceiverError("the task is already waiting on this receiver")
@@ -390,7 +392,7 @@ cdef class TaskReceiver(Receiver):
 cdef class TaskMaskedSection:
     cdef TaskReceiver receiver
 
-    def __cinit__(self, TaskReceiver receiver):
+    def __cinit__(self, TaskReceiver receiver not None):
         self.receiver = receiver
 
     def __enter__(self):
@@ -407,12 +409,26 @@ cdef class TaskMaskedSection:
         return False
 
 
+cdef object check_wait_timeout(timeout):
+    """``timeout`` as wait() uses it: None (forever; also for +inf) or a
+    number of seconds (<= 0: do not wait)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError("timeout must be a number of seconds or None, got %s"
+                        % type(timeout).__name__)
+    timeout = float(timeout)
+    if timeout != timeout:
+        raise ValueError("timeout must be a number of seconds or None, got nan")
+    return None if timeout == float("inf") else timeout
+
+
 def _wait_timed_out(fut):
     if not fut.done():
         fut.set_result(False)
 
 
-async def task_receiver_wait(TaskReceiver r, timeout):
+async def task_receiver_wait(TaskReceiver r not None, timeout):
     # Checked again here: the coroutine may have been handed to another task
     # (asyncio.wait_for on 3.10/3.11 and ensure_future wrap it in one).
     r.check_task("wait")
@@ -433,9 +449,9 @@ async def task_receiver_wait(TaskReceiver r, timeout):
             r.deliver_now()
         return tuple(r.last_delivered)
     handle = None
-    if timeout is not None:
-        handle = loop.call_later(timeout, _wait_timed_out, fut)
     try:
+        if timeout is not None:
+            handle = loop.call_later(timeout, _wait_timed_out, fut)
         woken = await fut
     finally:
         r.waiter = None
@@ -451,13 +467,20 @@ async def task_receiver_wait(TaskReceiver r, timeout):
 def make_task_receiver(handler, task=None, urgent=()):
     """Receiver.for_task(handler, task=None, *, urgent=()): see its docstring."""
     cdef uint64_t urgent_mask = 0
-    if not callable(handler):
-        raise TypeError("handler must be callable, got %r" % (handler,))
+    check_handler(handler)
+    try:
+        urgent = tuple(urgent)
+    except TypeError:
+        raise TypeError("urgent must be an iterable of vectors (ints in 0..63), "
+                        "got %s" % type(urgent).__name__) from None
     for vector in urgent:
         check_vector(vector)
         urgent_mask |= (<uint64_t>1) << <unsigned>vector
     if task is None:
-        task = asyncio.current_task()
+        # no running loop is "outside a task" too: the documented error,
+        # not asyncio.current_task()'s bare RuntimeError
+        running = asyncio._get_running_loop()
+        task = asyncio.current_task(running) if running is not None else None
         if task is None:
             raise TaskReceiverError(
                 "Receiver.for_task() without a task must be called from a task")

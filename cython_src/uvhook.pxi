@@ -120,7 +120,7 @@ cdef class UVHook:
     cdef uvhook_c *h
     cdef readonly bint closed
 
-    def __cinit__(self, loop, Port port, str uvloop_module_path):
+    def __cinit__(self, loop, Port port not None, str uvloop_module_path not None):
         cdef char err[256]
         cdef uintr_uv_api_t api
         cdef size_t sizes[4]

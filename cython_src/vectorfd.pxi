@@ -137,7 +137,7 @@ cdef class Repair:
     cdef uint64_t last_notifications[64]
     cdef readonly uint64_t repairs
 
-    def __cinit__(self, Port port, loop):
+    def __cinit__(self, Port port not None, loop):
         self.port = port
         self.loop_ref = weakref.ref(loop)    # the loop owns the port: no cycle
 

@@ -43,6 +43,12 @@ def new_event_loop(*, base: str | None = None, busy_poll: float = 0) -> asyncio.
     ``base``: ``"uvloop"`` (default where installed) or ``"asyncio"``.
     ``busy_poll``: microseconds to spin on the loop's PIR before blocking
     (0, the default, is off); see ``statistics().busy_poll_hits``.
+
+    Raises ValueError for an unknown ``base`` (RuntimeError for "uvloop"
+    where it is not installed), TypeError/ValueError for a ``busy_poll``
+    that is not a number in 0..1000000, ValueError for an unknown
+    ``UINTR_LOOP_MODE`` and HardwareUnavailableError for
+    ``UINTR_LOOP_MODE=hardware`` where UINTR cannot be used.
     """
     if check_base(base) == "uvloop":
         from ._uvloop import UintrUVLoop

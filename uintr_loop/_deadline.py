@@ -47,6 +47,7 @@ import dis
 import functools
 import heapq
 import itertools
+import numbers
 import os
 import selectors
 import signal
@@ -175,6 +176,24 @@ def preemption_masked() -> Iterator[None]:
 
 
 _ACTIVE, _EXPIRED, _DONE = "active", "expired", "done"
+
+# A deadline further away than this (about 146 years) is no deadline: its
+# CLOCK_MONOTONIC time would not fit the native timer's 64-bit slot.
+_NEVER_S = 2.0**62 / 1e9
+
+
+def _check_seconds(seconds: object) -> float:
+    """``seconds`` of a deadline as a float (``inf``: none); TypeError for a
+    non-number (a bool included), ValueError for NaN."""
+    if seconds is None:
+        return float("inf")
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
+        raise TypeError(
+            f"seconds must be a number or None, got {type(seconds).__name__}")
+    value = float(seconds)
+    if value != value:
+        raise ValueError("seconds must be a number or None, got nan")
+    return float("inf") if value >= _NEVER_S else value
 
 
 class _Timer:
@@ -308,12 +327,15 @@ class deadline:
     interrupted at the next bytecode boundary, see the module docstring).
     ``None`` means no deadline. Works in tasks and in plain loop callbacks
     (``preemptible``) on any asyncio loop running in the main thread.
+
+    Raises TypeError (``seconds`` not a number) or ValueError (NaN) at once;
+    entering raises PreemptionUnavailableError outside the main thread and
+    RuntimeError the second time. ``seconds <= 0`` expires at once; beyond
+    about 146 years it is no deadline.
     """
 
     def __init__(self, seconds: float | None) -> None:
-        if seconds is not None and seconds != seconds:
-            raise ValueError("seconds must be a number or None")
-        self.seconds = seconds if seconds is not None else float("inf")
+        self.seconds = _check_seconds(seconds)
         self._state = _DONE
         self._token = 0
         self._task: asyncio.Task[Any] | None = None
@@ -349,8 +371,9 @@ class deadline:
         if self._task is not None and self._loop is not None:
             if sys.version_info >= (3, 11):
                 self._cancelling = self._task.cancelling()
-            self._handle = self._loop.call_at(self._loop.time() + self.seconds, self._on_timeout)
-        when_ns = _core.monotonic_ns() + max(0, int(self.seconds * 1e9))
+            self._handle = self._loop.call_at(
+                self._loop.time() + max(self.seconds, 0.0), self._on_timeout)
+        when_ns = _core.monotonic_ns() + int(max(self.seconds, 0.0) * 1e9)
         self.when_ns = when_ns
         self._token = _timer.add(self, when_ns)
         return self
@@ -469,9 +492,14 @@ def preemptible(
     ``deadline``: ``loop.call_soon(preemptible(0.05, work), arg)``. Raises
     ``TimeoutError`` from the call when it overruns (a callback's exception
     goes to the loop's exception handler). Also a decorator:
-    ``@preemptible(0.05)``."""
+    ``@preemptible(0.05)``. ``seconds`` is checked at once, as ``deadline``
+    checks it; a ``callback`` that is not callable raises TypeError."""
+    _check_seconds(seconds)
 
     def wrap(fn: Callable[..., _R]) -> Callable[..., _R]:
+        if not callable(fn):
+            raise TypeError(f"preemptible() needs a callable, got {fn!r}")
+
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> _R:
             with deadline(seconds):

@@ -67,7 +67,11 @@ class _UintrSelector(selectors.EpollSelector):
 
 
 class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
-    """An asyncio event loop woken by (software-delivered) user interrupts."""
+    """An asyncio event loop woken by (software-delivered) user interrupts.
+
+    ``UintrEventLoop(*, busy_poll=0)``: TypeError if given a selector (it
+    makes its own); ``busy_poll`` and the mode as ``new_event_loop``.
+    """
 
     def __new__(
         cls, selector: selectors.BaseSelector | None = None, *, busy_poll: float = 0
@@ -97,7 +101,10 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
     def close(self) -> None:
         """Close the loop; its receivers are shut down (senders then raise
         ReceiverClosedError). The port's eventfd and memfd are released as
-        soon as no Sender holds them."""
+        soon as no Sender holds them. RuntimeError while running (as
+        asyncio), and then nothing is stopped."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
         set_hog_watchdog(self, None)
         super().close()
         self._uintr_close_port()

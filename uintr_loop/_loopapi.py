@@ -39,17 +39,25 @@ class UintrLoopAPI:
         self, threshold: float | None, callback: Callable[[HogReport], object] | None = None
     ) -> HogWatchdog | None:
         """Report, live, the stack of a callback running longer than
-        ``threshold`` seconds (``None``: off). See uintr_loop._watchdog."""
+        ``threshold`` seconds (``None``: off). See uintr_loop._watchdog.
+
+        Raises TypeError/ValueError for a bad ``threshold`` or ``callback``
+        and RuntimeError on a closed loop (stopping is always allowed)."""
         return set_hog_watchdog(self, threshold, callback)  # type: ignore[arg-type]
 
     @property
     def busy_poll(self) -> float:
-        """Microseconds the loop spins on its PIR before it blocks (0: off)."""
+        """Microseconds the loop spins on its PIR before it blocks (0: off).
+
+        Setting it raises TypeError (not a number, or a bool), ValueError
+        (outside 0..1000000) or RuntimeError (the loop is closed)."""
         port = self._uintr_port
         return 0.0 if port is None else float(port.busy_poll)
 
     @busy_poll.setter
     def busy_poll(self, microseconds: float) -> None:
+        # TypeError (not a number, or a bool), ValueError (not in 0..1e6),
+        # RuntimeError once closed. A single store: any thread.
         if self._uintr_port is None:
             raise RuntimeError("Event loop is closed")
         self._uintr_port.busy_poll = microseconds

@@ -28,6 +28,8 @@ class UintrPolicy(_DefaultPolicy):  # type: ignore[misc]
     the default policy offers on this Python (child watchers on 3.10/3.11) is
     inherited unchanged. Python 3.14 deprecates policies: constructing one
     warns like asyncio's own; prefer ``uintr_loop.run()`` or a loop factory.
+    Bad ``base``/``busy_poll`` raise at construction, as ``new_event_loop``
+    would.
     """
 
     _loop_factory = UintrEventLoop
@@ -69,6 +71,11 @@ def run(
     ``base`` and ``busy_poll`` are those of ``uintr_loop.new_event_loop``;
     ``loop_factory`` replaces them. Extra keyword arguments go to
     ``asyncio.run`` (3.12+) or the Runner.
+
+    Raises, before any loop exists, as ``new_event_loop`` does for bad
+    ``base``/``busy_poll``; TypeError for both ``loop_factory`` and
+    ``base``/``busy_poll``; and as ``asyncio.run`` does: ValueError for a
+    ``main`` that is not a coroutine, RuntimeError inside a running loop.
     """
     if loop_factory is None:
         check_base(base)

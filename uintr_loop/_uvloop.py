@@ -27,7 +27,12 @@ from ._watchdog import set_hog_watchdog
 
 
 class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's stubs vs AbstractEventLoop
-    """A uvloop event loop woken by (software-delivered) user interrupts."""
+    """A uvloop event loop woken by (software-delivered) user interrupts.
+
+    ``UintrUVLoop(*, busy_poll=0)``: ``busy_poll`` and the mode as
+    ``new_event_loop``; HardwareUnavailableError in hardware mode (this base
+    delivers in software only).
+    """
 
     _uintr_thread_id: int | None
 
@@ -93,7 +98,8 @@ class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's 
     def close(self) -> None:
         """Close the loop; its receivers are shut down (senders then raise
         ReceiverClosedError). Callbacks posted and not yet run are dropped,
-        as asyncio drops its ready queue."""
+        as asyncio drops its ready queue. RuntimeError while running, and
+        then nothing is stopped."""
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         port = self._uintr_port

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import numbers
 import sys
 import threading
 import time
@@ -55,8 +57,7 @@ class HogWatchdog:
         threshold: float,
         callback: Callable[[HogReport], object],
     ) -> None:
-        if not threshold > 0:
-            raise ValueError(f"threshold must be > 0 seconds, got {threshold!r}")
+        threshold = _check_threshold(threshold)
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {callback!r}")
         self.loop = loop
@@ -125,13 +126,38 @@ class HogWatchdog:
             logger.exception("uintr_loop hog watchdog callback failed")
 
 
+def _check_threshold(threshold: object) -> float:
+    """A watchdog threshold in seconds: a finite number > 0 (TypeError for a
+    non-number or a bool, ValueError otherwise)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise TypeError(
+            f"threshold must be a number of seconds or None, got {type(threshold).__name__}")
+    value = float(threshold)
+    # the thread waits threshold / 4 at a time: it must be a valid wait
+    if not (value > 0 and math.isfinite(value) and value / 4 <= threading.TIMEOUT_MAX):
+        raise ValueError(f"threshold must be a finite number of seconds > 0, got {threshold!r}")
+    return value
+
+
 def set_hog_watchdog(
     loop: asyncio.AbstractEventLoop,
     threshold: float | None,
     callback: Callable[[HogReport], object] | None = None,
 ) -> HogWatchdog | None:
     """Start (or, with ``threshold=None``, stop) ``loop``'s hog watchdog.
-    The default callback logs ``report.format()`` as a warning."""
+    The default callback logs ``report.format()`` as a warning.
+
+    Raises TypeError (``threshold`` not a number, ``callback`` not callable),
+    ValueError (``threshold`` not finite and > 0) and, to start one,
+    RuntimeError on a closed loop; a refused call leaves the running watchdog
+    as it was. Stopping is always allowed. Any thread.
+    """
+    if threshold is not None:
+        _check_threshold(threshold)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r}")
+        if loop.is_closed():
+            raise RuntimeError("Event loop is closed")
     old: HogWatchdog | None = getattr(loop, "_uintr_hog_watchdog", None)
     if old is not None:
         old.stop()
