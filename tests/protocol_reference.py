@@ -230,7 +230,9 @@ class ReferenceReceiver:
             self.schedule_delivery()
 
     def mask(self) -> None:
-        """Entering receiver.masked() (CLUI)."""
+        """Entering receiver.masked() (CLUI); refused once closed."""
+        if self.closed:
+            raise ReferenceClosedError
         self.mask_depth += 1
 
     def unmask(self) -> None:
