@@ -13,6 +13,7 @@ One extension, one concern per included file:
   probe.pxi     CPUID and kernel ABI probes
   shim.pxi      the scheduler shim: tasks as receivers
   preempt.pxi   the native preemption timer's glue
+  upidcell.pxi  UpidCell: upid.h's functions on one block, for the property tests
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
 cimport cython
@@ -57,3 +58,4 @@ include "vectorfd.pxi"
 include "probe.pxi"
 include "shim.pxi"
 include "preempt.pxi"
+include "upidcell.pxi"

@@ -220,6 +220,13 @@ static inline uint64_t uintr_upid_status(uintr_block_t *b)
     return atomic_load(&b->upid.status);
 }
 
+/* The whole PIR, for tests and diagnostics (the protocol itself only ever
+ * takes it with X or tests it with L). */
+static inline uint64_t uintr_upid_pir(uintr_block_t *b)
+{
+    return atomic_load(&b->upid.pir);
+}
+
 /* The senders' counters of one block: notifications, coalesced, suppressed,
  * refused. Relaxed loads: statistics, not synchronisation. */
 static inline void uintr_block_counters(uintr_block_t *b, uint64_t out[4])

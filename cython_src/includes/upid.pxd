@@ -32,5 +32,6 @@ cdef extern from "upid.h" nogil:
     int uintr_upid_is_shut(uintr_block_t *b)
     void uintr_upid_init(uintr_block_t *b, unsigned nv, uint32_t ndst)
     uint64_t uintr_upid_status(uintr_block_t *b)
+    uint64_t uintr_upid_pir(uintr_block_t *b)
     void uintr_block_counters(uintr_block_t *b, uint64_t out[4])
     unsigned uintr_highest(uint64_t bits)

@@ -1,0 +1,188 @@
+# UpidCell: a test-only window onto the protocol of includes/upid.h.
+#
+# One UPID block of its own (64-byte aligned, as a table's blocks are), and
+# one method per function of upid.h, each a direct call of it: the property
+# tests (tests/test_protocol_model.py) drive these C steps and a pure-Python
+# reference with the same operations and compare. Nothing here re-implements
+# a step; a bug put into upid.h shows up through this class.
+#
+# post_all() posts a whole sequence with the GIL released, so that sender
+# threads really race each other and the thread that recognises/restores in
+# C, not merely take turns at the GIL. PacedPoster (includes/pacedpost.h)
+# is a sender that posts again only once its last post was taken, for the
+# lost-wakeup hunt.
+
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdlib cimport free
+from libc.string cimport memset
+from posix.stdlib cimport posix_memalign
+
+from pacedpost cimport uintr_paced_post_run, uintr_paced_post_t
+
+
+cdef class UpidCell:
+    """One UPID block and the functions of upid.h on it (tests only)."""
+    cdef uintr_block_t *block
+
+    def __cinit__(self, nv=0, ndst=0):
+        cdef void *mem = NULL
+        if posix_memalign(&mem, 64, sizeof(uintr_block_t)) != 0:
+            raise MemoryError()
+        self.block = <uintr_block_t *>mem
+        self.init(nv, ndst)
+
+    def __dealloc__(self):
+        free(self.block)
+
+    def init(self, nv=0, ndst=0):
+        """uintr_upid_init: PIR and counters zero, SN set, NV and NDST in."""
+        check_vector(nv)
+        if isinstance(ndst, bool) or not isinstance(ndst, int):
+            raise TypeError("ndst must be an int, got %s" % type(ndst).__name__)
+        if not 0 <= ndst < 2 ** 32:
+            raise ValueError("ndst must be in 0..2**32-1, got %d" % ndst)
+        uintr_upid_init(self.block, nv, ndst)
+
+    def post(self, vector):
+        """uintr_upid_post (steps P, R and the CAS of ON): a UINTR_POST_*
+        code, or -ESHUTDOWN once shut down."""
+        check_vector(vector)
+        return uintr_upid_post(self.block, vector)
+
+    def post_all(self, vectors):
+        """Post each vector in turn with the GIL released; the list of codes."""
+        cdef Py_ssize_t n = len(vectors), i
+        cdef unsigned *vs
+        cdef int *codes
+        for v in vectors:
+            check_vector(v)
+        vs = <unsigned *>PyMem_Malloc(max(n, 1) * sizeof(unsigned))
+        codes = <int *>PyMem_Malloc(max(n, 1) * sizeof(int))
+        if vs == NULL or codes == NULL:
+            PyMem_Free(vs)
+            PyMem_Free(codes)
+            raise MemoryError()
+        try:
+            for i in range(n):
+                vs[i] = vectors[i]
+            with nogil:
+                for i in range(n):
+                    codes[i] = uintr_upid_post(self.block, vs[i])
+            return [codes[i] for i in range(n)]
+        finally:
+            PyMem_Free(vs)
+            PyMem_Free(codes)
+
+    def recognise(self):
+        """uintr_upid_recognise (C then X): (the PIR taken, whether ON was set)."""
+        cdef int had_on = 0
+        cdef uint64_t bits = uintr_upid_recognise(self.block, &had_on)
+        return bits, bool(had_on)
+
+    def pending(self):
+        """uintr_upid_pending: ON set or PIR non-zero."""
+        return bool(uintr_upid_pending(self.block))
+
+    def suppress(self):
+        """uintr_upid_suppress: set SN."""
+        uintr_upid_suppress(self.block)
+
+    def restore(self):
+        """uintr_upid_restore (U then L): True if PIR is non-zero."""
+        return bool(uintr_upid_restore(self.block))
+
+    def shutdown(self):
+        """uintr_upid_shutdown: set the shut-down bit (never cleared)."""
+        uintr_upid_shutdown(self.block)
+
+    @staticmethod
+    def highest(bits):
+        """uintr_highest: the highest vector set in ``bits`` (non-zero)."""
+        if isinstance(bits, bool) or not isinstance(bits, int):
+            raise TypeError("bits must be an int, got %s" % type(bits).__name__)
+        if not 0 < bits < 2 ** 64:
+            raise ValueError("bits must be a non-zero 64-bit mask, got %d" % bits)
+        return uintr_highest(bits)
+
+    @property
+    def status(self):
+        """The status word (uintr_upid_status): ON, SN, SHUT, NV, NDST."""
+        return uintr_upid_status(self.block)
+
+    @property
+    def pir(self):
+        """The posted-interrupt requests (uintr_upid_pir)."""
+        return uintr_upid_pir(self.block)
+
+    @property
+    def on(self):
+        return bool(uintr_upid_status(self.block) & UINTR_ON)
+
+    @property
+    def sn(self):
+        return bool(uintr_upid_status(self.block) & UINTR_SN)
+
+    @property
+    def shut(self):
+        """uintr_upid_is_shut."""
+        return bool(uintr_upid_is_shut(self.block))
+
+    def counters(self):
+        """uintr_block_counters: (notifications, coalesced, suppressed, refused)."""
+        cdef uint64_t c[4]
+        uintr_block_counters(self.block, c)
+        return (c[0], c[1], c[2], c[3])
+
+    def statistics(self):
+        """The counters as a ReceiverStatistics, as a receiver reports them
+        (nothing is delivered from a bare cell)."""
+        return block_statistics(self.block, "software", 0, 0)
+
+
+cdef class PacedPoster:
+    """Posts ``vector`` to ``cell`` ``count`` times, each time only once the
+    previous post was taken and after 0..max_pause pause instructions
+    (pacedpost.h). ``run()`` does it with the GIL released (call it from a
+    thread); ``in_post`` is true from before P until the post returned."""
+    cdef uintr_paced_post_t p
+    cdef readonly UpidCell cell
+
+    def __cinit__(self, UpidCell cell, vector, count, max_pause=0, seed=1):
+        check_vector(vector)
+        memset(&self.p, 0, sizeof(self.p))
+        self.cell = cell
+        self.p.block = cell.block
+        self.p.vector = vector
+        self.p.count = count
+        self.p.max_pause = max_pause
+        self.p.seed = seed
+
+    def run(self):
+        with nogil:
+            uintr_paced_post_run(&self.p)
+
+    def stop(self):
+        """Make run() return at its next wait."""
+        self.p.stop = 1
+
+    @property
+    def in_post(self):
+        return self.p.in_post != 0
+
+    @property
+    def vector(self):
+        return self.p.vector
+
+    @property
+    def done(self):
+        """Posts made (read it after run() returned)."""
+        return self.p.done
+
+    def codes(self):
+        """(notify, coalesced, suppressed, refused) of the posts made."""
+        return (self.p.codes[0], self.p.codes[1], self.p.codes[2], self.p.codes[3])
+
+
+POST_NOTIFY = UINTR_POST_NOTIFY
+POST_COALESCED = UINTR_POST_COALESCED
+POST_SUPPRESSED = UINTR_POST_SUPPRESSED
