@@ -56,8 +56,8 @@ spin:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq spin >/dev/null; } \
 	  || { echo "make: spin is required: install Debian's spin package"; exit 1; }
 
-# Every configuration at full bounds and every broken core (about 2-3 minutes
-# on 2 cores); make test runs tests/test_model.py, the same at smaller bounds.
+# Every configuration and every broken core (about 30 s on 2 cores); make test
+# runs the same searches (tests/test_model.py).
 verify: spin
 	$(PYTHON) cython_src/model/verify.py
 

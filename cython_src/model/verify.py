@@ -1,7 +1,8 @@
 """Check the delivery protocol's model (delivery.pml) exhaustively with spin.
 
-    python cython_src/model/verify.py            # every configuration, every broken core
-    python cython_src/model/verify.py --quick    # smaller bounds (what make test runs)
+    python cython_src/model/verify.py     # every configuration, every broken core
+
+make verify runs this; make test runs it too (tests/test_model.py).
 
 Two kinds of run, each a full search of the state space (no bitstate, no
 hash compaction: COLLAPSE compression only, which loses nothing):
@@ -60,13 +61,6 @@ CONFIGURATIONS = (
     Run("uvloop base (mailbox), loop receiver", ("UVLOOP", "POSTS=1", "CALLS=2", "OPS=1")),
     Run("asyncio base, task receiver", ("TASK", "POSTS=1", "CALLS=1", "OPS=2")),
     Run("uvloop base (mailbox), task receiver", ("TASK", "UVLOOP", "POSTS=1", "CALLS=1", "OPS=2")),
-)
-
-QUICK_CONFIGURATIONS = (
-    Run("asyncio base, loop receiver", ("POSTS=1", "CALLS=1", "OPS=1")),
-    Run("asyncio base, loop receiver, repeated posts", ("POSTS=2", "CALLS=1", "OPS=0")),
-    Run("uvloop base (mailbox), loop receiver", ("UVLOOP", "POSTS=1", "CALLS=2", "OPS=1")),
-    Run("asyncio base, task receiver", ("TASK", "POSTS=1", "CALLS=1", "OPS=1")),
 )
 
 # One broken core per way the protocol could go wrong; each must be caught
@@ -178,9 +172,8 @@ def check(run: Run, *, bounds: tuple[str, ...] = ()) -> Result:
                   _number(r"depth reached (\d+)", out), seconds, violated, detail)
 
 
-def check_all(quick: bool = False, jobs: int = 2) -> list[Result]:
-    configs = QUICK_CONFIGURATIONS if quick else CONFIGURATIONS
-    work = [(r, ()) for r in configs] + [(r, BROKEN_BOUNDS) for r in BROKEN]
+def check_all(jobs: int = 2) -> list[Result]:
+    work = [(r, ()) for r in CONFIGURATIONS] + [(r, BROKEN_BOUNDS) for r in BROKEN]
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(check, r, bounds=b) for r, b in work]
         return [f.result() for f in futures]
@@ -201,12 +194,11 @@ def table(results: list[Result]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller bounds (make test)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     try:
-        results = check_all(args.quick, args.jobs)
+        results = check_all(args.jobs)
     except ToolMissing as e:
         print(f"verify: {e}", file=sys.stderr)
         return 2
