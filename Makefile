@@ -2,6 +2,7 @@
 #   make demo   build everything, run the flagship example
 #   make test   build everything, run the whole test suite (the model check included)
 #   make verify the protocol's model, checked exhaustively by spin (full bounds)
+#   make test-pythons   make test on Python 3.14 and 3.15 too, in a private root (pyroot)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -10,15 +11,23 @@ BENCH_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
-.PHONY: all build test demo bench soak verify spin valgrind clean info
+# The newer Pythons come from a private Debian root made by the project's
+# pyroot tool (shared/tools/pyroot beside the repository; `pyroot setup` is
+# idempotent, about a minute the first time, with nothing of the machine's
+# own system changed). Each Python gets its own venv in the work tree.
+PYROOT  ?= ../shared/tools/pyroot
+PYTHONS ?= 3.14 3.15
+
+.PHONY: all build test test-pythons demo bench soak verify spin valgrind clean info
 
 all: build
 
-$(VENV)/.deps: pyproject.toml
+$(VENV)/.deps: pyproject.toml tests/_servers_install.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.0"
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PY) tests/_servers_install.py
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(CORE_SOURCES)
@@ -29,6 +38,15 @@ build: $(VENV)/.built
 
 test: build spin
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Each Python in its own venv (.venv-3.14, ...), one after the other; the
+# first failure stops and fails the target.
+test-pythons:
+	bash $(PYROOT) setup
+	set -e; for v in $(PYTHONS); do \
+	  echo "make: test on Python $$v (pyroot)"; \
+	  bash $(PYROOT) run make test PYTHON=python$$v VENV=.venv-$$v PYTEST_ARGS='$(PYTEST_ARGS)'; \
+	done
 
 demo: build
 	$(PY) examples/offload_server.py --demo
@@ -71,4 +89,4 @@ info: build
 	$(PY) -m uintr_loop info
 
 clean:
-	rm -rf build $(VENV) *.egg-info cython_src/*.c uintr_loop/*.so
+	rm -rf build $(VENV) $(foreach v,$(PYTHONS),.venv-$(v)) *.egg-info cython_src/*.c uintr_loop/*.so

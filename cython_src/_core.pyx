@@ -18,6 +18,7 @@ The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
 cimport cython
 import asyncio
+import contextvars
 import inspect
 import numbers
 import threading

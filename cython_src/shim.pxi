@@ -42,6 +42,26 @@ cdef tuple CONTEXT_KWNAMES = ("context",)
 # The C Task and the pure-Python one (not a subclass of the C one).
 TASK_TYPES = (asyncio.Task, getattr(asyncio.tasks, "_PyTask", asyncio.Task))
 
+# Where each kind of task says it is running. The pure-Python Task records
+# itself in asyncio.tasks._current_tasks (through the pure-Python
+# _swap_current_task/_enter_task). Up to 3.13 the C Task and
+# asyncio.current_task() (the C one) use that same dict, so one lookup sees
+# both. From 3.14 the C Task keeps the running task in the C thread state and
+# asyncio.current_task() reads only that: a _PyTask step is invisible to it.
+# So: asyncio.current_task() first (the common case, the C Task), then the
+# dict, which only a pure-Python task step fills on 3.14+ (and which is the
+# same answer on older Pythons).
+cdef dict PY_CURRENT_TASKS = getattr(asyncio.tasks, "_current_tasks", None)
+
+
+def running_task(loop):
+    """The task running on ``loop`` (which must be running), of either
+    Task kind, or None."""
+    task = asyncio.current_task(loop)
+    if task is None and PY_CURRENT_TASKS is not None:
+        task = PY_CURRENT_TASKS.get(loop)
+    return task
+
 
 class TaskReceiverError(RuntimeError):
     """A task receiver was used against its rules: the task is done, the
@@ -157,6 +177,9 @@ cdef class Shim:
         return PyObject_Vectorcall(base, stack, 2 + n, <PyObject *>CONTEXT_KWNAMES)
 
 
+cdef class TaskWait        # defined below; TaskReceiver points to it
+
+
 @cython.freelist(32)
 cdef class TaskStep:
     """One step (or wakeup) of a receiver task, bracketed by switch-in and
@@ -200,7 +223,8 @@ cdef class TaskReceiver(Receiver):
     set only once the step proper begins)."""
     cdef readonly object task
     cdef Shim shim
-    cdef object waiter
+    cdef TaskWait waiter          # the armed wait() not yet woken, or None
+    cdef TaskWait woken_wait      # woken; its result is fixed at the next switch-in
     cdef bint running
     cdef list last_delivered
     cdef uint64_t urgent_mask
@@ -212,7 +236,7 @@ cdef class TaskReceiver(Receiver):
         shim.tasks[task] = self
         shim.engage()
         task.add_done_callback(self._task_done)
-        if asyncio.current_task(self.loop) is task:
+        if running_task(self.loop) is task:
             # Created inside the task's running step, which was not wrapped:
             # switch it out once that step is over (this callback is queued
             # behind the step; the task's next step can only be queued later).
@@ -251,17 +275,23 @@ cdef class TaskReceiver(Receiver):
                 self.shim.urgent_running = None
 
     cdef int switch_in(self) except -1:
+        cdef TaskWait woken
         self.running = True
         self.shim.switches += 1
         if self.last_delivered:
             self.last_delivered = []
-        if self.closed:
-            return 0
-        self.watch_urgent()
-        if uintr_upid_restore(self.block) or uintr_upid_pending(self.block):
-            self.take_pir()
-        if self.uirr and self.mask_depth == 0 and not self.in_handler:
-            self.deliver_now()
+        if not self.closed:
+            self.watch_urgent()
+            if uintr_upid_restore(self.block) or uintr_upid_pending(self.block):
+                self.take_pir()
+            if self.uirr and self.mask_depth == 0 and not self.in_handler:
+                self.deliver_now()
+        if self.woken_wait is not None:
+            # the first switch-in after a wait() was woken: what it delivered
+            # is that wait()'s result, read by the task's code right after
+            woken = self.woken_wait
+            self.woken_wait = None
+            woken.value = tuple(self.last_delivered)
         return 0
 
     cdef void switch_out(self):
@@ -277,8 +307,8 @@ cdef class TaskReceiver(Receiver):
         if self.closed:
             return
         self.take_pir()
-        if self.uirr and self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(True)
+        if self.uirr and self.waiter is not None:
+            self.waiter.complete(True, None)
 
     cdef schedule_delivery(self):
         pass        # never as a separate loop callback: only inside the task
@@ -341,7 +371,7 @@ cdef class TaskReceiver(Receiver):
         self.check_thread(what)
         if self.closed:
             raise ReceiverClosedError()
-        if asyncio.current_task(self.loop) is not self.task:
+        if running_task(self.loop) is not self.task:
             raise TaskReceiverError(
                 "%s() of a task receiver must be called from its own task %r"
                 % (what, self.task))
@@ -357,6 +387,15 @@ cdef class TaskReceiver(Receiver):
         """``await receiver.wait(timeout=None)``: uintr_wait. Suspend the task
         until one of its vectors arrives (returns at once if one is pending).
 
+        Returns a TaskWait: an awaitable bound to this task when wait() is
+        called, which is also an asyncio future-like object, so that
+        ``asyncio.wait_for`` and ``asyncio.ensure_future`` use it as it is
+        instead of wrapping it in a task of its own (3.10/3.11's wait_for
+        does that to a coroutine): under ``wait_for``, ``asyncio.timeout``
+        and a plain ``await`` alike, this task receives. The wait starts
+        when the TaskWait is first awaited (or given a done callback); only
+        this task may do that.
+
         The handler runs for each vector before the task continues (unless
         masked); returns the tuple of vectors delivered at that wake-up,
         highest first (empty while masked). Raises asyncio.TimeoutError after
@@ -366,9 +405,7 @@ cdef class TaskReceiver(Receiver):
         """
         timeout = check_wait_timeout(timeout)
         self.check_task("wait")
-        if self.waiter is not None:
-            raise TaskReceiverError("the task is already waiting on this receiver")
-        return task_receiver_wait(self, timeout)
+        return TaskWait(self, timeout)
 
     def close(self):
         """Close: pending vectors are dropped, later sends raise
@@ -380,8 +417,8 @@ cdef class TaskReceiver(Receiver):
         Receiver.close(self)
         if self.shim is not None:
             self.shim.forget(self)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ReceiverClosedError())
+        if self.waiter is not None:
+            self.waiter.complete(None, ReceiverClosedError())
 
     def __repr__(self):
         state = "closed" if self.closed else "open"
@@ -423,45 +460,177 @@ cdef object check_wait_timeout(timeout):
     return None if timeout == float("inf") else timeout
 
 
-def _wait_timed_out(fut):
-    if not fut.done():
-        fut.set_result(False)
+# wait(): a future-like object bound to the calling task.
+#
+# Why not a coroutine: on 3.10/3.11 asyncio.wait_for (and ensure_future,
+# shield, gather everywhere) runs a coroutine in a task of its own, and the
+# receiver's rule is that its own task receives: handlers run in that task's
+# switch-in and wait() returns what that switch-in delivered. A coroutine
+# would wait in the wrapper task, whose result is fixed before the receiver's
+# task runs again. An object that asyncio.isfuture() accepts is used as it
+# is by all of those (no wrapper), so the receiver's task itself blocks,
+# either on the TaskWait (a plain await: it yields its inner loop future) or
+# on wait_for's own waiter, released by the TaskWait's done callbacks.
+#
+# The sequence is the one the coroutine had: arm (in the task: take what is
+# pending, deliver it and finish at once, or clear SN and wait); a post
+# recognised by the loop completes the inner future (SN set again: the task
+# is not running); the task's next switch-in delivers and fixes the result
+# (``value``), which the task's code then reads. Timeout, close and
+# cancellation complete the inner future with their outcome instead. All of
+# it runs on the loop thread.
 
+cdef class TaskWait:
+    """What ``TaskReceiver.wait()`` returns: await it in the receiver's own
+    task, directly or through ``asyncio.wait_for``/``asyncio.timeout``.
+    Follows asyncio's future protocol (done, cancelled, result, exception,
+    cancel, add/remove_done_callback, get_loop)."""
+    cdef TaskReceiver receiver
+    cdef object timeout
+    cdef object inner             # the loop future the task blocks on (None: not armed)
+    cdef object handle            # the timeout's TimerHandle
+    cdef list callbacks           # [(fn, context)] added before completion
+    cdef object value             # the delivered vectors, once fixed
+    cdef public object _asyncio_future_blocking   # asyncio.isfuture() looks for it
 
-async def task_receiver_wait(TaskReceiver r not None, timeout):
-    # Checked again here: the coroutine may have been handed to another task
-    # (asyncio.wait_for on 3.10/3.11 and ensure_future wrap it in one).
-    r.check_task("wait")
-    if r.waiter is not None:
-        raise TaskReceiverError("the task is already waiting on this receiver")
-    loop = r.loop
-    fut = loop.create_future()
-    # uintr_wait: SN stays clear while waiting (switch_out sees the waiter),
-    # so a post notifies the loop, whose recognise() wakes us. Clear it now
-    # (locked, then look at PIR) in case this step began switched out.
-    r.waiter = fut
-    if uintr_upid_restore(r.block) or uintr_upid_pending(r.block):
-        r.take_pir()
-    if r.uirr:
-        r.waiter = None
-        r.last_delivered = []
-        if r.mask_depth == 0 and not r.in_handler:
-            r.deliver_now()
-        return tuple(r.last_delivered)
-    handle = None
-    try:
-        if timeout is not None:
-            handle = loop.call_later(timeout, _wait_timed_out, fut)
-        woken = await fut
-    finally:
-        r.waiter = None
-        if handle is not None:
-            handle.cancel()
-        if not r.running and not r.closed:
-            uintr_upid_suppress(r.block)
-    if not woken:
-        raise asyncio.TimeoutError()
-    return tuple(r.last_delivered)
+    def __cinit__(self, TaskReceiver receiver not None, timeout):
+        self.receiver = receiver
+        self.timeout = timeout
+        self.callbacks = []
+        self._asyncio_future_blocking = False
+
+    cdef int arm(self) except -1:
+        """Start waiting (once): only from the receiver's own task."""
+        cdef TaskReceiver r = self.receiver
+        if self.inner is not None:
+            return 0
+        r.check_task("wait")
+        if r.waiter is not None:
+            raise TaskReceiverError("the task is already waiting on this receiver")
+        loop = r.loop
+        self.inner = loop.create_future()
+        self.inner.add_done_callback(self._inner_done)
+        # uintr_wait: SN stays clear while waiting (switch_out sees the
+        # waiter), so a post notifies the loop, whose recognise() completes
+        # us. Clear it now (locked, then look at PIR) and take what is there.
+        r.waiter = self
+        if uintr_upid_restore(r.block) or uintr_upid_pending(r.block):
+            r.take_pir()
+        if r.uirr:
+            # pending already: delivered here, in the task (unless masked)
+            r.waiter = None
+            r.last_delivered = []
+            if r.mask_depth == 0 and not r.in_handler:
+                r.deliver_now()
+            self.value = tuple(r.last_delivered)
+            self.inner.set_result(True)
+            return 0
+        if self.timeout is not None:
+            self.handle = loop.call_later(self.timeout, self._timed_out)
+        return 0
+
+    def _timed_out(self):
+        self.handle = None
+        self.complete(False, None)
+
+    cdef complete(self, outcome, exc):
+        """Woken (True), timed out (False) or failed (``exc``): the inner
+        future gets the outcome; the task is no longer waiting."""
+        cdef TaskReceiver r = self.receiver
+        if self.inner is None or self.inner.done():
+            return
+        if exc is not None:
+            self.inner.set_exception(exc)
+        else:
+            self.inner.set_result(outcome)
+            if outcome:
+                r.woken_wait = self
+        self.stop_waiting()
+
+    cdef stop_waiting(self):
+        cdef TaskReceiver r = self.receiver
+        if r.waiter is self:
+            r.waiter = None
+            if not r.running and not r.closed:
+                uintr_upid_suppress(r.block)     # SN again: switched out
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _inner_done(self, inner):
+        # also reached when the task's cancellation cancels the inner future
+        self.stop_waiting()
+        loop = self.receiver.loop
+        callbacks, self.callbacks = self.callbacks, []
+        for fn, context in callbacks:
+            loop.call_soon(fn, self, context=context)
+
+    # -- asyncio's future protocol --------------------------------------------
+
+    def __await__(self):
+        self.arm()
+        if not self.inner.done():
+            yield from self.inner.__await__()
+        return self.result()
+
+    def get_loop(self):
+        return self.receiver.loop
+
+    def done(self):
+        return self.inner is not None and self.inner.done()
+
+    def cancelled(self):
+        return self.inner is not None and self.inner.cancelled()
+
+    def cancel(self, msg=None):
+        if self.inner is None:             # never armed: nothing to undo
+            self.inner = self.receiver.loop.create_future()
+            self.inner.add_done_callback(self._inner_done)
+        return self.inner.cancel(msg)
+
+    def add_done_callback(self, fn, *, context=None):
+        self.arm()
+        if context is None:
+            context = contextvars.copy_context()
+        if self.inner.done():
+            self.receiver.loop.call_soon(fn, self, context=context)
+        else:
+            self.callbacks.append((fn, context))
+
+    def remove_done_callback(self, fn):
+        kept = [(f, c) for f, c in self.callbacks if f != fn]
+        removed = len(self.callbacks) - len(kept)
+        self.callbacks = kept
+        return removed
+
+    cdef object outcome(self):
+        """The exception this wait ended with, or None for vectors."""
+        if self.inner is None or not self.inner.done():
+            raise asyncio.InvalidStateError("Result is not set.")
+        exc = self.inner.exception()     # raises CancelledError if cancelled
+        if exc is not None:
+            return exc
+        if not self.inner.result():
+            return asyncio.TimeoutError()
+        if self.value is None:
+            return TaskReceiverError(
+                "the result of wait() is read by the receiver's own task, once it "
+                "runs again (it is what that task's switch-in delivered)")
+        return None
+
+    def result(self):
+        exc = self.outcome()
+        if exc is not None:
+            raise exc
+        return self.value
+
+    def exception(self):
+        return self.outcome()
+
+    def __repr__(self):
+        state = ("pending" if self.inner is None or not self.inner.done()
+                 else "cancelled" if self.inner.cancelled() else "finished")
+        return "<TaskWait %s %r>" % (state, self.receiver)
 
 
 def make_task_receiver(handler, task=None, urgent=()):
@@ -480,7 +649,7 @@ def make_task_receiver(handler, task=None, urgent=()):
         # no running loop is "outside a task" too: the documented error,
         # not asyncio.current_task()'s bare RuntimeError
         running = asyncio._get_running_loop()
-        task = asyncio.current_task(running) if running is not None else None
+        task = running_task(running) if running is not None else None
         if task is None:
             raise TaskReceiverError(
                 "Receiver.for_task() without a task must be called from a task")

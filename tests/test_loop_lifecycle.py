@@ -712,10 +712,27 @@ def test_run_refuses_running_loop(run: Callable[..., Any]) -> None:
     assert message is not None and "running event loop" in message
 
 
+# asyncio.run's refusal of a non-awaitable changed in 3.14 (it takes any
+# awaitable there and raises TypeError for the rest): both run()s follow the
+# Python they run on, which this test checks against stock asyncio too.
+NOT_A_COROUTINE = TypeError if sys.version_info >= (3, 14) else ValueError
+
+
 @pytest.mark.parametrize("run", RUN_FUNCTIONS)
 def test_run_rejects_non_coroutine(run: Callable[..., Any]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(NOT_A_COROUTINE):
         run(lambda: None)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="awaitables other than coroutines: 3.14+")
+@pytest.mark.parametrize("run", RUN_FUNCTIONS)
+def test_run_takes_any_awaitable_on_314(run: Callable[..., Any]) -> None:
+    class Awaitable:
+        def __await__(self) -> Any:
+            yield from asyncio.sleep(0).__await__()
+            return "awaited"
+
+    assert run(Awaitable()) == "awaited"
 
 
 @pytest.mark.parametrize("base", [None, "asyncio", "uvloop"])

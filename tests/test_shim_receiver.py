@@ -171,9 +171,17 @@ def test_wait_rules() -> None:
                 r.masked()
 
         await asyncio.create_task(other())
-        w = asyncio.ensure_future(r.wait())     # ensure_future: a separate task...
-        with pytest.raises(TaskReceiverError):
-            await w                              # ...so it is refused
+        # a wait() is bound to the task that called wait(): asyncio takes it
+        # as a future (no task of its own), and another task may not await it
+        w = r.wait()
+        assert asyncio.ensure_future(w) is w and asyncio.isfuture(w)
+
+        async def awaits_it() -> None:
+            await w
+
+        with pytest.raises(TaskReceiverError, match="its own task"):
+            await asyncio.create_task(awaits_it())
+        assert not w.done()                      # refused before it started
         # closing wakes a waiter with ReceiverClosedError
         loop.call_later(0.01, r.close)
         with pytest.raises(ReceiverClosedError):

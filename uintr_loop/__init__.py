@@ -1,6 +1,8 @@
 """uintr_loop: an asyncio event loop woken by user interrupts."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._platform import check_platform as _check_platform
 
 _check_platform()
@@ -32,12 +34,31 @@ from ._types import ReceiverStatistics  # noqa: E402
 from ._watchdog import HogReport  # noqa: E402
 
 
+if TYPE_CHECKING:
+    import asyncio
+
+    from ._uvloop import UintrUVLoop
+
+    #: The default base's loop class (UintrUVLoop where uvloop is installed and
+    #: delivery is in software, else UintrEventLoop), for loop_factory=.
+    EventLoop: type[asyncio.AbstractEventLoop]
+
+
 def __getattr__(name: str) -> object:
     # The uvloop base is imported only when asked for (uvloop is optional).
     if name == "UintrUVLoop":
         from ._uvloop import UintrUVLoop
 
         return UintrUVLoop
+    # EventLoop: the default base's loop class, as asyncio.EventLoop and
+    # uvloop.EventLoop are theirs: asyncio.run(main(), loop_factory=EventLoop)
+    # (3.12+), asyncio.Runner(loop_factory=EventLoop) (3.11+). Looked up on
+    # each access: the default follows UINTR_LOOP_MODE and whether uvloop is
+    # installed.
+    if name == "EventLoop":
+        from ._bases import default_loop_class
+
+        return default_loop_class()
     raise AttributeError(f"module 'uintr_loop' has no attribute {name!r}")
 
 
@@ -46,6 +67,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Capabilities",
     "DeadlineExceeded",
+    "EventLoop",
     "HardwareUnavailableError",
     "HogReport",
     "InvalidVectorFdError",

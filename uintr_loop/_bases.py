@@ -36,6 +36,15 @@ def check_base(base: str | None) -> str:
     return base
 
 
+def default_loop_class() -> type[asyncio.AbstractEventLoop]:
+    """The loop class of the default base (``uintr_loop.EventLoop``)."""
+    if default_base() == "uvloop":
+        from ._uvloop import UintrUVLoop
+
+        return UintrUVLoop
+    return UintrEventLoop
+
+
 def new_event_loop(*, base: str | None = None, busy_poll: float = 0) -> asyncio.AbstractEventLoop:
     """A new uintr_loop event loop (also the loop factory for asyncio.Runner,
     anyio and pytest-asyncio).

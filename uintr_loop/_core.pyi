@@ -1,6 +1,7 @@
 """Type stubs for uintr_loop's compiled core."""
+import asyncio
 from types import TracebackType
-from typing import Awaitable, Callable, Iterable, Literal, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Literal, Sequence
 
 from ._types import ReceiverStatistics
 
@@ -107,6 +108,8 @@ def cpuid_uintr() -> bool | None: ...
 def raw_syscall2(nr: int, a0: int, a1: int) -> int: ...
 
 class TaskReceiverError(RuntimeError): ...
+
+def running_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None: ...
 
 class Shim:
     loop: object

@@ -154,7 +154,7 @@ def _in_handler_gap(frame: FrameType) -> bool:
 
 def _unit_key() -> int:
     loop = asyncio._get_running_loop()
-    task = asyncio.current_task(loop) if loop is not None else None
+    task = _core.running_task(loop) if loop is not None else None
     return id(task) if task is not None else 0
 
 
@@ -364,7 +364,7 @@ class deadline:
                 "(CPython runs signal handlers nowhere else); in other threads use "
                 "asyncio.timeout(), which stops a task at its awaits only")
         self._loop = asyncio._get_running_loop()
-        self._task = asyncio.current_task(self._loop) if self._loop is not None else None
+        self._task = _core.running_task(self._loop) if self._loop is not None else None
         self._state = _ACTIVE
         if self.seconds == float("inf"):
             return self
@@ -395,7 +395,7 @@ class deadline:
         if self._preempted and _propagating(self):
             return REFIRE_NS            # on its way out through except/finally
         loop = self._loop
-        running = asyncio.current_task(loop) if loop is not None else None
+        running = _core.running_task(loop) if loop is not None else None
         if running is not self._task:
             return REFIRE_NS if self._preempted else RETRY_NOT_RUNNING_NS
         if _mask_depth.get(id(running) if running is not None else 0):
@@ -470,7 +470,7 @@ def _urgent(frame: FrameType | None) -> None:
     loop = asyncio._get_running_loop()
     shim = getattr(loop, "_uintr_shim", None) if loop is not None else None
     receiver = shim.urgent_running if shim is not None else None
-    if receiver is None or asyncio.current_task(loop) is not receiver.task:
+    if receiver is None or _core.running_task(loop) is not receiver.task:
         return
     if frame is None or _is_machinery(frame):
         return

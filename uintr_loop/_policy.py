@@ -14,47 +14,82 @@ from ._loop import UintrEventLoop
 
 _T = TypeVar("_T")
 
-# asyncio's default policy on Unix under every supported Python: on 3.10/3.11
-# it carries the child-watcher API, on 3.14+ it is the non-deprecated private
-# base of the (deprecated) public DefaultEventLoopPolicy.
-_DefaultPolicy: type = asyncio.unix_events._UnixDefaultEventLoopPolicy
+# asyncio's default policy on Unix under every Python that has policies: on
+# 3.10/3.11 it carries the child-watcher API, on 3.14/3.15 it is the
+# non-deprecated private base of the (deprecated) public DefaultEventLoopPolicy.
+# Python 3.16 removes the policy system (set_event_loop_policy and the policy
+# classes): there this module still imports, and UintrPolicy refuses to be
+# made, naming what replaces it. Looked up without touching the deprecated
+# public names (3.14 warns on those).
+_unix_events = getattr(asyncio, "unix_events", None)
+_DefaultPolicy: type | None = getattr(_unix_events, "_UnixDefaultEventLoopPolicy", None)
+HAS_POLICIES = _DefaultPolicy is not None and callable(
+    getattr(asyncio, "set_event_loop_policy", None))
+
+_REPLACEMENT = (
+    "uintr_loop.run(main()), or asyncio.run(main(), loop_factory=uintr_loop.EventLoop) "
+    "(asyncio.Runner(loop_factory=uintr_loop.EventLoop) on 3.11)"
+)
 
 
-class UintrPolicy(_DefaultPolicy):  # type: ignore[misc]
-    """asyncio's default policy, making uintr_loop event loops.
+def _check_policy_args(base: str | None, busy_poll: float) -> str:
+    base = check_base(base)
+    validate_busy_poll(busy_poll)
+    return base
 
-    ``asyncio.set_event_loop_policy(UintrPolicy())``; ``base`` and
-    ``busy_poll`` are those of ``uintr_loop.new_event_loop``. Everything else
-    the default policy offers on this Python (child watchers on 3.10/3.11) is
-    inherited unchanged. Python 3.14 deprecates policies: constructing one
-    warns like asyncio's own; prefer ``uintr_loop.run()`` or a loop factory.
-    Bad ``base``/``busy_poll`` raise at construction, as ``new_event_loop``
-    would.
-    """
 
-    _loop_factory = UintrEventLoop
+if HAS_POLICIES:
 
-    def __init__(self, *, base: str | None = None, busy_poll: float = 0) -> None:
-        if sys.version_info >= (3, 14):
-            warnings.warn(
-                "uintr_loop.UintrPolicy is deprecated as asyncio's event loop policies "
-                "are (Python 3.14); use uintr_loop.run() or "
-                "asyncio.Runner(loop_factory=uintr_loop.new_event_loop)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-        self._uintr_base = check_base(base)
-        validate_busy_poll(busy_poll)
-        self._uintr_busy_poll = busy_poll
-        super().__init__()
+    class UintrPolicy(_DefaultPolicy):  # type: ignore[misc,valid-type]
+        """asyncio's default policy, making uintr_loop event loops.
 
-    @property
-    def base(self) -> str:
-        """The base of the loops this policy makes."""
-        return self._uintr_base
+        ``asyncio.set_event_loop_policy(UintrPolicy())``; ``base`` and
+        ``busy_poll`` are those of ``uintr_loop.new_event_loop``. Everything
+        else the default policy offers on this Python (child watchers on
+        3.10/3.11) is inherited unchanged. Bad ``base``/``busy_poll`` raise at
+        construction, as ``new_event_loop`` would, before anything else.
+        Python 3.14 deprecates policies: a valid construction then warns
+        (DeprecationWarning) like asyncio's own policies; prefer
+        ``uintr_loop.run()`` or the loop factory ``uintr_loop.EventLoop``.
+        On a Python without policies (3.16) it raises RuntimeError.
+        """
 
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        return new_event_loop(base=self._uintr_base, busy_poll=self._uintr_busy_poll)
+        _loop_factory = UintrEventLoop
+
+        def __init__(self, *, base: str | None = None, busy_poll: float = 0) -> None:
+            # arguments first: a bad one is the caller's error on every Python,
+            # never hidden behind the deprecation (an error under -W error)
+            self._uintr_base = _check_policy_args(base, busy_poll)
+            self._uintr_busy_poll = busy_poll
+            if sys.version_info >= (3, 14):
+                warnings.warn(
+                    "uintr_loop.UintrPolicy is deprecated as asyncio's event loop policies "
+                    "are (Python 3.14, removed in 3.16); use " + _REPLACEMENT,
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+            super().__init__()
+
+        @property
+        def base(self) -> str:
+            """The base of the loops this policy makes."""
+            return self._uintr_base
+
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            return new_event_loop(base=self._uintr_base, busy_poll=self._uintr_busy_poll)
+
+else:
+
+    class UintrPolicy:  # type: ignore[no-redef]
+        """Stands in for the policy on a Python without asyncio's policy
+        system (3.16): constructing it raises RuntimeError naming the
+        replacement (after the same argument checks)."""
+
+        def __init__(self, *, base: str | None = None, busy_poll: float = 0) -> None:
+            _check_policy_args(base, busy_poll)
+            raise RuntimeError(
+                "asyncio on this Python has no event loop policies (removed in 3.16), "
+                "so uintr_loop.UintrPolicy cannot be used: use " + _REPLACEMENT)
 
 
 def run(
@@ -74,8 +109,10 @@ def run(
 
     Raises, before any loop exists, as ``new_event_loop`` does for bad
     ``base``/``busy_poll``; TypeError for both ``loop_factory`` and
-    ``base``/``busy_poll``; and as ``asyncio.run`` does: ValueError for a
-    ``main`` that is not a coroutine, RuntimeError inside a running loop.
+    ``base``/``busy_poll``; and as ``asyncio.run`` does on this Python:
+    RuntimeError inside a running loop, and for a ``main`` that is not a
+    coroutine ValueError up to 3.13, TypeError from 3.14 (which also takes
+    any awaitable).
     """
     if loop_factory is None:
         check_base(base)
