@@ -51,7 +51,10 @@ def test_memcheck_checks_catch_injected_faults() -> None:
     assert any(p.startswith("leak in our code") and "inject_faults" in p for p in problems)
     assert any(p.startswith("fd left open") and "uintr_channel_open" in p for p in problems)
     assert report.definitely_lost == 64
-    assert report.returncode == 99
+    if _memcheck.reports_fd_misuse():      # valgrind 3.24+: the log says it all
+        assert report.errors >= 2
+    else:
+        assert report.returncode == _memcheck.ERROR_EXITCODE
 
 
 def test_report_reader_attributes_frames() -> None:
