@@ -4,7 +4,7 @@ from __future__ import annotations
 import platform
 import sys
 
-SUPPORTED = "CPython 3.10+ on Linux x86-64"
+SUPPORTED = "CPython 3.11+ on Linux x86-64"
 
 
 def check_platform() -> None:
@@ -14,5 +14,5 @@ def check_platform() -> None:
             f"uintr_loop supports {SUPPORTED}; this is {sys.platform}/{machine}. "
             "Its core needs Linux's eventfd and memfd and x86's CPUID."
         )
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 11):
         raise ImportError(f"uintr_loop supports {SUPPORTED}; this is Python {sys.version.split()[0]}")

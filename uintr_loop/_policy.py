@@ -15,7 +15,7 @@ from ._loop import UintrEventLoop
 _T = TypeVar("_T")
 
 # asyncio's default policy on Unix under every Python that has policies: on
-# 3.10/3.11 it carries the child-watcher API, on 3.14/3.15 it is the
+# 3.11 it carries the child-watcher API, on 3.14/3.15 it is the
 # non-deprecated private base of the (deprecated) public DefaultEventLoopPolicy.
 # Python 3.16 removes the policy system (set_event_loop_policy and the policy
 # classes): there this module still imports, and UintrPolicy refuses to be
@@ -46,7 +46,7 @@ if HAS_POLICIES:
         ``asyncio.set_event_loop_policy(UintrPolicy())``; ``base`` and
         ``busy_poll`` are those of ``uintr_loop.new_event_loop``. Everything
         else the default policy offers on this Python (child watchers on
-        3.10/3.11) is inherited unchanged. Bad ``base``/``busy_poll`` raise at
+        3.11) is inherited unchanged. Bad ``base``/``busy_poll`` raise at
         construction, as ``new_event_loop`` would, before anything else.
         Python 3.14 deprecates policies: a valid construction then warns
         (DeprecationWarning) like asyncio's own policies; prefer
@@ -131,47 +131,5 @@ def run(
         raise RuntimeError("uintr_loop.run() cannot be called from a running event loop")
     if not asyncio.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
-    if sys.version_info >= (3, 11):
-        with asyncio.Runner(debug=debug, loop_factory=factory, **run_kwargs) as runner:
-            return runner.run(main)
-    return _run_310(main, factory, debug)
-
-
-def _run_310(
-    main: Coroutine[Any, Any, _T],
-    factory: Callable[[], asyncio.AbstractEventLoop],
-    debug: bool | None,
-) -> _T:
-    """asyncio.run's steps on 3.10, which has neither Runner nor loop_factory."""
-    loop = factory()
-    try:
-        asyncio.set_event_loop(loop)
-        if debug is not None:
-            loop.set_debug(debug)
-        return loop.run_until_complete(main)
-    finally:
-        try:
-            _cancel_all_tasks(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-
-
-def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
-    pending = asyncio.all_tasks(loop)
-    if not pending:
-        return
-    for task in pending:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    for task in pending:
-        if not task.cancelled() and task.exception() is not None:
-            loop.call_exception_handler(
-                {
-                    "message": "unhandled exception during uintr_loop.run() shutdown",
-                    "exception": task.exception(),
-                    "task": task,
-                }
-            )
+    with asyncio.Runner(debug=debug, loop_factory=factory, **run_kwargs) as runner:
+        return runner.run(main)

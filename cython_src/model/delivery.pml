@@ -415,7 +415,7 @@ inline switch_out()
 inline task_step(v, w, rb, had_on, pending)
 {
     if
-    :: woken -> woken = false; waiting = false
+    :: woken -> woken = false      /* resumed by the wake-up */
     :: else -> ops++
     fi;
     switch_in(v, w, rb, had_on, pending);
@@ -474,8 +474,17 @@ inline dispatch(bits, rb, had_on, pending)
         :: (bits & NVBIT) && !closed ->
             take_pir(rb, had_on);
 #ifdef TASK
-            if      /* TaskReceiver.recognise: wake a waiter */
-            :: uirr && waiting -> woken = true
+            if      /* TaskReceiver.recognise: wake a waiter (TaskWait.complete):
+                     * it no longer waits, and, not running, it is switched
+                     * out at once (SN); its next switch-in takes PIR */
+            :: uirr && waiting ->
+                woken = true;
+                waiting = false;
+                if
+                :: !running && !closed ->
+                    status[RCV] = status[RCV] | SN          /* step S */
+                :: else -> skip
+                fi
             :: else -> skip
             fi
 #else
