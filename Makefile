@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
-.PHONY: all build test demo bench soak verify spin valgrind clean info
+.PHONY: all build test demo bench soak verify spin valgrind clean info docs wheel changelog
 
 all: build
 
@@ -70,5 +70,25 @@ valgrind: build
 info: build
 	$(PY) -m uintr_loop info
 
+# The documentation site (Sphinx + MyST, docs/): warnings are errors, so a
+# broken link between pages or a docstring that does not render fails it.
+# Output in docs/_build/html.
+docs: build
+	$(PY) -m pip install -q --no-build-isolation -e ".[docs]"
+	$(PY) -m sphinx -b html -W --keep-going -q -E docs docs/_build/html
+	@echo "make docs: docs/_build/html/index.html"
+
+# A manylinux wheel in dist/ (pip wheel, then auditwheel repair), then a
+# smoke test: installed into a fresh venv and imported with no C compiler on
+# PATH. Build tools go into their own venv, $(WHEEL_VENV).
+WHEEL_VENV ?= build/wheel-venv
+wheel:
+	bash tools/wheel.sh "$(PYTHON)" "$(WHEEL_VENV)"
+
+# At a release: changes/*.md into CHANGELOG.md (docs/development/changelog.md)
+changelog:
+	@test -n "$(VERSION)" || { echo "make changelog VERSION=x.y.z"; exit 1; }
+	$(PYTHON) docs/_ext/changelog.py --version "$(VERSION)"
+
 clean:
-	rm -rf build $(VENV) *.egg-info cython_src/*.c uintr_loop/*.so
+	rm -rf build dist $(VENV) *.egg-info cython_src/*.c uintr_loop/*.so docs/_build docs/_generated

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CHANGES = ROOT / "changes"
 CHANGELOG = ROOT / "CHANGELOG.md"
-MARKER = "<!-- releases: newest first; `make changelog VERSION=x.y.z` adds one here -->"
+MARKER = "<!-- new releases go below this line (make changelog) -->"
 
 
 def fragments(folder: Path = CHANGES) -> list[Path]:
