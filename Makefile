@@ -83,7 +83,7 @@ docs: build
 # PATH. Build tools go into their own venv, $(WHEEL_VENV).
 WHEEL_VENV ?= build/wheel-venv
 wheel:
-	bash tools/wheel.sh "$(PYTHON)" "$(WHEEL_VENV)"
+	bash .ci/wheel.sh "$(PYTHON)" "$(WHEEL_VENV)"
 
 # At a release: changes/*.md into CHANGELOG.md (docs/development/changelog.md)
 changelog:
