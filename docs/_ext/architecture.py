@@ -228,11 +228,63 @@ def markdown_upward(g: Graph) -> str:
     return "".join(f"- `{a}` → `{b}`\n" for a, b in up)
 
 
+def _first_sentence(text: str) -> str:
+    text = " ".join(text.split())
+    m = re.match(r"(.+?\.)(\s|$)", text)
+    return (m.group(1) if m else text).rstrip(".")
+
+
+def describe(path: Path) -> str:
+    """What a source file is, in the words of its own header: the module
+    docstring, the leading comment of a .pxi, or the first C comment (less
+    its "name.h - " prefix), up to the first full stop."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        doc = ast.get_docstring(ast.parse(text)) or ""
+    elif path.suffix == ".pyx":
+        m = re.search(r'"""(.*?)(\n\n|""")', text, re.S)
+        doc = m.group(1) if m else ""
+    elif path.suffix == ".pxi":
+        lines = []
+        for line in text.splitlines():
+            if line.startswith("# cython:"):
+                continue
+            if not line.startswith("#") or line.strip() == "#":
+                break
+            lines.append(line.lstrip("# "))
+        doc = " ".join(lines)
+    else:
+        m = re.match(r"\s*/\*(.*?)(\*/|\n \*\n)", text, re.S)
+        doc = re.sub(r"\n\s*\* ?", " ", m.group(1)) if m else ""
+        doc = re.sub(r"^\s*[\w.]+\s+-\s+", "", doc)
+    return _first_sentence(doc) or "(no header comment)"
+
+
+def markdown_files(g: Graph, root: Path = ROOT) -> str:
+    """A table per layer: each file and what its header says it is."""
+    out = []
+    places = {0: root / "uintr_loop", 1: root / "cython_src", 2: root / "cython_src"}
+    headers = {p.name: p for d in ("includes", "hw") for p in (root / "cython_src" / d).glob("*.[hc]")}
+    for i, title in enumerate(LAYERS):
+        out += [f"### {title}", "", "| file | what it is |", "|---|---|"]
+        for n in sorted(x for x, l in g.layer.items() if l == i):
+            path = headers[n] if i == 3 else places[i] / n
+            shown = path.relative_to(root).as_posix()
+            out.append(f"| `{shown}` | {describe(path).replace('|', '/')} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def generate(outdir: Path) -> None:
-    """Write architecture.svg and architecture-upward.md into ``outdir``."""
+    """Write architecture.svg, architecture-upward.md and
+    architecture-files.md into ``outdir``."""
     g = build()
     outdir.mkdir(parents=True, exist_ok=True)
-    for name, content in (("architecture.svg", svg(g)), ("architecture-upward.md", markdown_upward(g))):
+    for name, content in (
+        ("architecture.svg", svg(g)),
+        ("architecture-upward.md", markdown_upward(g)),
+        ("architecture-files.md", markdown_files(g)),
+    ):
         target = outdir / name
         if not target.exists() or target.read_text(encoding="utf-8") != content:
             target.write_text(content, encoding="utf-8")
