@@ -73,8 +73,11 @@ info: build
 # The documentation site (Sphinx + MyST, docs/): warnings are errors, so a
 # broken link between pages or a docstring that does not render fails it.
 # Output in docs/_build/html.
-docs: build
+$(VENV)/.docs-deps: $(VENV)/.deps
 	$(PY) -m pip install -q --no-build-isolation -e ".[docs]"
+	touch $@
+
+docs: build $(VENV)/.docs-deps
 	$(PY) -m sphinx -b html -W --keep-going -q -E docs docs/_build/html
 	@echo "make docs: docs/_build/html/index.html"
 

@@ -17,6 +17,9 @@ if [ ! -x "$TOOLS/bin/auditwheel" ]; then
 fi
 
 rm -rf "$RAW" && mkdir -p "$RAW" dist
+# setuptools reuses object files in build/ whatever flags made them: start
+# from none, so the wheel's flags are the ones below.
+rm -rf build/temp.* build/lib.*
 rm -f dist/uintr_loop-*.whl
 # -g0: a wheel ships without debug info (a development build keeps it, for
 # memcheck's file:line frames); gcc takes the last -g option, and setuptools
