@@ -73,8 +73,11 @@ info: build
 # The documentation site (Sphinx + MyST, docs/): warnings are errors, so a
 # broken link between pages or a docstring that does not render fails it.
 # Output in docs/_build/html.
+# The docs extra's requirements, read from the installed metadata: pip
+# install -e ".[docs]" would rebuild the extensions for nothing.
 $(VENV)/.docs-deps: $(VENV)/.deps
-	$(PY) -m pip install -q --no-build-isolation -e ".[docs]"
+	$(PY) -c 'import importlib.metadata as m; print("\n".join(r.split(";")[0] for r in m.requires("uintr_loop") if "extra == \"docs\"" in r))' > $(VENV)/docs-requirements.txt
+	$(PY) -m pip install -q -r $(VENV)/docs-requirements.txt
 	touch $@
 
 docs: build $(VENV)/.docs-deps
