@@ -18,7 +18,7 @@ CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes
 PYROOT  ?= ../shared/tools/pyroot
 PYTHONS ?= 3.14 3.15
 
-.PHONY: all build test test-pythons demo bench soak verify spin valgrind clean info
+.PHONY: all build test test-pythons demo bench soak verify spin valgrind clean info docs wheel changelog
 
 all: build
 
@@ -88,5 +88,31 @@ valgrind: build
 info: build
 	$(PY) -m uintr_loop info
 
+# The documentation site (Sphinx + MyST, docs/): warnings are errors, so a
+# broken link between pages or a docstring that does not render fails it.
+# Output in docs/_build/html.
+# The docs extra's requirements, read from the installed metadata: pip
+# install -e ".[docs]" would rebuild the extensions for nothing.
+$(VENV)/.docs-deps: $(VENV)/.deps
+	$(PY) -c 'import importlib.metadata as m; print("\n".join(r.split(";")[0] for r in m.requires("uintr_loop") if "extra == \"docs\"" in r))' > $(VENV)/docs-requirements.txt
+	$(PY) -m pip install -q -r $(VENV)/docs-requirements.txt
+	touch $@
+
+docs: build $(VENV)/.docs-deps
+	$(PY) -m sphinx -b html -W --keep-going -q -E docs docs/_build/html
+	@echo "make docs: docs/_build/html/index.html"
+
+# A manylinux wheel in dist/ (pip wheel, then auditwheel repair), then a
+# smoke test: installed into a fresh venv and imported with no C compiler on
+# PATH. Build tools go into their own venv, $(WHEEL_VENV).
+WHEEL_VENV ?= build/wheel-venv
+wheel:
+	bash .ci/wheel.sh "$(PYTHON)" "$(WHEEL_VENV)"
+
+# At a release: changes/*.md into CHANGELOG.md (docs/development/changelog.md)
+changelog:
+	@test -n "$(VERSION)" || { echo "make changelog VERSION=x.y.z"; exit 1; }
+	$(PYTHON) docs/_ext/changelog.py --version "$(VERSION)"
+
 clean:
-	rm -rf build $(VENV) $(foreach v,$(PYTHONS),.venv-$(v)) *.egg-info cython_src/*.c uintr_loop/*.so
+	rm -rf build dist $(VENV) $(foreach v,$(PYTHONS),.venv-$(v)) *.egg-info cython_src/*.c uintr_loop/*.so docs/_build docs/_generated

@@ -62,8 +62,8 @@ cdef class Receiver:
         """Make ``task`` (None: the current task) a receiver: its vectors are
         delivered inside the task, before its code continues, and cost no
         wakeup while it is suspended. ``urgent`` vectors are delivered even
-        into the task's running code (main thread only). See shim.pxi and the
-        README; raises TaskReceiverError."""
+        into the task's running code (main thread only). See shim.pxi and
+        docs/guide/task-receivers.md; raises TaskReceiverError."""
         return make_task_receiver(handler, task, urgent)
 
     def vector_fd(self, vector):

@@ -217,8 +217,8 @@ cdef inline TaskStep make_task_step(TaskReceiver receiver, step):
 
 
 cdef class TaskReceiver(Receiver):
-    """A task that is a receiver (``Receiver.for_task``); see the README
-    section "Tasks as receivers". Handlers run in the task's step, before
+    """A task that is a receiver (``Receiver.for_task``); see
+    docs/guide/task-receivers.md. Handlers run in the task's step, before
     the task's code, in its contextvars context (asyncio.current_task() is
     set only once the step proper begins)."""
     cdef readonly object task

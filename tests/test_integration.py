@@ -1,6 +1,6 @@
 """The package as a user meets it: the issue's one-liner, the policy's
 inherited API, and the nogil cimport API compiled into a third-party
-extension exactly as the README says."""
+extension exactly as docs/recipes/native-senders.md says."""
 from __future__ import annotations
 
 import asyncio

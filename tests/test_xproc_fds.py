@@ -139,7 +139,7 @@ def test_closed_negative_and_absurd_fds(uintr_only_loop):
 
 def test_consumed_capsule_is_reported_and_senders_keep_working(uintr_only_loop):
     """A holder that recv()s instead of peeking spoils that fd for new
-    senders (the trust model in the README); registered senders go on."""
+    senders (the trust model, docs/design/vector-fds.md); registered senders go on."""
     got: list[int] = []
     r = uintr_loop.Receiver(got.append, loop=uintr_only_loop)
     vfd = r.vector_fd(2)

@@ -8,6 +8,7 @@ uvhook.pxi for the why). Everything else is uvloop's.
 """
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -25,6 +26,42 @@ from ._loopapi import UintrLoopAPI
 from ._shim import install_shim
 from ._watchdog import set_hog_watchdog
 
+# The uvloop releases whose Loop this code has run against: [first, end).
+# The hook reads uvloop's object, not an API (includes/uvapi.h): the
+# uv_loop_t pointer among the first two pointer slots of the Loop, and the
+# libuv 1.x symbols uvloop's module exports. A release outside this range may
+# lay its Loop out differently, so it is refused before the hook dereferences
+# anything. pyproject.toml pins the same range (a test holds the two equal).
+UVLOOP_VERSIONS: tuple[tuple[int, int], tuple[int, int]] = ((0, 21), (0, 24))
+
+
+def uvloop_range() -> str:
+    """The supported uvloop range as a pip specifier, e.g. ``">=0.21,<0.24"``."""
+    (lo_major, lo_minor), (hi_major, hi_minor) = UVLOOP_VERSIONS
+    return f">={lo_major}.{lo_minor},<{hi_major}.{hi_minor}"
+
+
+def check_uvloop_version(version: object = None) -> str:
+    """Refuse a uvloop whose Loop layout this code does not know.
+
+    ``version`` defaults to the imported uvloop's ``__version__``. Returns it
+    when it is in :data:`UVLOOP_VERSIONS`; raises RuntimeError naming
+    ``base="asyncio"`` (which needs no uvloop internals) otherwise, and for a
+    version that does not start with ``MAJOR.MINOR``.
+    """
+    if version is None:
+        version = getattr(uvloop, "__version__", None)
+    match = re.match(r"(\d+)\.(\d+)", version) if isinstance(version, str) else None
+    if match is not None:
+        found = (int(match.group(1)), int(match.group(2)))
+        if UVLOOP_VERSIONS[0] <= found < UVLOOP_VERSIONS[1]:
+            return str(version)
+    raise RuntimeError(
+        f"uintr_loop: uvloop {version!s} is not a release whose Loop layout this "
+        f"uintr_loop knows (uvloop{uvloop_range()}); use base='asyncio', or "
+        f"install uvloop{uvloop_range()}"
+    )
+
 
 class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's stubs vs AbstractEventLoop
     """A uvloop event loop woken by (software-delivered) user interrupts.
@@ -39,7 +76,9 @@ class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's 
     def __new__(cls, *, busy_poll: float = 0) -> UintrUVLoop:
         # The checks and the port come before uvloop's __new__, which makes
         # the uv loop (its epoll fd, eventfd...): a refusal in __init__ would
-        # leave that to a Loop that is never closed, and its fds leak.
+        # leave that to a Loop that is never closed, and its fds leak. The
+        # version comes first of all: UVHook reads the Loop's layout.
+        check_uvloop_version()
         port = new_port()
         if port.mode != "software":
             port.close()

@@ -33,7 +33,7 @@
  * checked against the start time recorded in the capsule, so a recycled pid
  * is never taken for the owner). liveness.h watches that pidfd.
  *
- * Trust: see the README ("Trust model of software mode").
+ * Trust: see docs/design/vector-fds.md ("Trust model of software mode").
  */
 #ifndef UINTR_LOOP_VECTORFD_H
 #define UINTR_LOOP_VECTORFD_H
