@@ -139,13 +139,6 @@ def voluntary_switches(exclude_tid: int | None = None) -> int:
     return total
 
 
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of another process so far (/proc, clock ticks)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_on(factory: LoopFactory, coro_fn: Callable[[], Any]) -> Any:
     """Run ``coro_fn()`` on a fresh loop from ``factory``; returns (result, loop statistics)."""
     if sys.version_info < (3, 11):
