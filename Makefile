@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
-.PHONY: all build test demo bench soak verify spin valgrind clean info
+.PHONY: all build test demo bench bench-here soak verify spin valgrind clean info
 
 all: build
 
@@ -33,14 +33,32 @@ test: build spin
 demo: build
 	$(PY) examples/offload_server.py --demo
 
-# Under 5 minutes: every loop side by side (5 interleaved rounds), then the
-# cross-process figures. Results, tables and plots go to benchmarks/results/.
-bench: build
-	$(PY) -m pip install -q --no-build-isolation -e ".[bench]"
-	$(PY) benchmarks/run.py $(BENCH_ARGS)
+# make bench: every loop against every peer (benchmarks/run.py: interleaved rounds,
+# medians, CPU per op), on this Python and on 3.14 through the pyroot, then the
+# cross-process figures; about 15 minutes on 2 cores. Tables, JSON and plots go to
+# benchmarks/results/. The peers come from PyPI into the benchmark's own
+# environment (BENCH_VENV), never into the package's; a peer with no wheel for a
+# Python is left out and named in that Python's tables.
+BENCH_VENV  ?= .venv-bench
+BENCH_PEERS ?= uvloop rloop rsloop zuvloop anyio matplotlib
+PYROOT      ?= ../shared/tools/pyroot
+BENCH_PY314 ?= python3.14
+bench: bench-here
+	$(PYROOT) setup >/dev/null
+	$(PYROOT) run $(MAKE) --no-print-directory bench-here PYTHON=$(BENCH_PY314) VENV=.venv-3.14 \
+	  BENCH_VENV=.venv-bench-3.14 BENCH_ARGS="$(BENCH_ARGS)"
 	$(PY) benchmarks/xproc_latency.py
 	$(PY) benchmarks/shim_overhead.py
 	$(PY) benchmarks/preempt_latency.py
+
+bench-here: build $(BENCH_VENV)/.deps
+	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
+
+$(BENCH_VENV)/.deps:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	@for p in $(BENCH_PEERS); do $(BENCH_VENV)/bin/python -m pip install -q --only-binary :all: $$p \
+	  >/dev/null 2>&1 || echo "make: $$p has no wheel for $(PYTHON) here: left out of the benchmarks"; done
+	touch $@
 
 # Not part of make test: 60 s on each base (about 2.5 minutes in all), every sender kind
 # against every receiver state, every post counted; prints a table of exact counts.
@@ -71,4 +89,4 @@ info: build
 	$(PY) -m uintr_loop info
 
 clean:
-	rm -rf build $(VENV) *.egg-info cython_src/*.c uintr_loop/*.so
+	rm -rf build $(VENV) $(BENCH_VENV) *.egg-info cython_src/*.c uintr_loop/*.so
