@@ -42,10 +42,10 @@ ROUND_TRIPS = {"to_thread": "asyncio.to_thread", "executor": "run_in_executor", 
 WAKES = {"wake": "paced wake, Python sender", "native_eventfd": "native sender, eventfd + add_reader",
          "native_uintr": "native sender, uintr Sender to Receiver"}
 
-DEFAULTS = {"rounds": 5, "wakeups": 2000, "posts": 100_000, "ops": 2000, "idle": 1.0, "conns": 16,
-            "requests": 200, "timeout": 300.0}
-QUICK = {"rounds": 1, "wakeups": 200, "posts": 10_000, "ops": 200, "idle": 0.2, "conns": 4,
-         "requests": 25, "timeout": 120.0}
+DEFAULTS = {"rounds": 5, "wakeups": 2000, "posts": 100_000, "ops": 2000, "idle": 1.0, "calls": 5000,
+            "conns": 16, "requests": 200, "timeout": 300.0}
+QUICK = {"rounds": 1, "wakeups": 200, "posts": 10_000, "ops": 200, "idle": 0.2, "calls": 500,
+         "conns": 4, "requests": 25, "timeout": 120.0}
 
 
 # ---------------------------------------------------------------- the child: one loop, every workload
@@ -132,6 +132,15 @@ def worker(name: str, p: dict[str, Any]) -> dict[str, Any]:
         rate, lat, cpu_s = echo.run_with_cpu(name, kind, p["conns"], p["requests"])
         out[key] = {"rps": rate, **percentiles(lat), "cpu_us": cpu_s * 1e6 / len(lat)}
 
+    def notifications() -> None:
+        import throughput
+
+        out["notifications"] = {
+            "busy": throughput.per_thousand(factory, throughput.busy_posts, p["calls"]),
+            "idle": throughput.per_thousand(factory, throughput.idle_posts, p["calls"] // 5)}
+
+    if is_uintr(name):
+        attempt("notifications", notifications)
     attempt("echo", lambda: server("echo", "protocol"))
     attempt("http", lambda: server("http", "http"))
     return out
@@ -329,6 +338,15 @@ def markdown(rounds: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     for n in loops:
         lines.append(f"| {n} | " + " | ".join(f1(fig(rounds, n, k, q), 2) for k in ("idle", "idle_endpoints")
                                              for q in ("cpu_pct", "wakeups_per_s")) + " |")
+
+    lines += ["\n## Notification syscalls per 1000 `call_soon_threadsafe` (uintr loops)\n",
+              "Eventfd writes, from the loop's own statistics. Busy: the loop runs CPU-bound callbacks that "
+              "release the GIL while a thread posts. Idle: every post finds the loop blocked (50 us apart).\n",
+              "| loop | busy | idle |", "|---|---|---|"]
+    for n in loops:
+        if is_uintr(n):
+            lines.append(f"| {n} | {f1(fig(rounds, n, 'notifications', 'busy'))} | "
+                         f"{f1(fig(rounds, n, 'notifications', 'idle'))} |")
 
     p = meta["params"]
     lines += ["\n## Servers (loopback; server pinned to one CPU, client on plain uvloop on the other)\n",

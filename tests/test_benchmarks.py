@@ -48,6 +48,8 @@ def test_quick_benchmark_run_reports_every_figure(tmp_path) -> None:  # type: ig
         for key in ROUND_TRIPS:
             assert fig[key]["n"] == ops and 0 < fig[key]["p50"] <= fig[key]["p99"], (name, key, fig[key])
             assert fig[key]["cpu_us"] > 0, (name, key)
+        if name.startswith("uintr-"):
+            assert fig["notifications"]["busy"] >= 0 and fig["notifications"]["idle"] > 0, name
         for key in ("flood1", "flood4"):
             assert fig[key]["mcalls"] > 0 and fig[key]["cpu_us"] > 0, (name, key)
         for key in ("idle", "idle_endpoints"):
@@ -66,7 +68,8 @@ def test_quick_benchmark_run_reports_every_figure(tmp_path) -> None:  # type: ig
         assert set(row["values"]) == {n for n in loops if n.startswith("uintr-")}, row
     table = (tmp_path / f"bench-{py}.md").read_text()
     assert table.strip() == proc.stdout.strip()
-    for heading in ("Issue 12's targets", "Wakeups", "Flood", "Thread round trips", "Idle loop", "Servers"):
+    for heading in ("Issue 12's targets", "Wakeups", "Flood", "Thread round trips", "Idle loop", "Notification syscalls",
+                    "Servers"):
         assert f"## {heading}" in table, heading
     for name in loops:
         assert f"| {name} |" in table, name
