@@ -64,6 +64,17 @@ def is_uintr(name: str) -> bool:
     return name.startswith("uintr-")
 
 
+def loop_factory(name: str) -> LoopFactory:
+    """The factory for a loop name: a name of ``LOOPS``, or a uintr loop with an
+    explicit busy-poll budget, ``uintr-uvloop@50`` (microseconds; ``@0``: never spin)."""
+    if "@" in name:
+        base_name, _, budget = name.partition("@")
+        if base_name not in UINTR_LOOPS:
+            raise KeyError(f"{name}: only a uintr loop ({', '.join(UINTR_LOOPS)}) takes @busy_poll")
+        return uintr_factory(base_name, busy_poll=float(budget))
+    return LOOPS[name]
+
+
 def uintr_factory(name: str, **kwargs: Any) -> LoopFactory:
     base = name.split("-", 1)[1]
     return functools.partial(uintr_loop.new_event_loop, base=base, **kwargs)

@@ -169,7 +169,7 @@ def run_with_cpu(loop_name: str, kind: str, conns: int, requests: int) -> tuple[
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["server"]:
-    from _common import LOOPS
+    from _common import loop_factory
 
     import threading
 
@@ -183,5 +183,5 @@ if __name__ == "__main__" and sys.argv[1:2] == ["server"]:
             print(time.process_time_ns(), flush=True)
 
     threading.Thread(target=report_cpu, daemon=True).start()
-    with asyncio.Runner(loop_factory=LOOPS[loop_name]) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
         runner.run(serve(kind, portfile))

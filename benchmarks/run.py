@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (HERE, LOOPS, MISSING, PEERS, REPO, UINTR_LOOPS, is_uintr, log, median,
+from _common import (HERE, LOOPS, MISSING, PEERS, REPO, UINTR_LOOPS, is_uintr, log, loop_factory, median,
                      percentiles, run_on, versions)
 
 RESULTS = Path(os.environ.get("UINTR_BENCH_RESULTS") or HERE / "results")
@@ -87,7 +87,7 @@ def worker(name: str, p: dict[str, Any]) -> dict[str, Any]:
     import crossthread as ct
     import echo
 
-    factory = LOOPS[name]
+    factory = loop_factory(name)
     out: dict[str, Any] = {"errors": {}, "samples": {}}
 
     def attempt(key: str, fn: Any) -> None:
@@ -427,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 round, few samples (for development)")
     for key, default in DEFAULTS.items():
         ap.add_argument(f"--{key}", type=type(default), default=None, help=f"default {default}")
-    ap.add_argument("--loops", default=None, help="comma-separated subset of: " + ", ".join(LOOPS))
+    ap.add_argument("--loops", default=None, help="comma-separated, of: " + ", ".join(LOOPS)
+                    + "; a uintr loop with an explicit busy_poll (us) as e.g. uintr-uvloop@50")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -439,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     p = dict(QUICK if args.quick else DEFAULTS)
     p.update({k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None})
     loops = list(LOOPS) if not args.loops else args.loops.split(",")
-    unknown = [n for n in loops if n not in LOOPS]
+    unknown = [n for n in loops if n.partition("@")[0] not in LOOPS]
     if unknown:
         ap.error(f"not available here: {', '.join(unknown)} (available: {', '.join(LOOPS)}; missing: {MISSING})")
     RESULTS.mkdir(parents=True, exist_ok=True)
