@@ -374,6 +374,7 @@ def plots(rounds: list[dict[str, Any]], loops: list[str], floor_samples: list[in
         log("matplotlib is not installed: no plots (make bench installs it in the benchmark's environment)")
         return []
     written = []
+    color = {n: f"C{i % 10}" for i, n in enumerate(loops)}      # one colour per loop in every plot
     fig_, axes = plt.subplots(1, 2, figsize=(15, 5), sharey=True)
     xs = sorted(v / 1000 for v in floor_samples)
     for ax, title, keys in ((axes[0], "Python sender (call_soon_threadsafe)", ("wake",)),
@@ -387,7 +388,7 @@ def plots(rounds: list[dict[str, Any]], loops: list[str], floor_samples: list[in
                 style = "--" if key == "native_uintr" else "-"
                 label = n + (" (uintr Receiver)" if key == "native_uintr" else
                              " (eventfd)" if key == "native_eventfd" else "")
-                ax.plot(data, [(i + 1) / len(data) for i in range(len(data))], style, label=label)
+                ax.plot(data, [(i + 1) / len(data) for i in range(len(data))], style, color=color[n], label=label)
         ax.set_xscale("log")
         ax.set_xlabel("wake latency, us (log)")
         ax.set_title(f"{title}, Python {PY}")
@@ -405,8 +406,9 @@ def plots(rounds: list[dict[str, Any]], loops: list[str], floor_samples: list[in
     width = 0.8 / max(1, len(loops))
     for i, n in enumerate(loops):
         pos = [k + i * width for k in range(len(keys))]
-        top.bar(pos, [fig(rounds, n, k, "p50") for k in keys], width, label=n)
-        bottom.bar(pos, [fig(rounds, n, k, "cpu_us") for k in keys], width, label=n)
+        hatch = "//" if is_uintr(n) else None
+        top.bar(pos, [fig(rounds, n, k, "p50") for k in keys], width, label=n, color=color[n], hatch=hatch)
+        bottom.bar(pos, [fig(rounds, n, k, "cpu_us") for k in keys], width, label=n, color=color[n], hatch=hatch)
     top.set_ylabel("p50 round trip, us")
     bottom.set_ylabel("CPU per round trip, us (all threads)")
     top.set_title(f"Thread round trips, Python {PY} (medians of {len(rounds)} rounds)")
