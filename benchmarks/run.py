@@ -88,11 +88,13 @@ def worker(name: str, p: dict[str, Any]) -> dict[str, Any]:
     import echo
 
     factory = loop_factory(name)
-    out: dict[str, Any] = {"errors": {}, "samples": {}}
+    out: dict[str, Any] = {"errors": {}, "samples": {}, "seconds": {}}
 
     def attempt(key: str, fn: Any) -> None:
+        t0 = time.monotonic()
         try:
             fn()
+            out["seconds"][key] = round(time.monotonic() - t0, 3)
         except Exception as exc:  # noqa: BLE001 - one workload failing must not hide the others
             out["errors"][key] = f"{type(exc).__name__}: {exc}"
             log(f"  {name}: {key} failed: {out['errors'][key]}")
