@@ -263,8 +263,9 @@ def markdown(rounds: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [f"# Benchmarks on Python {meta['python']}\n",
              f"{meta['when']}; {meta['machine']}; {len(rounds)} interleaved round(s), medians over rounds; "
              f"{meta['wall_s']:.0f} s. Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + ".",
+             f"Load average (1 min) {meta['loadavg'][0]:.1f} at the start, {meta['loadavg'][1]:.1f} at the end.",
              "A ratio is the median over rounds of the ratio within one round; \"x best\" is to the best peer "
-             "(" + ", ".join(PEERS) + ") of that round: below 1 is better for times and CPU, above 1 for rates. "
+             "(" + ", ".join(meta["peers"]) + ") of that round: below 1 is better for times and CPU, above 1 for rates. "
              "CPU is the whole process's (every thread) per operation."]
     if meta["missing"]:
         lines.append("Not measured here: " + "; ".join(f"{k} ({v})" for k, v in meta["missing"].items()) + ".")
@@ -456,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds: list[dict[str, Any]] = []
     floor_samples: list[int] = []
     t0 = time.monotonic()
+    load0 = os.getloadavg()[0]
     for i in range(p["rounds"]):
         order = loops[i % len(loops):] + loops[:i % len(loops)]
         log(f"round {i + 1}/{p['rounds']} ({time.monotonic() - t0:.0f} s): {', '.join(order)}")
@@ -467,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             r["loops"][n] = run_child(n, p)
         rounds.append(r)
     meta["wall_s"] = time.monotonic() - t0
+    meta["loadavg"] = [load0, os.getloadavg()[0]]
     md = markdown(rounds, meta)
     meta["plots"] = plots(rounds, loops, floor_samples)
     meta["targets"] = targets(rounds)
