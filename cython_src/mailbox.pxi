@@ -97,6 +97,8 @@ cdef class Mailbox:
         self.items.append(handle)
         if self.port.forked():
             return handle           # a fork child's copy: it cannot run (port.pxi)
+        # wake-latency sample: this post's drain files it (metrics.pxi)
+        uintr_loopstats_stamp(&self.port.loopstats)
         rc = post_with_gil(&self.port.wakeup_sender)
         if rc < 0 and rc != -ESHUTDOWN:
             raise OSError(-rc, "uintr_loop: notification failed")
@@ -114,6 +116,8 @@ cdef class Mailbox:
         cdef ThreadsafeHandle handle
         cdef Py_ssize_t i, n = len(items)
         self.drain_scheduled = False
+        if self.port is not None:
+            uintr_loopstats_sample_end(&self.port.loopstats)
         if n == 0:
             return
         self.items = []                     # model step T
