@@ -77,7 +77,7 @@ class UintrLoopAPI:
         if port is None:
             assert self._uintr_final_statistics is not None
             return self._uintr_final_statistics
-        return loop_statistics(port)  # type: ignore[no-any-return]
+        return loop_statistics(port)
 
     def run_forever(self) -> None:
         """As the base loop's; each run's time counts in statistics()."""
