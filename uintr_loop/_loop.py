@@ -24,7 +24,7 @@ from collections.abc import Callable
 from contextvars import Context
 
 from ._backend import new_port
-from ._core import Port, WakeProbe
+from ._core import Port, WakeProbe, loop_timing
 from ._loopapi import UintrLoopAPI
 from ._shim import install_shim
 from ._watchdog import set_hog_watchdog
@@ -99,7 +99,8 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
         port.busy_poll = busy_poll
         self = super().__new__(cls)
         self._uintr_init(port)
-        self._uintr_probe = WakeProbe(port)
+        # the asyncio base's end of a wake-latency sample (none: timing off)
+        self._uintr_probe = WakeProbe(port) if loop_timing(port) else None
         return self
 
     def __init__(
@@ -135,7 +136,11 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
                 self._check_callback(callback, "call_soon_threadsafe")  # type: ignore[attr-defined]
             if probe.stamp():
                 self._ready.append(probe)  # type: ignore[attr-defined]
-        return super().call_soon_threadsafe(callback, *args, context=context)
+        handle = super().call_soon_threadsafe(callback, *args, context=context)
+        tb = handle._source_traceback       # debug mode: the caller's frame is last
+        while tb and tb[-1].filename == __file__:
+            del tb[-1]
+        return handle
 
     def _write_to_self(self) -> None:
         port = self._uintr_port
