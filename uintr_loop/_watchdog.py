@@ -141,9 +141,12 @@ class HogWatchdog:
         task = None
         context = None
         try:
-            running = asyncio.tasks._current_tasks.get(self.loop)  # type: ignore[attr-defined]
+            # asyncio.current_task(loop) answers for another thread's loop
+            # (3.14 keeps the running task in that thread's state, where
+            # asyncio's old table no longer has it)
+            running = asyncio.current_task(self.loop)
             task = repr(running) if running is not None else None
-        except Exception:   # private table absent on this Python: no task name
+        except Exception:   # a loop asyncio does not know: no task name
             running = task = None
         if running is not None:     # Task.get_context() is 3.12+; _context before
             get_context = getattr(running, "get_context", None)
