@@ -179,7 +179,7 @@ def post_round(base: str, timing: str, n: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 7; 2 with --quick)")
     parser.add_argument("--conns", type=int, default=16)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--tasks", type=int, default=50)
@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(HERE / "results" / "metrics_overhead.json"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.requests, args.steps, args.posts = 2, 50, 100, 5000
+        args.requests, args.steps, args.posts = 50, 100, 5000
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 7
     if sys.version_info < (3, 11):
         raise SystemExit("the benchmarks need Python 3.11+ (asyncio.Runner)")
 
