@@ -13,8 +13,9 @@
 # to a fresh, empty list and posts again.
 #
 # Nothing between the emptiness test and the post can release the GIL (no
-# Python code runs there; the handle is built before), which is what makes
-# that argument hold with several sender threads.
+# Python code runs there; the handle is built before; the wake-latency stamp
+# taken there is plain C, includes/loopstats.h), which is what makes that
+# argument hold with several sender threads.
 
 cimport cython
 from cpython.contextvars cimport PyContext_CopyCurrent
