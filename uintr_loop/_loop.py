@@ -127,11 +127,13 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
     def call_soon_threadsafe(
         self, callback: Callable[..., object], *args: object, context: Context | None = None
     ) -> asyncio.Handle:
-        """asyncio's, with wake-latency sampling: when no sample is in flight,
-        this post is stamped and the loop's probe queued just ahead of its
-        callback (statistics().wake_latency; metrics.pxi)."""
+        """asyncio's, with wake-latency sampling: a post that finds the ready
+        queue empty (as the uvloop base's mailbox samples the post that makes
+        it non-empty) and no sample in flight is stamped, and the loop's probe
+        is queued just ahead of its callback (statistics().wake_latency;
+        metrics.pxi). A post behind queued callbacks costs one test more."""
         probe = self._uintr_probe
-        if probe is not None and not self._closed:  # type: ignore[attr-defined]
+        if probe is not None and not self._ready and not self._closed:  # type: ignore[attr-defined]
             if self._debug:  # type: ignore[attr-defined]  # refuse before queueing the probe
                 self._check_callback(callback, "call_soon_threadsafe")  # type: ignore[attr-defined]
             if probe.stamp():
