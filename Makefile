@@ -68,6 +68,7 @@ bench: bench-here
 	$(PY) benchmarks/xproc_latency.py
 	$(PY) benchmarks/shim_overhead.py
 	$(PY) benchmarks/preempt_latency.py
+	$(PY) benchmarks/metrics_overhead.py
 
 bench-here: build $(BENCH_VENV)/.deps
 	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)

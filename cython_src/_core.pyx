@@ -14,6 +14,7 @@ One extension, one concern per included file:
   shim.pxi      the scheduler shim: tasks as receivers
   preempt.pxi   the native preemption timer's glue
   upidcell.pxi  UpidCell: upid.h's functions on one block, for the property tests
+  metrics.pxi   what loop.statistics() adds: time, iterations, wake latency
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
 cimport cython
@@ -40,13 +41,14 @@ from memfd cimport uintr_map_table, uintr_unmap_table
 from notify cimport (UINTR_CHANNEL_EVENTFD, UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_notify,
                      uintr_channel_open, uintr_channel_t)
 from busypoll cimport uintr_busy_poll, uintr_poll_stats_t
+from loopstats cimport *
 from send cimport uintr_sender_c, uintr_sender_post, uintr_sender_send
 from upid cimport *
 from vectorfd cimport (uintr_peer_set_t, uintr_peers_add, uintr_peers_close, uintr_peers_hold,
                        uintr_vfd_create, uintr_vfd_open, uintr_vfd_opened_t)
 from preempt cimport *
 
-from uintr_loop._types import ReceiverStatistics
+from uintr_loop._types import LoopStatistics, ReceiverStatistics, WakeLatency
 
 include "errors.pxi"
 include "sender.pxi"
@@ -60,3 +62,4 @@ include "probe.pxi"
 include "shim.pxi"
 include "preempt.pxi"
 include "upidcell.pxi"
+include "metrics.pxi"

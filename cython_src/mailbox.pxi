@@ -13,8 +13,9 @@
 # to a fresh, empty list and posts again.
 #
 # Nothing between the emptiness test and the post can release the GIL (no
-# Python code runs there; the handle is built before), which is what makes
-# that argument hold with several sender threads.
+# Python code runs there; the handle is built before; the wake-latency stamp
+# taken there is plain C, includes/loopstats.h), which is what makes that
+# argument hold with several sender threads.
 
 cimport cython
 from cpython.contextvars cimport PyContext_CopyCurrent
@@ -97,6 +98,8 @@ cdef class Mailbox:
         self.items.append(handle)
         if self.port.forked():
             return handle           # a fork child's copy: it cannot run (port.pxi)
+        # wake-latency sample: this post's drain files it (metrics.pxi)
+        uintr_loopstats_stamp(&self.port.loopstats)
         rc = post_with_gil(&self.port.wakeup_sender)
         if rc < 0 and rc != -ESHUTDOWN:
             raise OSError(-rc, "uintr_loop: notification failed")
@@ -114,6 +117,8 @@ cdef class Mailbox:
         cdef ThreadsafeHandle handle
         cdef Py_ssize_t i, n = len(items)
         self.drain_scheduled = False
+        if self.port is not None:
+            uintr_loopstats_sample_end(&self.port.loopstats)
         if n == 0:
             return
         self.items = []                     # model step T

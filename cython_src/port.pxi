@@ -57,6 +57,8 @@ cdef class Port:
     cdef readonly object max_sleep     # hardware mode: longest select (port_hardware.pxi)
     cdef uintr_peer_set_t peers     # vector fds handed out, per block (vectorfd.pxi)
     cdef object repair              # the half-done-post repair timer (vectorfd.pxi)
+    cdef uintr_loopstats_t loopstats  # time, iterations, wake latency (metrics.pxi)
+    cdef object stats_floor         # monotonic busy/idle for readers (metrics.pxi)
 
     def __cinit__(self, str mode="software", hardware=None):
         self.memfd = -1
@@ -86,6 +88,7 @@ cdef class Port:
         self.born = fork_generation
         self.slots_used = 1
         self.receivers = {}
+        uintr_loopstats_init(&self.loopstats, timing_wanted())
         if mode == "hardware":
             port_open_hardware(self, hardware)
 
@@ -138,6 +141,7 @@ cdef class Port:
         cdef uint64_t budget = self.busy_poll_ns
         cdef int hit
         self.check_owner()
+        uintr_loopstats_wait_begin(&self.loopstats)
         if budget:
             if 0 <= timeout * 1e9 < budget:
                 budget = <uint64_t>(timeout * 1e9)
@@ -153,6 +157,7 @@ cdef class Port:
     cpdef recognise(self):
         """Set SN again after blocking; take and dispatch pending vectors."""
         self.check_owner()
+        uintr_loopstats_iteration(&self.loopstats)
         uintr_upid_suppress(&self.table.block[0])
         if self.hw is not None:
             port_recognise_hardware(self)

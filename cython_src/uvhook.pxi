@@ -32,6 +32,7 @@ from posix.unistd cimport read as posix_read
 
 from busypoll cimport uintr_busy_poll, uintr_poll_stats_t
 from uvapi cimport *
+from uvmetrics cimport uintr_loopstats_iteration_uv, uintr_uv_idle_time_fn, uintr_uv_metrics_enable
 
 
 cdef struct uvhook_c:
@@ -40,6 +41,8 @@ cdef struct uvhook_c:
     uintr_block_t *block
     uintr_poll_stats_t *poll_stats
     uint64_t *busy_poll_ns
+    uintr_loopstats_t *loopstats    # the port's (metrics.pxi)
+    uintr_uv_idle_time_fn idle_time # libuv's measure of the waits; NULL: no timing
     int efd
     uint64_t *fork_generation   # port.pxi's counter, and its value when made:
     uint64_t born               # they differ in a fork child (see on_prepare)
@@ -68,6 +71,7 @@ cdef void on_prepare(void *handle) noexcept nogil:
     cdef uvhook_c *h = hook_of(handle)
     cdef int timeout = h.api.backend_timeout(h.uvloop)
     cdef uint64_t budget = h.busy_poll_ns[0]
+    cdef int hit
     if hook_forked(h):
         # A fork child running its parent's loop (port.pxi): touch nothing
         # shared, do not sleep, and end the run; UintrUVLoop.run_forever
@@ -82,10 +86,13 @@ cdef void on_prepare(void *handle) noexcept nogil:
         # sure it does not (one extra iteration, after which it is exact).
         start_idle(h)
         return
+    uintr_loopstats_wait_begin(h.loopstats)
     if budget:
         if timeout > 0 and <uint64_t>timeout * 1000000 < budget:
             budget = <uint64_t>timeout * 1000000
-        if uintr_busy_poll(h.block, budget, h.poll_stats):
+        hit = uintr_busy_poll(h.block, budget, h.poll_stats)
+        uintr_loopstats_spun(h.loopstats)
+        if hit:
             start_idle(h)
             return
     if uintr_upid_restore(h.block):
@@ -112,6 +119,7 @@ cdef void on_check(void *handle) noexcept nogil:
         h.api.idle_stop(h.idle)
     if hook_forked(h):
         return
+    uintr_loopstats_iteration_uv(h.loopstats, h.idle_time, h.uvloop)
     uintr_upid_suppress(h.block)
     if uintr_upid_pending(h.block):
         with gil:
@@ -173,6 +181,11 @@ cdef class UVHook:
         self.h.block = &port.table.block[0]
         self.h.poll_stats = port.poll_stats_ptr()
         self.h.busy_poll_ns = &port.busy_poll_ns
+        self.h.loopstats = &port.loopstats
+        if port.loopstats.timing:
+            self.h.idle_time = uintr_uv_metrics_enable(uvloop_module_path.encode(), uvl)
+            if self.h.idle_time == NULL:
+                port.loopstats.timing = 0     # no measure of the waits: no time at all
         self.h.efd = port.channel.fd
         self.h.fork_generation = &fork_generation
         self.h.born = port.born

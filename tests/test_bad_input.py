@@ -637,6 +637,19 @@ if not hardware_available():
     row("capabilities", "UINTR_LOOP_MODE=hardware without UINTR",
         lambda c: with_mode(c, "hardware", uintr_loop.capabilities),
         HardwareUnavailableError, "UINTR_LOOP_MODE=hardware, but")
+
+
+def with_timing(c: Ctx, value: str, fn: Callable[[], Any]) -> Any:
+    c.monkeypatch.setenv("UINTR_LOOP_TIMING", value)
+    try:
+        return fn()
+    finally:
+        c.monkeypatch.delenv("UINTR_LOOP_TIMING")
+
+
+row("new_event_loop", "UINTR_LOOP_TIMING=2",
+    lambda c: with_timing(c, "2", lambda: uintr_loop.new_event_loop(base=c.base)),
+    ValueError, "UINTR_LOOP_TIMING must be 0 or 1, got '2'")
 row("capabilities", "UINTR_LOOP_MODE=bogus",
     lambda c: with_mode(c, "bogus", uintr_loop.capabilities), ValueError, "expected one of")
 row("capabilities", "an argument", lambda c: uintr_loop.capabilities(True), TypeError, "argument")
@@ -762,10 +775,62 @@ def truncated(c: Ctx) -> None:
 
 row("recv_fds", "more fds than maxfds (none leak)", truncated, OSError, "truncated")
 
+# -- loop statistics and their export ------------------------------------------------
+
+each("LoopStatistics.since", "earlier", [None, 1, "x"],
+     lambda c, v: c.loop.statistics().since(v), TypeError, r"since\(\) takes a LoopStatistics")
+row("LoopStatistics.since", "a receiver's ReceiverStatistics",
+    lambda c: c.loop.statistics().since(c.receiver().statistics()), TypeError,
+    r"since\(\) takes a LoopStatistics")
+row("LoopStatistics.utilization", "assigning",
+    lambda c: setattr(c.loop.statistics(), "utilization", 0.5), dataclasses.FrozenInstanceError,
+    "utilization")
+each("WakeLatency.quantile", "q", [None, True, "0.5"],
+     lambda c, v: c.loop.statistics().wake_latency.quantile(v), TypeError, "q must be a number")
+each("WakeLatency.quantile", "q", [0, -0.5, 1.01, math.nan, math.inf],
+     lambda c, v: c.loop.statistics().wake_latency.quantile(v), ValueError, r"q must be in \(0, 1\]")
+each("WakeLatency.since", "earlier", [None, 3],
+     lambda c, v: c.loop.statistics().wake_latency.since(v), TypeError,
+     r"since\(\) takes a WakeLatency")
+for _attr in ("count", "mean", "BOUNDS"):
+    row(f"WakeLatency.{_attr}", "assigning",
+        functools.partial(lambda c, a: setattr(c.loop.statistics().wake_latency, a, 1), a=_attr),
+        dataclasses.FrozenInstanceError, _attr)
+each("log_statistics", "loop", [None, object()],
+     lambda c, v: uintr_loop.log_statistics(v), TypeError, "uintr_loop event loop")
+row("log_statistics", "a stock asyncio loop", lambda c: uintr_loop.log_statistics(stock_loop(c)),
+    TypeError, "uintr_loop event loop")
+each("log_statistics", "logger", ["uintr_loop", 1],
+     lambda c, v: uintr_loop.log_statistics(c.loop, v), TypeError, "logger must be a logging.Logger")
+each("log_statistics", "level", ["INFO", True, 1.5],
+     lambda c, v: uintr_loop.log_statistics(c.loop, level=v), TypeError, "level must be")
+each("log_statistics", "since", [1, "x", object()],
+     lambda c, v: uintr_loop.log_statistics(c.loop, since=v), TypeError, "since must be")
+row("log_statistics", "a closed loop: its final figures, no error",
+    lambda c: type(uintr_loop.log_statistics(c.closed_loop())).__name__, None,
+    result="LoopStatistics")
+each("hog_reporter", "logger", ["x", 1],
+     lambda c, v: uintr_loop.hog_reporter(v), TypeError, "logger must be a logging.Logger")
+each("hog_reporter", "level", ["WARNING", None],
+     lambda c, v: uintr_loop.hog_reporter(level=v), TypeError, "level must be")
+each("hog_reporter", "span_event", [1, "yes", None],
+     lambda c, v: uintr_loop.hog_reporter(span_event=v), TypeError, "span_event must be a bool")
+each("instrument_otel", "loop", [None, object()],
+     lambda c, v: uintr_loop.instrument_otel(v), TypeError, "uintr_loop event loop")
+row("instrument_otel", "a stock asyncio loop",
+    lambda c: uintr_loop.instrument_otel(stock_loop(c)), TypeError, "uintr_loop event loop")
+each("instrument_otel", "attributes", [[("a", 1)], {"a": None}, {1: "x"}, {"a": [1]}],
+     lambda c, v: uintr_loop.instrument_otel(c.loop, attributes=v), TypeError, "attributes must")
+each("instrument_otel", "meter_provider", [1, "x"],
+     lambda c, v: uintr_loop.instrument_otel(c.loop, meter_provider=v), TypeError,
+     "meter_provider must be")
+
 # -- immutable records: assigning to one is refused --------------------------------
 
 FROZEN = dataclasses.FrozenInstanceError
 readonly("ReceiverStatistics", lambda c: c.loop.statistics(), "posted", 0, FROZEN)
+readonly("LoopStatistics", lambda c: c.loop.statistics(), "busy_time", 1.0, FROZEN)
+readonly("WakeLatency", lambda c: c.loop.statistics().wake_latency, "max", 0.0, FROZEN)
 readonly("Capabilities", lambda c: uintr_loop.capabilities(), "mode", "hardware", FROZEN)
 readonly("HogReport", lambda c: uintr_loop.HogReport(0.1, 1, (), None), "duration", 0, FROZEN)
 
@@ -779,6 +844,11 @@ EXEMPT = {
 }
 EXEMPT["Capabilities.describe"] = "no arguments; formats an immutable record"
 EXEMPT["HogReport.format"] = "no arguments; formats an immutable record"
+for _name in ("HogReport.as_dict", "HogReport.span_attributes", "LoopStatistics.as_dict",
+              "WakeLatency.as_dict"):
+    EXEMPT[_name] = "no arguments; plain values of an immutable record"
+EXEMPT["OtelInstrumentation"] = "made by instrument_otel (its rows), which checks every argument"
+EXEMPT["OtelInstrumentation.close"] = "no arguments; idempotent"
 
 
 # -- the test --------------------------------------------------------------------
@@ -934,8 +1004,13 @@ def test_every_entry_point_has_a_row() -> None:
 
 def test_documented_table_names_every_entry_point() -> None:
     """The documentation's "Bad input" reference table names each entry
-    point of this table, as the table names it."""
+    point of this table, as the table names it (or, for an entry point
+    documented on a page of its own, that page's "## Bad input" section does)."""
     section = (REPO_ROOT / "docs" / "guide" / "bad-input.md").read_text()
+    for page in sorted((REPO_ROOT / "docs").glob("**/*.md")):
+        parts = page.read_text().split("\n## Bad input\n", 1)
+        if len(parts) == 2:
+            section += parts[1].split("\n## ", 1)[0]
     missing = [entry for entry in sorted({r.entry for r in ROWS} | set(EXEMPT))
                if entry.removeprefix("C:") not in section]
     assert not missing, f"docs/guide/bad-input.md's table does not name: {missing}"

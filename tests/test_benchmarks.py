@@ -78,3 +78,24 @@ def test_quick_benchmark_run_reports_every_figure(tmp_path) -> None:  # type: ig
         assert set(meta["plots"]) == plots and all((tmp_path / p).stat().st_size > 0 for p in plots)
     else:
         assert meta["plots"] == [] and "no plots" in proc.stderr
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11),
+                    reason="the benchmarks use asyncio.Runner, new in Python 3.11 (probed sys.version_info)")
+def test_quick_metrics_overhead_run_reports_every_figure(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "metrics_overhead.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "metrics_overhead.py"),
+                           "--quick", "--rounds", "1", "--json", str(out)],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert len(data["rounds"]) == 1
+    keys = {(r["base"], r["workload"], r["figure"]) for r in data["rows"]}
+    for base in ("asyncio", "uvloop"):
+        assert {(base, "echo", "rps"), (base, "echo", "cpu_ns_per_req"),
+                (base, "switch", "cpu_ns_per_switch"), (base, "post", "cpu_ns_per_post")} <= keys
+        for rnd in data["rounds"]:
+            # the sampling ran where it was on, and only there
+            assert rnd[f"post/{base}/on"]["samples"] > 0 == rnd[f"post/{base}/off"]["samples"]
+    assert "| base | workload | figure |" in proc.stdout

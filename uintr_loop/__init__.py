@@ -26,11 +26,13 @@ from ._deadline import (  # noqa: E402
     preemptible,
     preemption_masked,
 )
+from ._export import hog_reporter, log_statistics  # noqa: E402
 from ._fds import recv_fds, send_fds  # noqa: E402
 from ._loop import UintrEventLoop  # noqa: E402
+from ._otel import OtelInstrumentation, instrument_otel  # noqa: E402
 from ._policy import UintrPolicy, run  # noqa: E402
 from ._shim import install_shim, uninstall_shim  # noqa: E402
-from ._types import ReceiverStatistics  # noqa: E402
+from ._types import LoopStatistics, ReceiverStatistics, WakeLatency  # noqa: E402
 from ._watchdog import HogReport  # noqa: E402
 
 
@@ -71,6 +73,8 @@ __all__ = [
     "HardwareUnavailableError",
     "HogReport",
     "InvalidVectorFdError",
+    "LoopStatistics",
+    "OtelInstrumentation",
     "PreemptionUnavailableError",
     "Receiver",
     "ReceiverClosedError",
@@ -82,9 +86,13 @@ __all__ = [
     "UintrPolicy",
     "UintrUVLoop",
     "VectorFd",
+    "WakeLatency",
     "capabilities",
     "deadline",
+    "hog_reporter",
     "install_shim",
+    "instrument_otel",
+    "log_statistics",
     "new_event_loop",
     "preemptible",
     "preemption_masked",

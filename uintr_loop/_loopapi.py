@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._core import Port
-from ._types import ReceiverStatistics
+from ._core import Port, loop_run_begin, loop_run_end, loop_statistics
+from ._types import LoopStatistics
 from ._watchdog import HogReport, HogWatchdog, set_hog_watchdog
 
 
@@ -14,7 +14,7 @@ class UintrLoopAPI:
 
     _uintr_port: Port | None
     _uintr_mode: str
-    _uintr_final_statistics: ReceiverStatistics | None
+    _uintr_final_statistics: LoopStatistics | None
 
     if TYPE_CHECKING:
         def is_running(self) -> bool: ...
@@ -32,7 +32,7 @@ class UintrLoopAPI:
         port = self._uintr_port
         if port is not None:
             port.close()
-            self._uintr_final_statistics = port.statistics()
+            self._uintr_final_statistics = loop_statistics(port)
             self._uintr_port = None
 
     def set_hog_watchdog(
@@ -67,15 +67,29 @@ class UintrLoopAPI:
         """``"software"`` or ``"hardware"``: how this loop's interrupts travel."""
         return self._uintr_mode
 
-    def statistics(self) -> ReceiverStatistics:
-        """The loop's own receiver: wakeup posts and receiver notifications
-        (``delivered`` counts the vectors the loop recognised). After close,
-        the figures as they were at close."""
+    def statistics(self) -> LoopStatistics:
+        """An immutable LoopStatistics: the loop's own receiver (wakeup posts
+        and receiver notifications; ``delivered`` counts the vectors the loop
+        recognised) and the loop's time: iterations, busy and idle time, wake
+        latency (see docs/guide/statistics.md). Any thread. After close, the
+        figures as they were at close."""
         port = self._uintr_port
         if port is None:
             assert self._uintr_final_statistics is not None
             return self._uintr_final_statistics
-        return port.statistics()
+        return loop_statistics(port)
+
+    def run_forever(self) -> None:
+        """As the base loop's; each run's time counts in statistics()."""
+        port = self._uintr_port
+        if port is None or self.is_running():
+            super().run_forever()  # type: ignore[misc]  # raises as the base does
+            return
+        loop_run_begin(port)
+        try:
+            super().run_forever()  # type: ignore[misc]
+        finally:
+            loop_run_end(port)
 
     def __repr__(self) -> str:
         return (

@@ -10,7 +10,9 @@ every quarter of the threshold. A heartbeat the loop has not run for longer
 than the threshold means one callback (or task step) holds the loop: the
 thread then reads that thread's current stack (``sys._current_frames()``)
 and calls the user's callback *in the watchdog thread* with a ``HogReport``.
-One report per stall. Off (the default) nothing runs at all; on, it costs
+One report per stall; the default callback logs it as a warning record
+whose ``uintr_loop_hog`` attribute holds ``report.as_dict()``
+(``uintr_loop.hog_reporter`` also adds it to the hogging task's span). Off (the default) nothing runs at all; on, it costs
 four heartbeat callbacks per threshold. It works on any loop with
 ``call_soon_threadsafe``.
 """
@@ -24,8 +26,10 @@ import sys
 import threading
 import time
 import traceback
+import contextvars
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["HogReport", "HogWatchdog"]
 
@@ -40,12 +44,33 @@ class HogReport:
     thread_id: int
     stack: tuple[str, ...]          # traceback.format_stack lines, outermost first
     task: str | None                # repr of the task running, if one is
+    # the running task's contextvars (read-only use: the task is running in
+    # the loop's thread), for a request id or the current span; None if no
+    # task runs or this Python does not say
+    context: contextvars.Context | None = field(default=None, repr=False, compare=False)
 
     def format(self) -> str:
         head = f"event loop held for {self.duration * 1000:.1f} ms"
         if self.task:
             head += f" by {self.task}"
         return head + ", still running:\n" + "".join(self.stack)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for a log record's ``extra`` or JSON: duration (s),
+        thread_id, task and the stack as one string."""
+        return {"duration": self.duration, "thread_id": self.thread_id,
+                "task": self.task, "stack": "".join(self.stack)}
+
+    def span_attributes(self) -> dict[str, str | int | float]:
+        """The report as OpenTelemetry attributes (for a span event)."""
+        attrs: dict[str, str | int | float] = {
+            "uintr_loop.hog.duration": self.duration,
+            "thread.id": self.thread_id,
+            "code.stacktrace": "".join(self.stack),
+        }
+        if self.task is not None:
+            attrs["uintr_loop.hog.task"] = self.task
+        return attrs
 
 
 class HogWatchdog:
@@ -114,14 +139,21 @@ class HogWatchdog:
         frame = sys._current_frames().get(loop_thread)
         stack = tuple(traceback.format_stack(frame)) if frame is not None else ()
         task = None
+        context = None
         try:
-            running = asyncio.tasks._current_tasks.get(self.loop)  # type: ignore[attr-defined]
+            # asyncio.current_task(loop) answers for another thread's loop
+            # (3.14 keeps the running task in that thread's state, where
+            # asyncio's old table no longer has it)
+            running = asyncio.current_task(self.loop)
             task = repr(running) if running is not None else None
-        except Exception:   # private table absent on this Python: no task name
-            task = None
+        except Exception:   # a loop asyncio does not know: no task name
+            running = task = None
+        if running is not None:     # Task.get_context() is 3.12+; _context before
+            get_context = getattr(running, "get_context", None)
+            context = get_context() if get_context else getattr(running, "_context", None)
         self.reports += 1
         try:
-            self.callback(HogReport(duration, loop_thread, stack, task))
+            self.callback(HogReport(duration, loop_thread, stack, task, context))
         except Exception:
             logger.exception("uintr_loop hog watchdog callback failed")
 
@@ -170,4 +202,4 @@ def set_hog_watchdog(
 
 
 def _log_report(report: HogReport) -> None:
-    logger.warning("%s", report.format())
+    logger.warning("%s", report.format(), extra={"uintr_loop_hog": report.as_dict()})
