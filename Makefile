@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
-.PHONY: all build test demo bench soak verify spin valgrind clean info
+.PHONY: all build test demo bench soak verify spin valgrind clean info hw-emu
 
 all: build
 
@@ -66,6 +66,14 @@ verify: spin
 # lost bytes and fds left open of each, fails on anything not suppressed.
 valgrind: build
 	$(PY) tests/_memcheck.py
+
+# The backend's instructions on an emulated Sapphire Rapids (Bochs 3.0, two
+# CPUs), no Linux: builds Bochs once (about 6 minutes, cached outside the
+# repository in $$UINTR_LOOP_HW_EMU_CACHE or ~/.cache/uintr_loop/hw-emu), then
+# boots the freestanding test and prints its table of checks. Not part of
+# make test (tests/test_hardware_emulated.py runs it when the cache exists).
+hw-emu:
+	$(PYTHON) tests/hw_emu/hw_emu.py
 
 info: build
 	$(PY) -m uintr_loop info

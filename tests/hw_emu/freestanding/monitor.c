@@ -492,7 +492,9 @@ static long do_uintr_wait(int cpu, uint64_t usec, unsigned flags)
     timer_fired[cpu] = 0;
     apic_write(APIC_TIMER_DIV, 0xb);              /* divide by 1 */
     apic_write(APIC_LVT_TIMER, TIMER_VECTOR);     /* one-shot */
-    apic_write(APIC_TIMER_INIT, (uint32_t)(usec > 4000000 ? 0xffffffffu : usec * 1000));
+    /* Bochs's APIC timer advances with emulated time: ips = 50 M (bochsrc)
+     * makes 50 ticks a microsecond at divide-by-1. */
+    apic_write(APIC_TIMER_INIT, (uint32_t)(usec > 80000000 / 50 ? 80000000 : usec * 50));
     switch_uintr_prepare(cpu, 1);
     /* Interrupts on, then sleep: the sti;hlt pair is atomic, so a wake-up
      * between the check and the hlt is not lost. */
