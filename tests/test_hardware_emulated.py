@@ -37,7 +37,7 @@ LEVEL1_REQUIRED = {
     "post_to_switched_out_receiver", "cross_cpu_switched_out_receiver", "blocked_receiver_has_kernel_vector",
     "cross_cpu_blocked_in_uintr_wait", "uintr_wait_times_out", "cpu1_receiver_gets_its_vector",
     "cross_cpu_other_direction", "receiver_close", "send_to_closed_receiver", "unregistered_sender_faults",
-    "closed_receiver_gets_nothing",
+    "closed_receiver_gets_nothing", "no_unexpected_faults",
 }
 
 

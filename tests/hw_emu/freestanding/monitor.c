@@ -131,6 +131,16 @@ static void kprintf(const char *f, ...)
     kwrite(buf, n < (int)sizeof buf ? n : (int)sizeof buf - 1);
 }
 
+/* COM1: 115200 baud, 8 data bits, no parity, one stop bit. */
+static void serial_init(void)
+{
+    outb(0x3f8 + 1, 0x00);
+    outb(0x3f8 + 3, 0x80);
+    outb(0x3f8 + 0, 0x01);
+    outb(0x3f8 + 1, 0x00);
+    outb(0x3f8 + 3, 0x03);
+}
+
 static void shutdown(void)
 {
     /* Bochs: "Shutdown" written to port 0x8900 ends the simulation. */
@@ -727,6 +737,7 @@ void monitor_main(int cpu)
     if (cpu == 0) {
         outb(0x21, 0xff);                          /* mask the legacy PICs */
         outb(0xa1, 0xff);
+        serial_init();
         kprintf("\nMONITOR uintr freestanding test: no Linux; ring-0 monitor + ring-3 test program\n");
         cpuid(0, 0, r);
         if (r[0] < 7)

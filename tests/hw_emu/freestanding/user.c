@@ -126,6 +126,7 @@ static uintr_hw_sender_t sY;                    /* CPU 0 -> rxB */
 static volatile struct upid *upA, *upB;
 static volatile int phase, away_flag;
 static volatile int cpu1_ready;
+static int expected_faults[NCPUS];             /* SENDUIPIs meant to fault */
 
 /* ---- UIRET resumes the interrupted instruction stream intact ---------- */
 
@@ -419,6 +420,7 @@ static void cpu0_self_tests(void)
     {
         uint64_t pir_before = upA->pir;
         int faults = senduipi_faults[0];
+        expected_faults[0] += 2;
         senduipi_raw(UITT_ENTRIES);           /* > MISC's UITT size */
         senduipi_raw(UITT_ENTRIES - 1);       /* not a valid entry */
         check("senduipi_bad_index_faults",
@@ -503,6 +505,13 @@ static void cpu0(void)
     spin(20000);
     check("closed_receiver_gets_nothing", atomic_load(&rxA.interrupts) == before,
           "handler entries after close: +%lu", (unsigned long)(atomic_load(&rxA.interrupts) - before));
+
+    /* The monitor skips a faulting SENDUIPI (so the fault checks can count
+     * them); any fault the test did not ask for means a send went wrong. */
+    check("no_unexpected_faults",
+          senduipi_faults[0] == expected_faults[0] && senduipi_faults[1] == expected_faults[1],
+          "SENDUIPI faults: CPU 0 %d (expected %d), CPU 1 %d (expected %d)", senduipi_faults[0],
+          expected_faults[0], senduipi_faults[1], expected_faults[1]);
 }
 
 static void cpu1(void)
@@ -572,6 +581,7 @@ static void cpu1(void)
               "uintr_hw_send() = %ld (-ESHUTDOWN); a raw SENDUIPI only sets PIR (%lx), ON=%d: SN suppresses",
               r, (unsigned long)upA->pir, ON(upA));
         r = uintr_hw_sender_close(&sX[22]);
+        expected_faults[1]++;
         senduipi_raw((uint64_t)sX[22].index);
         check("unregistered_sender_faults", r == 0 && senduipi_faults[1] - faults == 1,
               "uintr_hw_sender_close() = %ld (syscall 475), SENDUIPI on its index: %d fault (#GP)", r,
