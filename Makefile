@@ -68,10 +68,11 @@ valgrind: build
 	$(PY) tests/_memcheck.py
 
 # The backend's instructions on an emulated Sapphire Rapids (Bochs 3.0, two
-# CPUs), no Linux: builds Bochs once (about 6 minutes, cached outside the
-# repository in $$UINTR_LOOP_HW_EMU_CACHE or ~/.cache/uintr_loop/hw-emu), then
-# boots the freestanding test and prints its table of checks. Not part of
-# make test (tests/test_hardware_emulated.py runs it when the cache exists).
+# CPUs), no Linux: builds Bochs once (about 6 minutes of two idle cores, cached
+# outside the repository in $$UINTR_LOOP_HW_EMU_CACHE or ~/.cache/uintr_loop/hw-emu),
+# then boots the freestanding test (about 10 s) and prints its table of checks.
+# make test never builds Bochs; tests/test_hardware_emulated.py runs the boot
+# when the cache has it and skips, naming what it probed, when not.
 hw-emu:
 	$(PYTHON) tests/hw_emu/hw_emu.py
 

@@ -25,6 +25,8 @@ Nothing is written into the repository.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -248,21 +250,34 @@ def parse_level1(serial_text: str) -> tuple[list[Check], tuple[int, int] | None,
     return checks, summary, fatal
 
 
+@contextlib.contextmanager
+def cache_lock(cache: Path):
+    """One build at a time per cache (two test sessions may run at once)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def level1(cache: Path, timeout: float) -> LevelResult:
     res = LevelResult("1", "ran", LEVEL1_WHERE)
     try:
-        image = build_level1(cache)
+        with cache_lock(cache):
+            image = build_level1(cache)
+            rundir = cache / "run" / f"level1-{os.getpid()}"
+            if rundir.exists():
+                shutil.rmtree(rundir)
+            rundir.mkdir(parents=True)
+            disk = rundir / "uintr-test.img"
+            shutil.copyfile(image, disk)
     except (RuntimeError, OSError) as e:
         res.state = "build failed"
         res.notes.append(str(e))
         return res
-    rundir = cache / "run" / "level1"
-    rundir.mkdir(parents=True, exist_ok=True)
-    disk = rundir / "uintr-test.img"
-    shutil.copyfile(image, disk)
     serial = rundir / "serial.txt"
-    if serial.exists():
-        serial.unlink()
     write_bochsrc(rundir / "bochsrc", cache, disk, serial, rundir / "bochs.log", cpus=2, memory_mb=64)
     log(f"level 1: booting the freestanding test in Bochs (run directory {rundir})")
     rc, res.seconds = run_bochs(cache, rundir, timeout)
@@ -283,6 +298,10 @@ def level1(cache: Path, timeout: float) -> LevelResult:
         res.notes.append(f"guest SUMMARY {summary} does not match the {len(res.checks)} CHECK lines")
     if fatal:
         res.state = "did not finish"
+    if res.state == "ran":
+        shutil.rmtree(rundir, ignore_errors=True)     # kept only when something went wrong
+    else:
+        res.notes.append(f"logs kept in {rundir}")
     return res
 
 
@@ -343,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     bochs_error = None
     if missing and not args.no_build_bochs:
         try:
-            build_bochs(cache)
+            with cache_lock(cache):
+                build_bochs(cache)
         except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
             bochs_error = str(e)
     elif missing:
