@@ -375,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
     else:
         results.append(level1(cache, args.timeout))
-    results.append(level_not_built("2", "the UINTR kernel (Intel's branch on linux-source-6.1) is not in this "
-                                        "repository yet; see docs/design/hardware-emulated.md"))
+    results.append(level_not_built("2", "no UINTR kernel for linux-source-6.1 in this repository (not attempted "
+                                        "yet; docs/design/hardware-emulated.md, 'Level 2')"))
     results.append(level_not_built("3", "needs the level-2 kernel"))
     print_table(results)
     print(f"\nhw-emu: {time.monotonic() - t0:.0f} s in all; cache {cache}")
