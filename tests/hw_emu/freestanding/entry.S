@@ -69,6 +69,7 @@ isr_common:
         .globl syscall_entry
 syscall_entry:
         movq    %rsp, %gs:8
+        movq    %rcx, %gs:24            /* the user RIP, for the wake log */
         movq    %gs:0, %rsp
         pushq   %gs:8
         pushq   %r11

@@ -164,7 +164,9 @@ static void fatal(const char *what, uint64_t a, uint64_t b)
 struct percpu {
     uint64_t kstack_top;          /* offset 0: syscall_entry's stack */
     uint64_t scratch;             /* offset 8: the user RSP on syscall entry */
-    int cpu;
+    int cpu;                      /* offset 16 */
+    int pad;
+    uint64_t user_rip;            /* offset 24: where the syscall came from */
     uint32_t apic_id;
 } __attribute__((aligned(64)));
 
@@ -194,7 +196,17 @@ static uint8_t kstack[NCPUS][16384] __attribute__((aligned(16)));
 static uint8_t ustack[NCPUS][65536] __attribute__((aligned(16)));
 static uint8_t tls_area[NCPUS][8192] __attribute__((aligned(4096)));
 static struct upid upids[NCPUS];
+/* The branch keeps one UITT per process; the RFC one per thread. The test
+ * process uses one ABI throughout (the first UINTR syscall decides). */
 static struct uitt_entry uitt[UITT_ENTRIES];
+static struct uitt_entry uitt_thread[NCPUS][UITT_ENTRIES];
+static long uitt_thread_fd[NCPUS][UITT_ENTRIES];   /* RFC: the fd each entry came from */
+static int abi_rfc = -1;
+
+static struct uitt_entry *uitt_of(int cpu)
+{
+    return abi_rfc == 1 ? uitt_thread[cpu] : uitt;
+}
 static struct uthread threads[NCPUS];
 static volatile int cpu_up[NCPUS], cpu_done[NCPUS];
 static volatile int timer_fired[NCPUS];
@@ -204,7 +216,8 @@ struct wake_log wake_log;
 volatile int senduipi_faults[NCPUS];
 volatile int senduipi_fault_vector[NCPUS];
 volatile int checks_passed, checks_failed;
-static volatile uint64_t *wake_blocked[NCPUS], *wake_pending[NCPUS];
+static volatile uint64_t *wake_blocked, *wake_pending;   /* the armed receiver */
+extern char uintr_hw_handler[];
 
 /* The vector fds: one process-wide table, fds from 10. */
 #define NFDS 200
@@ -389,7 +402,7 @@ static int fd_slot(long fd)
 static void set_sender_msrs(int cpu)
 {
     uint64_t misc;
-    wrmsr(MSR_IA32_UINTR_TT, (uint64_t)uitt | 1);
+    wrmsr(MSR_IA32_UINTR_TT, (uint64_t)uitt_of(cpu) | 1);
     misc = rdmsr(MSR_IA32_UINTR_MISC);
     misc &= 0xffffffff00000000UL;
     misc |= UITT_ENTRIES - 1;
@@ -399,6 +412,7 @@ static void set_sender_msrs(int cpu)
 
 static long do_register_sender(int cpu, long fd, unsigned flags)
 {
+    struct uitt_entry *uitt = uitt_of(cpu);
     int slot, owner, entry = -1;
     if (flags)
         return -EINVAL;
@@ -416,6 +430,7 @@ static long do_register_sender(int cpu, long fd, unsigned flags)
             uitt[i].vector = (uint8_t)fds[slot].vector;
             uitt[i].upid = (uint64_t)&upids[owner];
             uitt[i].valid = 1;
+            uitt_thread_fd[cpu][i] = fd;
             entry = i;
             break;
         }
@@ -427,10 +442,20 @@ static long do_register_sender(int cpu, long fd, unsigned flags)
     return entry;
 }
 
-static long do_unregister_sender(long index, unsigned flags)
+static long do_unregister_sender(int cpu, long index, unsigned flags)
 {
+    struct uitt_entry *uitt = uitt_of(cpu);
     if (flags)
         return -EINVAL;
+    if (abi_rfc == 1) {                 /* RFC: by fd, in this thread's UITT */
+        long fd = index;
+        index = -1;
+        for (int i = 0; i < UITT_ENTRIES; i++)
+            if (uitt[i].valid && uitt_thread_fd[cpu][i] == fd)
+                index = i;
+        if (index < 0)
+            return -EINVAL;
+    }
     if (index < 0 || index >= UITT_ENTRIES || !uitt[index].valid)
         return -EINVAL;
     uitt[index].valid = 0;
@@ -443,7 +468,9 @@ static void switch_uintr_prepare(int cpu, int sleeping)
     struct uthread *t = &threads[cpu];
     if (!t->receiver)
         return;
-    if (sleeping && (t->waiting_cost & UINTR_HANDLER_FLAG_WAITING_RECEIVER)) {
+    /* The RFC's uintr_wait() always sleeps on the kernel vector; the branch
+     * does so for any interruptible sleep of a WAITING_RECEIVER receiver. */
+    if (sleeping && (abi_rfc == 1 || (t->waiting_cost & UINTR_HANDLER_FLAG_WAITING_RECEIVER))) {
         upid_set_nv(&upids[cpu], UINTR_KERNEL_VECTOR);   /* uintr_switch_to_kernel_interrupt */
         t->woken = 0;
         t->waiting = 1;
@@ -606,10 +633,41 @@ static long do_exit(int cpu, long code)
     return 0;
 }
 
+/* The RFC's numbers (449..454) map onto the branch's operations, with the
+ * RFC's differences: no handler flags, per-thread UITT, unregister_sender
+ * by fd, uintr_wait(flags) without a timeout. */
+static long rfc_syscall(int cpu, long nr, long a0, long a1)
+{
+    switch (nr) {
+    case 449:
+        return a1 ? -EINVAL : do_register_handler(cpu, (uint64_t)a0, 0);
+    case 450:
+        return a0 ? -EINVAL : do_unregister_handler(cpu);
+    case 451:
+        return do_vector_fd(cpu, (uint64_t)a0, (unsigned)a1);
+    case 452:
+        return do_register_sender(cpu, a0, (unsigned)a1);
+    case 453:
+        return do_unregister_sender(cpu, a0, (unsigned)a1);
+    case 454:
+        return do_uintr_wait(cpu, 3000000, (unsigned)a0);
+    }
+    return -ENOSYS;
+}
+
 long monitor_syscall(long a0, long a1, long a2, long a3, long a4, long nr)
 {
     int cpu = this_cpu();
     (void)a2, (void)a3, (void)a4;
+    if ((nr >= 449 && nr <= 454) || (nr >= 471 && nr <= 476)) {
+        int rfc = nr <= 454;
+        if (abi_rfc < 0)
+            abi_rfc = rfc;
+        if (abi_rfc != rfc)
+            return -ENOSYS;              /* one numbering per boot */
+        if (rfc)
+            return rfc_syscall(cpu, nr, a0, a1);
+    }
     switch (nr) {
     case SYS_WRITE:
         if (a0 == 1 || a0 == 2) {
@@ -618,14 +676,18 @@ long monitor_syscall(long a0, long a1, long a2, long a3, long a4, long nr)
         }
         if (a0 == WAKE_FD && a2 == 8) {
             int i = wake_log.n;
+            uint64_t rip = percpu[cpu].user_rip;
             if (i < WAKE_LOG_MAX) {
                 wake_log.e[i].value = *(const uint64_t *)a1;
-                wake_log.e[i].pending = wake_pending[cpu] ? *wake_pending[cpu] : 0;
+                wake_log.e[i].pending = wake_pending ? *wake_pending : 0;
                 wake_log.e[i].cpu = cpu;
+                /* the project's handler is a few dozen bytes long */
+                wake_log.e[i].from_handler = rip >= (uint64_t)uintr_hw_handler &&
+                                             rip < (uint64_t)uintr_hw_handler + 512;
                 wake_log.n = i + 1;
             }
-            if (wake_blocked[cpu])
-                *(volatile int *)wake_blocked[cpu] = 1;   /* re-arm: log the next entry too */
+            if (wake_blocked)
+                *(volatile int *)wake_blocked = 1;   /* re-arm: log the next one too */
             return 8;
         }
         return -EBADF;
@@ -669,7 +731,7 @@ long monitor_syscall(long a0, long a1, long a2, long a3, long a4, long nr)
     case SYS_UINTR_REGISTER_SENDER:
         return do_register_sender(cpu, a0, (unsigned)a1);
     case SYS_UINTR_UNREGISTER_SENDER:
-        return do_unregister_sender(a0, (unsigned)a1);
+        return do_unregister_sender(cpu, a0, (unsigned)a1);
     case SYS_UINTR_WAIT:
         return do_uintr_wait(cpu, (uint64_t)a0, (unsigned)a1);
     case SYS_DBG_RDMSR:
@@ -689,13 +751,13 @@ long monitor_syscall(long a0, long a1, long a2, long a3, long a4, long nr)
         switch_uintr_return(cpu, (int)a0);
         return 0;
     case SYS_DBG_ARM_WAKE:
-        wake_blocked[cpu] = (volatile uint64_t *)a0;
-        wake_pending[cpu] = (volatile uint64_t *)a1;
+        wake_blocked = (volatile uint64_t *)a0;
+        wake_pending = (volatile uint64_t *)a1;
         return 0;
     case SYS_DBG_UPID:
         return (long)&upids[cpu];
     case SYS_DBG_UITT:
-        return (long)uitt;
+        return (long)uitt_of(cpu);
     }
     return -ENOSYS;
 }

@@ -71,7 +71,7 @@ struct uitt_entry {
 #define SYS_DBG_RETURN 502      /* (mode): the kernel's return-to-user step alone */
 #define SYS_DBG_ARM_WAKE 503    /* (blocked*, pending*): log and re-arm wake writes */
 #define SYS_DBG_UPID 504        /* (): this thread's UPID */
-#define SYS_DBG_UITT 505        /* (): the process's UITT */
+#define SYS_DBG_UITT 505        /* (): this thread's UITT (the process's, for the branch) */
 
 /* How switch_uintr_return() re-posts a PIR that filled while SN was set. */
 #define REPOST_SELF_IPI 0       /* the branch: a self-IPI with the notification vector */
@@ -89,6 +89,7 @@ struct wake_log {
         uint64_t pending;
         uint64_t value;
         int cpu;
+        int from_handler;         /* the write came from inside uintr_hw_handler */
     } e[WAKE_LOG_MAX];
 };
 extern struct wake_log wake_log;

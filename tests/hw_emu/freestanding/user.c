@@ -30,6 +30,14 @@
 
 #define FAULTS_GP 13
 
+/* The kernel ABI the backend uses in this image: the branch's numbering by
+ * default, the RFC's with -DHWEMU_ABI_RFC (the Makefile builds both). */
+#ifdef HWEMU_ABI_RFC
+#define HWEMU_ABI "rfc-v1"
+#else
+#define HWEMU_ABI "v6.0-branch"
+#endif
+
 static long sys(long nr, long a0, long a1)
 {
     long ret;
@@ -119,6 +127,7 @@ static void senduipi_raw(uint64_t index)
 void uintr_hw_handler(struct __uintr_frame *frame, unsigned long long vector);
 
 static const uintr_abi_t *abi;
+static int rfc;                                 /* the RFC's ABI: per-thread UITT, sender pays */
 static uintr_hw_receiver_t rxA, rxB;            /* receivers of CPU 0 and CPU 1 */
 static uintr_hw_sender_t sA[64];                /* CPU 0 -> rxA, by vector */
 static uintr_hw_sender_t sX[64];                /* CPU 1 -> rxA */
@@ -179,15 +188,36 @@ void uiret_probe(void);
  * returns how many; -1 if an entry added other than exactly one new bit. */
 static int logged_vectors(int first, int *got, int max)
 {
-    uint64_t prev = first > 0 ? wake_log.e[first - 1].pending : 0;
+    uint64_t prev = 0;
     int n = 0;
     for (int i = first; i < wake_log.n && n < max; i++) {
-        uint64_t added = wake_log.e[i].pending & ~prev;
+        uint64_t added;
+        if (!wake_log.e[i].from_handler)
+            continue;                    /* a sender's write (the RFC: the sender pays) */
+        added = wake_log.e[i].pending & ~prev;
         if (added == 0 || (added & (added - 1)) != 0 || wake_log.e[i].value != 1)
             return -1;
         got[n++] = 63 - __builtin_clzll(added);
         prev = wake_log.e[i].pending;
     }
+    return n;
+}
+
+/* This thread's UITT index that posts `vector` to `upid`, or -1. */
+static long uitt_index_for(int vector, volatile struct upid *upid)
+{
+    struct uitt_entry *uitt = (struct uitt_entry *)sys(SYS_DBG_UITT, 0, 0);
+    for (int i = 0; i < UITT_ENTRIES; i++)
+        if (uitt[i].valid && uitt[i].vector == vector && uitt[i].upid == (uint64_t)upid)
+            return i;
+    return -1;
+}
+
+static int handler_writes(void)
+{
+    int n = 0;
+    for (int i = 0; i < wake_log.n; i++)
+        n += wake_log.e[i].from_handler;
     return n;
 }
 
@@ -227,12 +257,13 @@ static void cpu0_self_tests(void)
     __cpuid_count(7, 0, a, b, c, d);
     check("cpuid_uintr", (d >> 5) & 1, "CPUID.(7,0):EDX=%x, bit 5 (UINTR) read in ring 3", d);
 
-    abi = uintr_abi_find("v6.0-branch");
+    abi = uintr_abi_find(HWEMU_ABI);
+    rfc = abi != NULL && abi->uitt_per_thread;
     uintr_hw_receiver_init(&rxA, abi, WAKE_FD);
     r = uintr_hw_bind(&rxA);
     check("register_handler", r == 0 && _testui() == 1,
-          "uintr_hw_bind() = %ld (syscall 471, flags %x), then UIF = %d (TESTUI)", r,
-          abi->handler_flags, _testui());
+          "ABI %s: uintr_hw_bind() = %ld (syscall %ld, flags %x), then UIF = %d (TESTUI)", abi->name, r,
+          abi->nr[UINTR_OP_REGISTER_HANDLER], abi->handler_flags, _testui());
 
     upA = (volatile struct upid *)sys(SYS_DBG_UPID, 0, 0);
     {
@@ -247,21 +278,37 @@ static void cpu0_self_tests(void)
               (unsigned long)((misc >> 32) & 0xff), (unsigned long)pd, upA->status, upA->ndst);
     }
 
+    /* The branch registers a sender once per process (uintr_hw_sender_init);
+     * the RFC once per sending thread, at its first send. */
     ok = 1;
     for (unsigned i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
         int v = vectors[i];
         int fd = uintr_hw_vector_fd(&rxA, (unsigned)v);
         int s = fd >= 0 ? uintr_hw_sender_init(&sA[v], &rxA, fd) : fd;
-        struct uitt_entry *uitt = (struct uitt_entry *)sys(SYS_DBG_UITT, 0, 0);
-        if (fd < 0 || s != 0 || sA[v].index < 0 || !uitt[sA[v].index].valid ||
-            uitt[sA[v].index].vector != v || uitt[sA[v].index].upid != (uint64_t)upA) {
+        if (fd < 0 || s != 0)
             ok = 0;
-            out("  vector %d: fd %d sender %d index %d\n", v, fd, s, sA[v].index);
+    }
+    if (rfc) {
+        /* the first sends register (and are delivered: ten handler entries) */
+        for (unsigned i = 0; i < sizeof vectors / sizeof vectors[0]; i++)
+            uintr_hw_send(&sA[vectors[i]]);
+        if (!wait_u64(&rxA.interrupts, 10, 200000))
+            ok = 0;
+        uintr_hw_after_block(&rxA);
+    }
+    for (unsigned i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        int v = vectors[i];
+        long idx = uitt_index_for(v, upA);
+        if (idx < 0 || (!rfc && idx != sA[v].index)) {
+            ok = 0;
+            out("  vector %d: index %ld (sender's %d)\n", v, idx, sA[v].index);
         }
     }
     check("vector_fds_and_senders", ok && rdmsr_u(MSR_IA32_UINTR_TT) == (uint64_t)sys(SYS_DBG_UITT, 0, 0) + 1 &&
                                         (rdmsr_u(MSR_IA32_UINTR_MISC) & 0xffffffff) == UITT_ENTRIES - 1,
-          "10 vector fds (syscall 473), 10 senders (474): UITT entries {valid, vector, &UPID}; TT=%lx MISC=%lx",
+          "10 vector fds (syscall %ld), 10 senders (syscall %ld, %s): UITT entries {valid, vector, &UPID}; "
+          "TT=%lx MISC=%lx", abi->nr[UINTR_OP_VECTOR_FD], abi->nr[UINTR_OP_REGISTER_SENDER],
+          rfc ? "at each sender's first send, this thread's UITT" : "at init, the process's UITT",
           (unsigned long)rdmsr_u(MSR_IA32_UINTR_TT), (unsigned long)rdmsr_u(MSR_IA32_UINTR_MISC));
 
     /* SN set: the post only sets its PIR bit. */
@@ -458,6 +505,23 @@ static void cpu0(void)
     r = sys(SYS_DBG_SWITCH_AWAY, (long)&away_flag, REPOST_SELF_IPI);
     ok = wait_u64(&rxA.interrupts, before + 2, 200000);
     n = logged_vectors(0, got, 8);
+    {
+        int sender_writes = 0;
+        for (int i = 0; i < wake_log.n; i++)
+            sender_writes += !wake_log.e[i].from_handler && wake_log.e[i].cpu == 1;
+        if (rfc)
+            check("sender_pays_wake_write",
+                  sender_writes == 2 && atomic_load(&rxA.sender_wakes) == 2 && handler_writes() == 2,
+                  "RFC: the kernel wakes no epoll_wait, so uintr_hw_send writes the wake fd when the loop is "
+                  "blocked: %d writes from CPU 1's sends (counter %lu), %d from the handler", sender_writes,
+                  (unsigned long)atomic_load(&rxA.sender_wakes), handler_writes());
+        else
+            check("kernel_wakes_no_sender_write",
+                  sender_writes == 0 && atomic_load(&rxA.sender_wakes) == 0 && handler_writes() == 2,
+                  "branch (WAITING_RECEIVER): senders never write the wake fd (%d writes, counter %lu); "
+                  "the handler did %d", sender_writes, (unsigned long)atomic_load(&rxA.sender_wakes),
+                  handler_writes());
+    }
     disarm_wake_log(&rxA);
     check("cross_cpu_switched_out_receiver",
           r == 0 && ok && n == 2 && got[0] == 50 && got[1] == 22 && !SN(upA) && upA->pir == 0,
@@ -475,11 +539,13 @@ static void cpu0(void)
     check("cross_cpu_blocked_in_uintr_wait",
           r == -4 && ok && pending == BIT(33) && upid_nv((const struct upid *)upA) == UINTR_NOTIFICATION_VECTOR &&
               !SN(upA),
-          "uintr_hw_wait() (syscall 476) = %ld (-EINTR), then vector bits %lx delivered; NV back to %x, SN=%d", r,
-          (unsigned long)pending, upid_nv((const struct upid *)upA), SN(upA));
+          "uintr_hw_wait() (syscall %ld) = %ld (-EINTR), then vector bits %lx delivered; NV back to %x, SN=%d",
+          abi->nr[UINTR_OP_WAIT], r, (unsigned long)pending, upid_nv((const struct upid *)upA), SN(upA));
 
-    r = uintr_hw_wait(abi, 200);
-    check("uintr_wait_times_out", r == 0, "uintr_hw_wait(200 us) with no sender = %ld", r);
+    if (!rfc) {                          /* the RFC's uintr_wait(flags) has no timeout */
+        r = uintr_hw_wait(abi, 200);
+        check("uintr_wait_times_out", r == 0, "uintr_hw_wait(200 us) with no sender = %ld", r);
+    }
 
     /* The other way round: CPU 1 receives, CPU 0 sends. */
     __atomic_store_n(&phase, 4, __ATOMIC_SEQ_CST);
@@ -498,7 +564,8 @@ static void cpu0(void)
     check("receiver_close",
           r == 0 && SN(upA) && rdmsr_u(MSR_IA32_UINTR_PD) == 0 && rdmsr_u(MSR_IA32_UINTR_HANDLER) == 0 &&
               _testui() == 0,
-          "uintr_hw_close() = %ld (syscall 472): SN=%d PD=%lx HANDLER=%lx UIF=%d", r, SN(upA),
+          "uintr_hw_close() = %ld (syscall %ld): SN=%d PD=%lx HANDLER=%lx UIF=%d", r,
+          abi->nr[UINTR_OP_UNREGISTER_HANDLER], SN(upA),
           (unsigned long)rdmsr_u(MSR_IA32_UINTR_PD), (unsigned long)rdmsr_u(MSR_IA32_UINTR_HANDLER), _testui());
     __atomic_store_n(&phase, 7, __ATOMIC_SEQ_CST);
     wait_int(&phase, 8, 5000000);
@@ -521,14 +588,15 @@ static void cpu1(void)
 
     wait_int(&phase, 1, 400000000);
     r = uintr_hw_sender_init(&sX[21], &rxA, rxA.vector_fd[21]);
-    ok = r == 0 && rdmsr_u(MSR_IA32_UINTR_TT) == (uint64_t)sys(SYS_DBG_UITT, 0, 0) + 1;
-    r = ok ? uintr_hw_sender_init(&sX[22], &rxA, rxA.vector_fd[22]) : r;
+    r = r == 0 ? uintr_hw_sender_init(&sX[22], &rxA, rxA.vector_fd[22]) : r;
     r = r == 0 ? uintr_hw_sender_init(&sX[50], &rxA, rxA.vector_fd[50]) : r;
     r = r == 0 ? uintr_hw_sender_init(&sX[33], &rxA, rxA.vector_fd[33]) : r;
-    check("cross_cpu_sender_registers", ok && r == 0,
-          "CPU 1 registers senders for CPU 0's vector fds (syscall 474 on CPU 1): its TT=%lx",
+    r = r == 0 ? uintr_hw_send(&sX[21]) : r;
+    ok = r == 0 && rdmsr_u(MSR_IA32_UINTR_TT) == (uint64_t)sys(SYS_DBG_UITT, 0, 0) + 1 && uitt_index_for(21, upA) >= 0;
+    check("cross_cpu_sender_registers", ok,
+          "CPU 1 registers senders for CPU 0's vector fds (syscall %ld on CPU 1, %s) and sends: its TT=%lx",
+          abi->nr[UINTR_OP_REGISTER_SENDER], rfc ? "at the first send, its own UITT" : "at init",
           (unsigned long)rdmsr_u(MSR_IA32_UINTR_TT));
-    uintr_hw_send(&sX[21]);
 
     wait_int(&phase, 2, 50000000);
     ok = 0;
@@ -574,17 +642,19 @@ static void cpu1(void)
     {
         uint64_t pir_before = upA->pir;
         int faults = senduipi_faults[1];
+        long idx50 = uitt_index_for(50, upA), idx22 = rfc ? uitt_index_for(22, upA) : sX[22].index;
         r = uintr_hw_send(&sX[21]);
-        senduipi_raw((uint64_t)sX[50].index);     /* the UITT entry still exists */
+        senduipi_raw((uint64_t)idx50);            /* the UITT entry still exists */
         check("send_to_closed_receiver",
               r == -108 && (upA->pir & BIT(50)) && !ON(upA) && (pir_before & BIT(50)) == 0,
               "uintr_hw_send() = %ld (-ESHUTDOWN); a raw SENDUIPI only sets PIR (%lx), ON=%d: SN suppresses",
               r, (unsigned long)upA->pir, ON(upA));
         r = uintr_hw_sender_close(&sX[22]);
         expected_faults[1]++;
-        senduipi_raw((uint64_t)sX[22].index);
-        check("unregistered_sender_faults", r == 0 && senduipi_faults[1] - faults == 1,
-              "uintr_hw_sender_close() = %ld (syscall 475), SENDUIPI on its index: %d fault (#GP)", r,
+        senduipi_raw((uint64_t)idx22);
+        check("unregistered_sender_faults", r == 0 && idx22 >= 0 && senduipi_faults[1] - faults == 1,
+              "uintr_hw_sender_close() = %ld (syscall %ld, %s), SENDUIPI on its index %ld: %d fault (#GP)", r,
+              abi->nr[UINTR_OP_UNREGISTER_SENDER], rfc ? "by fd" : "by index", idx22,
               senduipi_faults[1] - faults);
     }
     __atomic_store_n(&phase, 8, __ATOMIC_SEQ_CST);
