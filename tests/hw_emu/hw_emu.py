@@ -13,9 +13,10 @@ Levels (docs/design/hardware-emulated.md says what each one proves):
    programs the UINTR MSRs, UPID and UITT the way Intel's uintr-linux-kernel
    branch does, and a ring-3 test program around the project's own backend
    (``cython_src/hw/uintr_hw.c``, unchanged, with its build flags). Booted
-   by Bochs with two CPUs of the ``sapphire_rapids`` model.
-2. *kernel*: Intel's UINTR kernel support on Debian's linux-source-6.1 (not
-   in this repository yet: reported as not built).
+   by Bochs with two CPUs of the ``sapphire_rapids`` model, twice: level
+   ``1`` with the branch's syscall numbers, ``1-rfc`` with the RFC's.
+2. *kernel*: UINTR kernel support on Debian's linux-source-6.1 (not in this
+   repository yet: reported as not built).
 3. *backend under that kernel*: needs level 2.
 
 What is cached: the Bochs source (Debian's ``bochs_3.0+dfsg.orig.tar.xz``,

@@ -23,6 +23,8 @@
  *    (or, REPOST_IN_MEMORY, PIR moved into UIRR directly).
  *  - the kernel vector's handler (uintr_wake_up_process): ON set -> SN set,
  *    NV back to the notification vector, the sleeper woken (-EINTR).
+ * The RFC's numbering (449..454) maps onto the same steps with the RFC's
+ * differences (rfc_syscall()).
  * One process, one thread per CPU: thread n runs on CPU n and never moves,
  * so "switched out" is a CPU spinning in ring 0 with SN set.
  */

@@ -5,8 +5,9 @@
  * The monitor is not Linux. It is the smallest ring-0 set-up that lets the
  * project's own backend code run on the emulated CPU: it programs the UINTR
  * MSRs and the UPID/UITT the way Intel's uintr-linux-kernel branch (v6.0
- * based, syscalls 471..476) does, answers that branch's syscalls for one
- * process with one thread per CPU, and offers a few test-only services
+ * based, syscalls 471..476) does, answers that branch's syscalls (and the
+ * 2021 RFC's, 449..454) for one process with one thread per CPU, and offers
+ * a few test-only services
  * (numbers from 500) for what only ring 0 can do or see.
  */
 #ifndef HWEMU_MONITOR_H
