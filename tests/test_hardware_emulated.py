@@ -33,7 +33,7 @@ LEVEL1_REQUIRED = {
     "post_sets_pir_and_on", "notification_processing", "delivery_highest_first_vector_argument",
     "handler_counters_and_wake_writes", "pending_word", "uiret_resumes_with_registers",
     "clui_masks_stui_unmasks", "repeated_posts_coalesce", "sixty_four_vectors_highest_first",
-    "senduipi_bad_index_faults", "cross_cpu_sender_registers", "cross_cpu_running_receiver",
+    "senduipi_bad_index_faults", "cross_cpu_sender_registers", "cross_cpu_running_receiver", "cross_cpu_post_sets_pir_and_on",
     "post_to_switched_out_receiver", "cross_cpu_switched_out_receiver", "blocked_receiver_has_kernel_vector",
     "cross_cpu_blocked_in_uintr_wait", "uintr_wait_times_out", "cpu1_receiver_gets_its_vector",
     "cross_cpu_other_direction", "receiver_close", "send_to_closed_receiver", "unregistered_sender_faults",

@@ -496,6 +496,28 @@ static void cpu0(void)
           "CPU 1 SENDUIPI -> IPI -> CPU 0 in ring 3: handler entries +%lu, vector bits %lx",
           (unsigned long)(atomic_load(&rxA.interrupts) - before), (unsigned long)pending);
 
+    /* The same post seen in the UPID: CPU 0 holds the IPI (IF = 0). */
+    before = atomic_load(&rxA.interrupts);
+    __asm__ volatile("cli" ::: "memory");
+    __atomic_store_n(&phase, 11, __ATOMIC_SEQ_CST);
+    {
+        uint64_t pir_seen;
+        int on_seen = 0;
+        for (long i = 0; i < 5000000 && !(on_seen = ON(upA)); i++)
+            __builtin_ia32_pause();
+        spin(2000);
+        pir_seen = upA->pir;
+        ok = atomic_load(&rxA.interrupts) == before;
+        __asm__ volatile("sti" ::: "memory");
+        ok = ok && wait_bits(&rxA.pending, BIT(21), 200000);
+        pending = uintr_hw_after_block(&rxA);
+        check("cross_cpu_post_sets_pir_and_on",
+              on_seen && pir_seen == BIT(21) && ok && pending == BIT(21) && !ON(upA) && upA->pir == 0,
+              "CPU 1's post with CPU 0's IPI held: ON=%d PIR=%lx, no entry; after STI delivered (bits %lx), "
+              "ON=%d PIR=%lx", on_seen, (unsigned long)pir_seen, (unsigned long)pending, ON(upA),
+              (unsigned long)upA->pir);
+    }
+
     /* The receiver switched out: SN set; posts only fill PIR; back in ring 3
      * the kernel's return path re-posts them. */
     before = atomic_load(&rxA.interrupts);
@@ -597,6 +619,9 @@ static void cpu1(void)
           "CPU 1 registers senders for CPU 0's vector fds (syscall %ld on CPU 1, %s) and sends: its TT=%lx",
           abi->nr[UINTR_OP_REGISTER_SENDER], rfc ? "at the first send, its own UITT" : "at init",
           (unsigned long)rdmsr_u(MSR_IA32_UINTR_TT));
+
+    wait_int(&phase, 11, 50000000);
+    uintr_hw_send(&sX[21]);
 
     wait_int(&phase, 2, 50000000);
     ok = 0;
