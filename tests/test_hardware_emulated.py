@@ -31,7 +31,7 @@ LEVEL1_REQUIRED = {
     "cpuid_uintr", "register_handler", "receiver_msrs_and_upid", "vector_fds_and_senders",
     "sn_suppresses_notification", "repost_after_clearing_sn_delivers", "repost_in_memory_delivers",
     "post_sets_pir_and_on", "notification_processing", "delivery_highest_first_vector_argument",
-    "handler_counters_and_wake_writes", "pending_word", "uiret_resumes_with_registers",
+    "handler_counters_and_wake_writes", "pending_word", "uiret_resumes_with_registers", "frame_below_red_zone",
     "clui_masks_stui_unmasks", "repeated_posts_coalesce", "sixty_four_vectors_highest_first",
     "senduipi_bad_index_faults", "cross_cpu_sender_registers", "cross_cpu_running_receiver", "cross_cpu_post_sets_pir_and_on",
     "post_to_switched_out_receiver", "cross_cpu_switched_out_receiver", "blocked_receiver_has_kernel_vector",

@@ -147,12 +147,15 @@ uint64_t regs_in[15] = {
 };
 uint64_t regs_out[15];
 uint8_t carry_out;
-uint64_t resume_rip;
+uint64_t redzone_out[16];
 
-/* Loads 15 general registers and CF with known values, enables delivery
- * with STUI (a user interrupt is pending in UIRR, so it is delivered right
- * after), and stores the registers and CF as they are when UIRET has
- * returned. Every register the handler uses it must give back. */
+/* Loads 15 general registers and CF with known values, fills the 128-byte
+ * red zone below RSP (which the interrupted code may use without moving
+ * RSP), enables delivery with STUI (a user interrupt is pending in UIRR, so
+ * it is delivered right after), and stores the registers, CF and the red
+ * zone as they are when UIRET has returned. Every register the handler uses
+ * it must give back, and the CPU must push its frame below the red zone
+ * (UINTR_STACKADJUST = 128, what the kernel programs). */
 __asm__(".text\n"
         ".globl uiret_probe\n"
         "uiret_probe:\n"
@@ -165,6 +168,11 @@ __asm__(".text\n"
         "  movq regs_in+80(%rip), %r11\n  movq regs_in+88(%rip), %r12\n"
         "  movq regs_in+96(%rip), %r13\n  movq regs_in+104(%rip), %r14\n"
         "  movq regs_in+112(%rip), %r15\n"
+        "  .set i, 8\n"
+        "  .rept 16\n"
+        "  movq %rax, -i(%rsp)\n"
+        "  .set i, i + 8\n"
+        "  .endr\n"
         "  stc\n"
         "  stui\n"
         ".globl uiret_probe_resume\n"
@@ -179,6 +187,14 @@ __asm__(".text\n"
         "  movq %r11, regs_out+80(%rip)\n  movq %r12, regs_out+88(%rip)\n"
         "  movq %r13, regs_out+96(%rip)\n  movq %r14, regs_out+104(%rip)\n"
         "  movq %r15, regs_out+112(%rip)\n"
+        "  leaq redzone_out(%rip), %rdi\n"
+        "  .set i, 8\n"
+        "  .rept 16\n"
+        "  movq -i(%rsp), %rax\n"
+        "  movq %rax, (%rdi)\n"
+        "  addq $8, %rdi\n"
+        "  .set i, i + 8\n"
+        "  .endr\n"
         "  popq %r15; popq %r14; popq %r13; popq %r12; popq %rbp; popq %rbx\n"
         "  ret\n");
 void uiret_probe(void);
@@ -387,10 +403,15 @@ static void cpu0_self_tests(void)
     ok = rdmsr_u(MSR_IA32_UINTR_RR) == BIT(21) && atomic_load(&rxA.interrupts) == before;
     uiret_probe();
     {
-        int same = 1;
+        int same = 1, redzone = 1;
         for (int i = 0; i < 15; i++)
             same &= regs_out[i] == regs_in[i];
+        for (int i = 0; i < 16; i++)
+            redzone &= redzone_out[i] == regs_in[0];
         pending = uintr_hw_after_block(&rxA);
+        check("frame_below_red_zone", redzone && atomic_load(&rxA.interrupts) == before + 1,
+              "the 128 bytes below the interrupted RSP are intact after the delivery: %s",
+              redzone ? "yes" : "NO (the frame overwrote the red zone)");
         check("uiret_resumes_with_registers",
               ok && same && carry_out == 1 && atomic_load(&rxA.interrupts) == before + 1 && pending == BIT(21) &&
                   _testui() == 1,
