@@ -31,13 +31,16 @@ def fragments(folder: Path = CHANGES) -> list[Path]:
 
 
 def render(paths: list[Path], heading: str) -> str:
-    """One changelog section of ``paths`` under ``heading``. A heading inside
-    a fragment is demoted below the section's, so no fragment can end the
-    section early."""
+    """One changelog section of ``paths`` under ``heading``. Headings inside
+    a fragment move down so its top one is ``###``, below the section's
+    ``##``: no fragment can end the section early or skip a level."""
     parts = [f"## {heading}", ""]
     for path in paths:
         text = path.read_text(encoding="utf-8").strip()
-        text = re.sub(r"^(#+) ", lambda m: "##" + m.group(1) + " ", text, flags=re.M)
+        levels = [len(m) for m in re.findall(r"^(#+) ", text, flags=re.M)]
+        if levels:     # the fragment's top heading level becomes ### (below the ##)
+            shift = 3 - min(levels)
+            text = re.sub(r"^(#+) ", lambda m: "#" * max(3, len(m.group(1)) + shift) + " ", text, flags=re.M)
         if text:
             parts += [text, ""]
     return "\n".join(parts).rstrip() + "\n"
