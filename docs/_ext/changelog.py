@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"changelog: CHANGELOG.md lost its marker line {MARKER!r}", file=sys.stderr)
         return 1
     section = render(paths, f"{args.version} ({datetime.date.today().isoformat()})")
-    CHANGELOG.write_text(text.replace(MARKER, MARKER + "\n\n" + section.rstrip() + "\n", 1), encoding="utf-8")
+    CHANGELOG.write_text(text.replace(MARKER, MARKER + "\n\n" + section.rstrip(), 1), encoding="utf-8")
     for path in paths:
         path.unlink()
     print(f"changelog: {len(paths)} fragments into CHANGELOG.md as {args.version}")
