@@ -31,13 +31,16 @@ def fragments(folder: Path = CHANGES) -> list[Path]:
 
 
 def render(paths: list[Path], heading: str) -> str:
-    """One changelog section of ``paths`` under ``heading``. A heading inside
-    a fragment is demoted below the section's, so no fragment can end the
-    section early."""
+    """One changelog section of ``paths`` under ``heading``. Headings inside
+    a fragment move down so its top one is ``###``, below the section's
+    ``##``: no fragment can end the section early or skip a level."""
     parts = [f"## {heading}", ""]
     for path in paths:
         text = path.read_text(encoding="utf-8").strip()
-        text = re.sub(r"^(#+) ", lambda m: "##" + m.group(1) + " ", text, flags=re.M)
+        levels = [len(m) for m in re.findall(r"^(#+) ", text, flags=re.M)]
+        if levels:     # the fragment's top heading level becomes ### (below the ##)
+            shift = 3 - min(levels)
+            text = re.sub(r"^(#+) ", lambda m: "#" * max(3, len(m.group(1)) + shift) + " ", text, flags=re.M)
         if text:
             parts += [text, ""]
     return "\n".join(parts).rstrip() + "\n"
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"changelog: CHANGELOG.md lost its marker line {MARKER!r}", file=sys.stderr)
         return 1
     section = render(paths, f"{args.version} ({datetime.date.today().isoformat()})")
-    CHANGELOG.write_text(text.replace(MARKER, MARKER + "\n\n" + section.rstrip() + "\n", 1), encoding="utf-8")
+    CHANGELOG.write_text(text.replace(MARKER, MARKER + "\n\n" + section.rstrip(), 1), encoding="utf-8")
     for path in paths:
         path.unlink()
     print(f"changelog: {len(paths)} fragments into CHANGELOG.md as {args.version}")
