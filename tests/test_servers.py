@@ -149,8 +149,10 @@ def test_uvicorn_run_with_loop_in_the_example() -> None:
     server("uvicorn", "uvicorn>=0.36")
     with serving([sys.executable, str(EXAMPLE), "--port", "0"]) as (url, _):
         answers = client(url)
-        with pytest.raises(urllib.error.HTTPError):       # the example's 404
+        with pytest.raises(urllib.error.HTTPError) as info:   # the example's 404
             get(url + "/nothing")
+        assert info.value.code == 404
+        info.value.close()
     assert answers == [expected_loop()] * 3
 
 
