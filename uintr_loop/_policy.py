@@ -34,7 +34,7 @@ class UintrPolicy(_DefaultPolicy):  # type: ignore[misc]
 
     _loop_factory = UintrEventLoop
 
-    def __init__(self, *, base: str | None = None, busy_poll: float = 0) -> None:
+    def __init__(self, *, base: str | None = None, busy_poll: float | str = "auto") -> None:
         if sys.version_info >= (3, 14):
             warnings.warn(
                 "uintr_loop.UintrPolicy is deprecated as asyncio's event loop policies "
@@ -61,7 +61,7 @@ def run(
     main: Coroutine[Any, Any, _T],
     *,
     base: str | None = None,
-    busy_poll: float = 0,
+    busy_poll: float | str = "auto",
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     **run_kwargs: Any,
@@ -83,7 +83,7 @@ def run(
         factory: Callable[[], asyncio.AbstractEventLoop] = functools.partial(
             new_event_loop, base=base, busy_poll=busy_poll
         )
-    elif base is not None or busy_poll:
+    elif base is not None or (busy_poll != "auto" and busy_poll):
         raise TypeError("pass either loop_factory or base/busy_poll, not both")
     else:
         factory = loop_factory
