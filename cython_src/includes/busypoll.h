@@ -29,7 +29,13 @@
  *    woke (a futex wake is often placed on the waker's CPU) would otherwise
  *    wait behind our spin for the whole budget, the spin's worst case: it
  *    delays the very post it waits for. Go's scheduler does the same
- *    (procyield, then osyield) before it parks a spinning thread.
+ *    (procyield, then osyield) before it parks a spinning thread. And Go
+ *    spins only while some CPU is idle: here, a sched_yield() that took
+ *    long (another thread ran) or a step of the spin that took long (we
+ *    were preempted) says the CPU is wanted, and the spin ends at once and
+ *    closes the window (below): on a busy machine the loop blocks, as it
+ *    would without the policy, instead of taking CPU time from the threads
+ *    that post to it.
  *
  * The policy (uintr_adapt_*)
  * --------------------------
@@ -57,7 +63,7 @@
  *             quarter of the window halves it (the window follows the gap
  *             down). A block ended by I/O or a timer, with no post, says
  *             nothing about posts: the window stays, unless the block was
- *             long (then 0).
+ *             long (then 0). A spin that found the CPU wanted closes it.
  *
  * So a paced sender whose gaps exceed MAX never makes the loop spin (the
  * window stays 0; its wake latency is the blocked one, unchanged), a
@@ -84,6 +90,7 @@
 #include "upid.h"
 
 #define UINTR_SPIN_CHECK_NS 4000ull         /* epoll/yield check period */
+#define UINTR_SPIN_PREEMPTED_NS 20000ull    /* a step this long: the CPU was taken */
 #define UINTR_ADAPT_START_NS 8000ull        /* first window */
 #define UINTR_ADAPT_MAX_NS 64000ull         /* longest window */
 #define UINTR_ADAPT_HORIZON_NS 2000000ull   /* "a post came recently" */
@@ -116,39 +123,53 @@ static inline int uintr_epoll_ready(int epfd)
     return poll(&p, 1, 0) > 0;
 }
 
-/* Spin up to budget_ns. 1 if PIR became non-zero, else 0 (budget spent, or
- * an event became ready on epfd). */
+/* Spin up to budget_ns. 1 if PIR became non-zero; 0 if the budget is spent
+ * or an event became ready on epfd; -1 if another thread wanted this CPU
+ * (the spin gave way to it, or was preempted: a clock step longer than
+ * UINTR_SPIN_PREEMPTED_NS). */
 static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd,
                                   uintr_poll_stats_t *st)
 {
-    uint64_t start = uintr_monotonic_ns(), now = start;
+    uint64_t start = uintr_monotonic_ns(), now = start, before;
     uint64_t deadline = start + budget_ns, next_check = start + UINTR_SPIN_CHECK_NS;
     unsigned i;
-    int hit = 0;
+    int rc = 0;
     st->polls++;
     for (;;) {
         for (i = 0; i < 16; i++) {
             /* model step B */
             if (atomic_load_explicit(&b->upid.pir, memory_order_relaxed) != 0) {
-                hit = 1;
+                rc = 1;
                 break;
             }
             __builtin_ia32_pause();
         }
+        before = now;
         now = uintr_monotonic_ns();
-        if (hit || now >= deadline)
+        if (rc)
+            break;
+        if (now - before > UINTR_SPIN_PREEMPTED_NS) {
+            rc = -1;
+            break;
+        }
+        if (now >= deadline)
             break;
         if (now >= next_check) {
             if (uintr_epoll_ready(epfd))
                 break;
+            before = uintr_monotonic_ns();
             sched_yield();
             now = uintr_monotonic_ns();
+            if (now - before > UINTR_SPIN_PREEMPTED_NS) {
+                rc = -1;
+                break;
+            }
             next_check = now + UINTR_SPIN_CHECK_NS;
         }
     }
-    st->hits += hit;
+    st->hits += rc == 1;
     st->spin_ns += now - start;
-    return hit;
+    return rc;
 }
 
 static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus)
@@ -225,9 +246,13 @@ static inline int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a,
                                           int epfd, uintr_poll_stats_t *st)
 {
     uint64_t budget = uintr_adapt_budget(a, busy_ns, timeout_ns);
+    int rc;
     if (budget == 0)
         return 0;
-    a->hit = uintr_busy_poll(b, budget, epfd, st);
+    rc = uintr_busy_poll(b, budget, epfd, st);
+    if (rc < 0)
+        a->window_ns = 0;       /* the CPU is wanted: stop spinning for now */
+    a->hit = rc > 0;
     return a->hit;
 }
 
