@@ -124,11 +124,12 @@ static inline int uintr_epoll_ready(int epfd)
 }
 
 /* Spin up to budget_ns. 1 if PIR became non-zero; 0 if the budget is spent
- * or an event became ready on epfd; -1 if another thread wanted this CPU
- * (the spin gave way to it, or was preempted: a clock step longer than
- * UINTR_SPIN_PREEMPTED_NS). */
+ * or an event became ready on epfd; with give_way, -1 if another thread
+ * wanted this CPU (the spin gave way to it, or was preempted: a clock step
+ * longer than UINTR_SPIN_PREEMPTED_NS). An explicit busy_poll spins its
+ * whole budget (yielding, but not giving up). */
 static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd,
-                                  uintr_poll_stats_t *st)
+                                  int give_way, uintr_poll_stats_t *st)
 {
     uint64_t start = uintr_monotonic_ns(), now = start, before;
     uint64_t deadline = start + budget_ns, next_check = start + UINTR_SPIN_CHECK_NS;
@@ -148,7 +149,7 @@ static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd
         now = uintr_monotonic_ns();
         if (rc)
             break;
-        if (now - before > UINTR_SPIN_PREEMPTED_NS) {
+        if (give_way && now - before > UINTR_SPIN_PREEMPTED_NS) {
             rc = -1;
             break;
         }
@@ -160,7 +161,7 @@ static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd
             before = uintr_monotonic_ns();
             sched_yield();
             now = uintr_monotonic_ns();
-            if (now - before > UINTR_SPIN_PREEMPTED_NS) {
+            if (give_way && now - before > UINTR_SPIN_PREEMPTED_NS) {
                 rc = -1;
                 break;
             }
@@ -249,7 +250,7 @@ static inline int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a,
     int rc;
     if (budget == 0)
         return 0;
-    rc = uintr_busy_poll(b, budget, epfd, st);
+    rc = uintr_busy_poll(b, budget, epfd, busy_ns == UINTR_BUSY_POLL_ADAPTIVE, st);
     if (rc < 0)
         a->window_ns = 0;       /* the CPU is wanted: stop spinning for now */
     a->hit = rc > 0;
