@@ -7,6 +7,7 @@ One extension, one concern per included file:
   port.pxi      a loop's UPID table and notification channel (the loop side)
   receiver.pxi  Receiver and VectorFd (recognition, delivery, masking)
   mailbox.pxi   call_soon_threadsafe for a base with a private ready queue
+  executor.pxi  run_in_executor's shortest path: the worker answers the future
   uvhook.pxi    the uvloop base: the loop's UPID around libuv's poll phase
   port_hardware.pxi  the Port's side of the hardware backend (mode="hardware")
   vectorfd.pxi  vector fds across processes: export, open, liveness, repair
@@ -29,7 +30,7 @@ import os
 import weakref
 
 from libc.errno cimport ESHUTDOWN, errno
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport UINT64_MAX, uint32_t, uint64_t
 from posix.types cimport pid_t
 from posix.fcntl cimport F_DUPFD_CLOEXEC, fcntl
 from posix.unistd cimport close, getpid
@@ -40,7 +41,9 @@ from cpu cimport uintr_cpuid_leaf7_edx, uintr_raw_syscall2
 from memfd cimport uintr_map_table, uintr_unmap_table
 from notify cimport (UINTR_CHANNEL_EVENTFD, UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_notify,
                      uintr_channel_open, uintr_channel_t)
-from busypoll cimport uintr_busy_poll, uintr_poll_stats_t
+from busypoll cimport (UINTR_BUSY_POLL_ADAPTIVE, uintr_adapt_expect, uintr_adapt_init,
+                      uintr_adapt_observe, uintr_adapt_t, uintr_poll_stats_t,
+                      uintr_spin_before_block)
 from loopstats cimport *
 from send cimport uintr_sender_c, uintr_sender_post, uintr_sender_send
 from upid cimport *
@@ -55,6 +58,7 @@ include "sender.pxi"
 include "port.pxi"
 include "receiver.pxi"
 include "mailbox.pxi"
+include "executor.pxi"
 include "uvhook.pxi"
 include "port_hardware.pxi"
 include "vectorfd.pxi"

@@ -108,19 +108,37 @@ cdef class Mailbox:
     def on_wakeup(self):
         # Port.recognise saw vector 0 (loop thread, GIL held).
         if self.items and not self.drain_scheduled and not self.closed:
-            self.drain_scheduled = True
-            self.loop.call_soon(self.drain)
+            if self.port.wakeup_inline and not self.debug:
+                self.run_items(True)
+            else:
+                self.drain_scheduled = True
+                self.loop.call_soon(self.drain)
 
     def drain(self):
         """Loop callback: run what was posted, in order."""
+        self.drain_scheduled = False
+        self.run_items(False)
+
+    # Running the callbacks inline, from libuv's check phase (uvhook.pxi),
+    # is the same iteration's hand-off: no call_soon, no second GIL
+    # acquisition, no wait for the next iteration's idle phase. It keeps
+    # asyncio's order because it happens only when no loop callback is
+    # queued (uvloop's idle handle is stopped: uv_backend_timeout != 0) and
+    # no drain is: every handle in the mailbox was then posted after every
+    # callback that has already run, and anything they schedule queues
+    # behind them. (A callback queued before a post must run before it;
+    # with one queued, the drain is scheduled behind it as before.) It also
+    # happens only after the receivers' deliveries of this dispatch were
+    # not queued (Port.dispatch), and never in debug mode, where uvloop
+    # times each callback it runs.
+    cdef int run_items(self, bint inline) except -1:
         cdef list items = self.items
         cdef ThreadsafeHandle handle
         cdef Py_ssize_t i, n = len(items)
-        self.drain_scheduled = False
         if self.port is not None:
             uintr_loopstats_sample_end(&self.port.loopstats)
         if n == 0:
-            return
+            return 0
         self.items = []                     # model step T
         for i in range(n):
             handle = <ThreadsafeHandle>items[i]
@@ -134,12 +152,19 @@ cdef class Mailbox:
                     callback(*args)
                 finally:
                     PyContext_Exit(handle._context)
-            except (SystemExit, KeyboardInterrupt):
-                # Propagate as asyncio does, and lose none of the rest.
+            except (SystemExit, KeyboardInterrupt) as exc:
+                # Propagate as asyncio does, and lose none of the rest. Inline,
+                # we are not in a loop callback: a callback that raises it
+                # hands it to uvloop, which stops the loop with it, ahead of
+                # the rest.
                 self.items[0:0] = items[i + 1:]
+                if inline:
+                    self.loop.call_soon(reraise, exc)
                 if self.items:
                     self.drain_scheduled = True
                     self.loop.call_soon(self.drain)
+                if inline:
+                    return 0
                 raise
             except BaseException as exc:
                 context = {
@@ -150,6 +175,7 @@ cdef class Mailbox:
                 if handle._source_traceback is not None:
                     context["source_traceback"] = handle._source_traceback
                 self.loop.call_exception_handler(context)
+        return 0
 
     def close(self):
         """The loop closed: callbacks not yet run are dropped, as asyncio's
@@ -173,6 +199,10 @@ cdef int check_callback(callback, str method) except -1:
         raise TypeError("a callable object was expected by %s(), got %r"
                         % (method, callback))
     return 0
+
+
+def reraise(exc):
+    raise exc
 
 
 def mailbox_call_soon_threadsafe(self, callback, *args, context=None):

@@ -51,8 +51,11 @@ cdef class Port:
     cdef pid_t owner_pid
     cdef uint64_t born              # fork_generation when made (see above)
     cdef uintr_poll_stats_t poll_stats
-    cdef uint64_t busy_poll_ns
+    cdef uint64_t busy_poll_ns          # UINTR_BUSY_POLL_ADAPTIVE: the policy decides
+    cdef uintr_adapt_t adapt            # the adaptive wakeup's state (busypoll.h)
+    cdef public int epoll_fd            # the loop's epoll fd: a ready event ends a spin
     cdef public object wakeup_handler  # called on vector 0 (a base with a mailbox)
+    cdef bint wakeup_inline         # the wakeup handler may run callbacks now (uvhook.pxi)
     cdef readonly object hw            # hardware mode: the HardwareReceiver
     cdef readonly object max_sleep     # hardware mode: longest select (port_hardware.pxi)
     cdef uintr_peer_set_t peers     # vector fds handed out, per block (vectorfd.pxi)
@@ -86,6 +89,9 @@ cdef class Port:
         self.wakeup_sender.closed = 0
         self.owner_pid = getpid()
         self.born = fork_generation
+        self.busy_poll_ns = UINTR_BUSY_POLL_ADAPTIVE
+        self.epoll_fd = -1
+        uintr_adapt_init(&self.adapt, usable_cpus())
         self.slots_used = 1
         self.receivers = {}
         uintr_loopstats_init(&self.loopstats, timing_wanted())
@@ -127,7 +133,10 @@ cdef class Port:
 
     @property
     def busy_poll(self):
-        """Microseconds to spin on PIR before blocking (0: off)."""
+        """Microseconds to spin on PIR before blocking (0: never), or
+        ``"auto"``: the adaptive policy decides (busypoll.h)."""
+        if self.busy_poll_ns == UINTR_BUSY_POLL_ADAPTIVE:
+            return "auto"
         return self.busy_poll_ns / 1000.0
 
     @busy_poll.setter
@@ -136,20 +145,26 @@ cdef class Port:
 
     cpdef bint prepare_to_block(self, double timeout):
         """Before a select that may block ``timeout`` seconds (< 0: forever):
-        busy-poll if enabled, then restore. True: posts are pending, poll
-        instead of blocking."""
-        cdef uint64_t budget = self.busy_poll_ns
+        spin if the setting or the adaptive policy says so, then restore.
+        True: posts are pending, poll instead of blocking."""
+        cdef uint64_t timeout_ns = UINT64_MAX
         cdef int hit
         self.check_owner()
         uintr_loopstats_wait_begin(&self.loopstats)
-        if budget:
-            if 0 <= timeout * 1e9 < budget:
-                budget = <uint64_t>(timeout * 1e9)
-            with nogil:
-                hit = uintr_busy_poll(&self.table.block[0], budget, &self.poll_stats)
-            if hit:
-                return True
+        if timeout >= 0:
+            timeout_ns = <uint64_t>(timeout * 1e9) if timeout < 1e9 else UINT64_MAX
+        with nogil:
+            hit = uintr_spin_before_block(&self.table.block[0], &self.adapt,
+                                          self.busy_poll_ns, timeout_ns,
+                                          self.epoll_fd, &self.poll_stats)
+        if hit:
+            return True
         return self.restore()
+
+    cdef void expect(self, long delta) noexcept:
+        """A thread round trip starts (+1) or is answered (-1): the
+        adaptive policy's hint that a post is on its way."""
+        uintr_adapt_expect(&self.adapt, delta)
 
     cdef uintr_poll_stats_t *poll_stats_ptr(self):
         return &self.poll_stats
@@ -161,7 +176,18 @@ cdef class Port:
         uintr_upid_suppress(&self.table.block[0])
         if self.hw is not None:
             port_recognise_hardware(self)
+        uintr_adapt_observe(&self.adapt, uintr_upid_pending(&self.table.block[0]))
         self.dispatch()
+
+    cdef dispatch_from_check(self, bint nothing_ready):
+        """dispatch() from the uvloop base's check hook: with nothing_ready
+        (no loop callback is queued), the mailbox runs its callbacks in
+        this iteration instead of scheduling a drain (mailbox.pxi)."""
+        self.wakeup_inline = nothing_ready
+        try:
+            self.dispatch()
+        finally:
+            self.wakeup_inline = False
 
     cdef dispatch(self):
         """Take PIR and dispatch it (SN already set by the caller)."""
@@ -185,6 +211,9 @@ cdef class Port:
                 receiver = self.receivers.get(i)
                 if receiver is not None:
                     receiver.recognise()
+                    # its delivery is queued now: the wakeup's callbacks go
+                    # behind it, as they always did (vector 0 comes last)
+                    self.wakeup_inline = False
             elif self.wakeup_handler is not None:
                 self.wakeup_handler()
 
@@ -268,12 +297,15 @@ cdef object block_statistics(uintr_block_t *b, str mode, uint64_t delivered,
         spurious=spurious,
         busy_polls=polls.polls if polls != NULL else 0,
         busy_poll_hits=polls.hits if polls != NULL else 0,
+        busy_poll_time=polls.spin_ns / 1e9 if polls != NULL else 0.0,
     )
 
 
 cdef uint64_t check_busy_poll(microseconds) except? 0:
+    if isinstance(microseconds, str) and microseconds == "auto":
+        return UINTR_BUSY_POLL_ADAPTIVE
     if isinstance(microseconds, bool) or not isinstance(microseconds, (int, float)):
-        raise TypeError("busy_poll must be a number of microseconds, got %r"
+        raise TypeError("busy_poll must be a number of microseconds or 'auto', got %r"
                         % (microseconds,))
     if not 0 <= microseconds <= 1_000_000:
         raise ValueError("busy_poll must be between 0 and 1000000 microseconds, "
@@ -284,3 +316,12 @@ cdef uint64_t check_busy_poll(microseconds) except? 0:
 def validate_busy_poll(microseconds):
     """Check a busy_poll value (TypeError/ValueError as the loops raise)."""
     check_busy_poll(microseconds)
+
+
+cdef int usable_cpus():
+    # The adaptive policy never spins with one CPU: the poster could only
+    # run once the spin is over.
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

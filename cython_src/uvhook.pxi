@@ -4,15 +4,17 @@
 # computed) POLL, CHECK. uvloop releases the GIL for the whole uv_run, so our
 # prepare and check callbacks run without it, as plain C:
 #
-#     prepare  if this iteration may block (uv_backend_timeout != 0): busy-poll
-#              if enabled, then restore (clear SN, load PIR); a pending post
+#     prepare  if this iteration may block (uv_backend_timeout != 0): spin if
+#              busy_poll or the adaptive policy says so (busypoll.h), then
+#              restore (clear SN, load PIR); a pending post
 #              starts our idle handle, which makes the coming poll a zero-timeout
 #              one instead of a sleep. If it will not block, SN stays set (and
 #              our idle handle makes sure of it, see on_prepare).
 #     poll     the eventfd woke epoll: consume it (libuv polls level-triggered).
 #     check    suppress (set SN); only if something is pending, take the GIL
 #              and recognise (vector 0 drains the call_soon_threadsafe
-#              mailbox, vector i schedules Receiver i's delivery).
+#              mailbox right here when nothing else is ready, see
+#              mailbox.pxi; vector i schedules Receiver i's delivery).
 #
 # So SN is clear exactly while the loop may sleep, as in the asyncio base, and
 # a busy loop pays no syscall and no GIL round trip for the check. This is the
@@ -30,7 +32,6 @@ from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdlib cimport calloc, free
 from posix.unistd cimport read as posix_read
 
-from busypoll cimport uintr_busy_poll, uintr_poll_stats_t
 from uvapi cimport *
 from uvmetrics cimport uintr_loopstats_iteration_uv, uintr_uv_idle_time_fn, uintr_uv_metrics_enable
 
@@ -43,6 +44,7 @@ cdef struct uvhook_c:
     uint64_t *busy_poll_ns
     uintr_loopstats_t *loopstats    # the port's (metrics.pxi)
     uintr_uv_idle_time_fn idle_time # libuv's measure of the waits; NULL: no timing
+    uintr_adapt_t *adapt
     int efd
     uint64_t *fork_generation   # port.pxi's counter, and its value when made:
     uint64_t born               # they differ in a fork child (see on_prepare)
@@ -70,7 +72,7 @@ cdef inline bint hook_forked(uvhook_c *h) noexcept nogil:
 cdef void on_prepare(void *handle) noexcept nogil:
     cdef uvhook_c *h = hook_of(handle)
     cdef int timeout = h.api.backend_timeout(h.uvloop)
-    cdef uint64_t budget = h.busy_poll_ns[0]
+    cdef uint64_t timeout_ns = UINT64_MAX
     cdef int hit
     if hook_forked(h):
         # A fork child running its parent's loop (port.pxi): touch nothing
@@ -87,14 +89,14 @@ cdef void on_prepare(void *handle) noexcept nogil:
         start_idle(h)
         return
     uintr_loopstats_wait_begin(h.loopstats)
-    if budget:
-        if timeout > 0 and <uint64_t>timeout * 1000000 < budget:
-            budget = <uint64_t>timeout * 1000000
-        hit = uintr_busy_poll(h.block, budget, h.poll_stats)
-        uintr_loopstats_spun(h.loopstats)
-        if hit:
-            start_idle(h)
-            return
+    if timeout > 0:
+        timeout_ns = <uint64_t>timeout * 1000000
+    hit = uintr_spin_before_block(h.block, h.adapt, h.busy_poll_ns[0], timeout_ns,
+                                  h.api.backend_fd(h.uvloop), h.poll_stats)
+    uintr_loopstats_spun(h.loopstats)
+    if hit:
+        start_idle(h)
+        return
     if uintr_upid_restore(h.block):
         start_idle(h)
 
@@ -114,6 +116,7 @@ cdef void on_poll(void *handle, int status, int events) noexcept nogil:
 
 cdef void on_check(void *handle) noexcept nogil:
     cdef uvhook_c *h = hook_of(handle)
+    cdef int pending
     if h.idle_active:
         h.idle_active = 0
         h.api.idle_stop(h.idle)
@@ -121,16 +124,21 @@ cdef void on_check(void *handle) noexcept nogil:
         return
     uintr_loopstats_iteration_uv(h.loopstats, h.idle_time, h.uvloop)
     uintr_upid_suppress(h.block)
-    if uintr_upid_pending(h.block):
+    pending = uintr_upid_pending(h.block)
+    uintr_adapt_observe(h.adapt, pending)
+    if pending:
+        # Nothing else ready (uvloop's ready queue empty: its idle handle
+        # is stopped, so the next poll could block) is what lets the
+        # mailbox run its callbacks in this iteration (mailbox.pxi).
         with gil:
-            recognise_from_check(<object>h.port)
+            recognise_from_check(<object>h.port, h.api.backend_timeout(h.uvloop) != 0)
 
 
-cdef void recognise_from_check(object port) noexcept:
-    # SN is already set (on_check). Dispatching only schedules loop
-    # callbacks; an error here would be a bug, reported as unraisable (a
-    # noexcept function) rather than lost.
-    (<Port>port).dispatch()
+cdef void recognise_from_check(object port, bint nothing_ready) noexcept:
+    # SN is already set (on_check). Dispatching schedules loop callbacks,
+    # or runs the mailbox's; an error here would be a bug, reported as
+    # unraisable (a noexcept function) rather than lost.
+    (<Port>port).dispatch_from_check(nothing_ready)
 
 
 cdef void on_closed(void *handle) noexcept nogil:
@@ -186,6 +194,7 @@ cdef class UVHook:
             self.h.idle_time = uintr_uv_metrics_enable(uvloop_module_path.encode(), uvl)
             if self.h.idle_time == NULL:
                 port.loopstats.timing = 0     # no measure of the waits: no time at all
+        self.h.adapt = &port.adapt
         self.h.efd = port.channel.fd
         self.h.fork_generation = &fork_generation
         self.h.born = port.born

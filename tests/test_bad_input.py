@@ -25,6 +25,7 @@ documented form of this one.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import errno
 import functools
@@ -595,6 +596,27 @@ row("loop.call_soon_threadsafe", "not callable, debug mode (asyncio's check)",
     lambda c: threadsafe_in_debug(c, 42), TypeError, "a callable object was expected")
 row("loop.call_soon_threadsafe", "a coroutine function, debug mode (asyncio's check)",
     lambda c: threadsafe_in_debug(c, asyncio.sleep), TypeError, "coroutines cannot be used")
+row("loop.run_in_executor", "after close (asyncio's error)",
+    lambda c: c.closed_loop().run_in_executor(None, print), RuntimeError, "Event loop is closed")
+
+
+def executor_after_shutdown(c: Ctx) -> Any:
+    c.loop.run_until_complete(c.loop.shutdown_default_executor())
+    return c.loop.run_in_executor(None, print)
+
+
+def shut_pool(c: Ctx) -> concurrent.futures.ThreadPoolExecutor:
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    pool.shutdown()
+    return pool
+
+
+row("loop.run_in_executor", "default executor shut down (asyncio's error)", executor_after_shutdown,
+    RuntimeError, "Executor shutdown has been called")
+row("loop.run_in_executor", "an executor shut down (its own error)",
+    lambda c: c.loop.run_in_executor(shut_pool(c), print), RuntimeError, "after shutdown")
+row("loop.set_default_executor", "after close: allowed, as asyncio allows it",
+    lambda c: c.closed_loop().set_default_executor(shut_pool(c)), None)
 row("loop.run_forever", "while running", lambda c: c.in_task(lambda c: c.loop.run_forever()),
     RuntimeError, "already running")
 row("loop.run_until_complete", "after close",

@@ -46,7 +46,7 @@ def test_new_event_loop_makes_the_asked_base(base: str | None) -> None:
     with fresh_loop(lambda: uintr_loop.new_event_loop(base=base)) as loop:
         assert loop.base == expected  # type: ignore[attr-defined]
         assert type(loop).__name__ == {"uvloop": "UintrUVLoop", "asyncio": "UintrEventLoop"}[expected]
-        assert loop.busy_poll == 0.0  # type: ignore[attr-defined]
+        assert loop.busy_poll == "auto"  # type: ignore[attr-defined]   # the adaptive wakeup
         assert loop.run_until_complete(asyncio.sleep(0, "ran")) == "ran"
 
 

@@ -1,7 +1,9 @@
-"""Busy-poll on both bases: before blocking, the loop spins on its PIR; a post
-that lands during the spin is taken without a notification, and
-``statistics().busy_polls``/``busy_poll_hits`` say how often that paid off.
-Correctness only (no timed assertions): timing is for benchmarks/.
+"""Busy-poll on both bases: before blocking, the loop spins on its PIR (for a
+fixed ``busy_poll``, or when the adaptive wakeup, the default, expects a
+post); a post that lands during the spin is taken without a notification,
+and ``statistics().busy_polls``/``busy_poll_hits``/``busy_poll_time`` say how
+often that paid off and what it cost. Correctness only (no timed
+assertions): timing is for benchmarks/.
 """
 from __future__ import annotations
 
@@ -18,18 +20,97 @@ import uintr_loop
 SPIN_US = 1_000_000     # the longest spin allowed: a second for the thread to post
 
 
-def test_busy_poll_off_by_default_never_spins(uintr_only_loop: Any) -> None:
+def test_busy_poll_zero_never_spins(uintr_only_loop: Any) -> None:
+    """busy_poll=0 overrides the adaptive wakeup: not even round trips in
+    flight (which the adaptive policy would spin for) make the loop spin."""
     loop = uintr_only_loop
+    assert loop.busy_poll == "auto"
+    loop.busy_poll = 0
     assert loop.busy_poll == 0.0
 
     async def main() -> None:
         for _ in range(3):
             await asyncio.sleep(0.001)          # blocks three times
-        await asyncio.to_thread(lambda: None)   # and is woken by a thread
+        for _ in range(200):
+            await asyncio.to_thread(lambda: None)   # and is woken by a thread
 
     loop.run_until_complete(main())
     st = loop.statistics()
-    assert (st.busy_polls, st.busy_poll_hits) == (0, 0)
+    assert (st.busy_polls, st.busy_poll_hits, st.busy_poll_time) == (0, 0, 0.0)
+
+
+def test_adaptive_idle_loop_never_spins(uintr_only_loop: Any) -> None:
+    """Nothing expected (no round trip in flight, no post taken recently):
+    the loop blocks at once, on timers and forever-waits alike."""
+    loop = uintr_only_loop
+
+    async def main() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0.003)          # longer than the post horizon
+
+    loop.run_until_complete(main())
+    assert loop.statistics().busy_polls == 0
+
+
+def test_adaptive_spins_for_round_trips_and_counts_its_time(uintr_only_loop: Any) -> None:
+    """Round trips whose answers come quickly make the loop spin before it
+    blocks (the window grows from blocks that ended in a post soon), and
+    every spin's time is counted. That a thread answers within the longest
+    window at least once in 2000 round trips is the only timing assumed."""
+    loop = uintr_only_loop
+
+    async def main() -> None:
+        for _ in range(2000):
+            await asyncio.to_thread(lambda: None)
+            if loop.statistics().busy_polls >= 20:
+                break
+
+    loop.run_until_complete(main())
+    st = loop.statistics()
+    assert st.busy_polls >= 1, st
+    assert 0 <= st.busy_poll_hits <= st.busy_polls
+    assert st.busy_poll_time > 0.0
+
+
+def test_adaptive_sparse_posts_never_spin(uintr_only_loop: Any) -> None:
+    """A thread posting with gaps far longer than the longest window (1 ms)
+    while nothing else wakes the loop: every block ends late, so the window
+    never opens (the paced wake keeps its blocked latency and costs no spin)."""
+    loop = uintr_only_loop
+
+    async def main() -> None:
+        done = loop.create_future()
+        got = threading.Semaphore(0)
+        n = 40
+
+        def on_loop(i: int) -> None:
+            got.release()
+            if i == n - 1:
+                done.set_result(None)
+
+        def paced() -> None:
+            for i in range(n):
+                time.sleep(0.001)
+                loop.call_soon_threadsafe(on_loop, i)
+                got.acquire(timeout=HANG_GUARD)
+
+        t = threading.Thread(target=paced)
+        t.start()
+        try:
+            await guarded(done)
+        finally:
+            t.join(HANG_GUARD)
+
+    loop.run_until_complete(main())
+    assert loop.statistics().busy_polls == 0
+
+
+@pytest.mark.parametrize("value", ["auto", 0, 25.5])
+def test_busy_poll_setting_round_trips(uintr_only_loop: Any, value: Any) -> None:
+    loop = uintr_only_loop
+    loop.busy_poll = value
+    assert loop.busy_poll == (value if value == "auto" else float(value))
+    assert loop.run_until_complete(asyncio.to_thread(lambda: 7)) == 7
 
 
 def test_a_post_during_the_spin_is_taken_without_a_notification(uintr_only_loop: Any) -> None:

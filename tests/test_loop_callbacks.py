@@ -416,6 +416,52 @@ async def test_call_soon_threadsafe_interleaved_with_timers() -> None:
     assert (timers_fired, thread_calls) == (n, n)
 
 
+async def test_call_soon_before_a_threadsafe_call_it_caused_runs_first() -> None:
+    """asyncio's FIFO: a callback queued with call_soon before a thread's
+    call_soon_threadsafe (the thread posts only after it was queued) runs
+    first, though the thread's post wakes the loop with the other one still
+    queued (the uvloop base's same-iteration hand-off must not overtake it)."""
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+    rounds = 50
+
+    def queue_then_post(i: int) -> None:
+        loop.call_soon(order.append, f"soon {i}")
+        t = threading.Thread(target=loop.call_soon_threadsafe, args=(order.append, f"threadsafe {i}"))
+        t.start()
+        t.join(HANG_GUARD)
+
+    for i in range(rounds):
+        loop.call_soon(queue_then_post, i)
+        while len(order) < 2 * (i + 1):
+            await asyncio.sleep(0)
+    assert order == [x for i in range(rounds) for x in (f"soon {i}", f"threadsafe {i}")]
+
+
+async def test_threadsafe_calls_from_one_thread_keep_their_order_while_blocked() -> None:
+    """Posts that find the loop blocked (or about to block) run in posting
+    order, each exactly once, whether the loop takes them in the iteration
+    that recognised them or in the next."""
+    loop = asyncio.get_running_loop()
+    got: list[int] = []
+    done = loop.create_future()
+    n = 300
+
+    def on_loop(i: int) -> None:
+        got.append(i)
+        if i == n - 1:
+            done.set_result(None)
+
+    def worker() -> None:
+        for i in range(n):
+            loop.call_soon_threadsafe(on_loop, i)
+            if i % 3 == 0:
+                time.sleep(0.0002)
+
+    await _guarded_with_thread(worker, done)
+    assert got == list(range(n))
+
+
 # --- run_coroutine_threadsafe ---------------------------------------------------
 
 

@@ -103,6 +103,84 @@ async def test_cancel_executor_future() -> None:
     assert fut.cancelled() and queued.cancelled()
 
 
+async def test_cancelled_before_it_starts_the_job_never_runs() -> None:
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    started = threading.Event()
+    ran: list[str] = []
+
+    def blocker() -> None:
+        started.set()
+        release.wait(HANG_GUARD)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        first = loop.run_in_executor(pool, blocker)
+        queued = loop.run_in_executor(pool, ran.append, "queued")
+        await guarded(loop.run_in_executor(None, started.wait, HANG_GUARD))
+        queued.cancel()
+        for _ in range(3):          # asyncio cancels the concurrent future in a callback
+            await asyncio.sleep(0)
+        release.set()
+        await guarded(first)
+        assert await guarded(loop.run_in_executor(pool, ran.append, "after")) is None
+    assert queued.cancelled()
+    assert ran == ["after"]
+
+
+async def test_jobs_the_executor_drops_unrun_are_cancelled() -> None:
+    """shutdown(cancel_futures=True) drops the queued jobs: their futures
+    are cancelled, not left pending."""
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    started = threading.Event()
+    ran: list[int] = []
+
+    def blocker() -> str:
+        started.set()
+        release.wait(HANG_GUARD)
+        return "done"
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    first = loop.run_in_executor(pool, blocker)
+    queued = [loop.run_in_executor(pool, ran.append, i) for i in range(3)]
+    await guarded(loop.run_in_executor(None, started.wait, HANG_GUARD))
+    pool.shutdown(wait=False, cancel_futures=True)
+    release.set()
+    assert await guarded(first) == "done"
+    for fut in queued:
+        with pytest.raises(asyncio.CancelledError):
+            await guarded(fut)
+    pool.shutdown(wait=True)
+    assert ran == []
+
+
+async def test_executor_job_returning_after_the_future_was_cancelled() -> None:
+    """The answer of a job already running when its future is cancelled is
+    dropped: nothing reaches the exception handler, the loop goes on."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    release = threading.Event()
+    started = threading.Event()
+
+    def blocker() -> str:
+        started.set()
+        release.wait(HANG_GUARD)
+        return "late"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        fut = loop.run_in_executor(pool, blocker)
+        await guarded(loop.run_in_executor(None, started.wait, HANG_GUARD))
+        fut.cancel()
+        release.set()
+        # the pool answers in order: once this one is back, so was the first
+        assert await guarded(loop.run_in_executor(pool, int, "7")) == 7
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert fut.cancelled()
+    assert errors == []
+
+
 async def test_run_in_executor_rejects_coroutine_function_in_debug() -> None:
     loop = asyncio.get_running_loop()
 

@@ -45,17 +45,22 @@ def default_loop_class() -> type[asyncio.AbstractEventLoop]:
     return UintrEventLoop
 
 
-def new_event_loop(*, base: str | None = None, busy_poll: float = 0) -> asyncio.AbstractEventLoop:
+def new_event_loop(
+    *, base: str | None = None, busy_poll: float | str = "auto"
+) -> asyncio.AbstractEventLoop:
     """A new uintr_loop event loop (also the loop factory for asyncio.Runner,
     anyio and pytest-asyncio).
 
     ``base``: ``"uvloop"`` (default where installed) or ``"asyncio"``.
-    ``busy_poll``: microseconds to spin on the loop's PIR before blocking
-    (0, the default, is off); see ``statistics().busy_poll_hits``.
+    ``busy_poll``: ``"auto"`` (the default): the loop spins on its PIR
+    before it blocks only while a post from a thread is expected soon, for
+    about as long as recent posts took (docs/design/adaptive-wakeup.md); a
+    number: spin that many microseconds before every block (0: never).
+    See ``statistics().busy_polls``/``busy_poll_hits``/``busy_poll_time``.
 
     Raises ValueError for an unknown ``base`` (RuntimeError for "uvloop"
     where it is not installed), TypeError/ValueError for a ``busy_poll``
-    that is not a number in 0..1000000, ValueError for an unknown
+    that is not "auto" or a number in 0..1000000, ValueError for an unknown
     ``UINTR_LOOP_MODE`` and HardwareUnavailableError for
     ``UINTR_LOOP_MODE=hardware`` where UINTR cannot be used.
     """

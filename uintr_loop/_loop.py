@@ -18,13 +18,15 @@ The self-pipe stays for what it is also used for: signal.set_wakeup_fd.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import select
 import selectors
 from collections.abc import Callable
 from contextvars import Context
+from typing import Any
 
 from ._backend import new_port
-from ._core import Port, WakeProbe, loop_timing
+from ._core import Port, WakeProbe, loop_timing, submit_executor_job
 from ._loopapi import UintrLoopAPI
 from ._shim import install_shim
 from ._watchdog import set_hog_watchdog
@@ -48,6 +50,7 @@ class _UintrSelector(selectors.EpollSelector):
         self._uintr_max_sleep = port.max_sleep   # hardware mode only (see port_hardware.pxi)
         epoll: select.epoll = self._selector  # type: ignore[attr-defined]
         epoll.register(port.fileno(), select.EPOLLIN | select.EPOLLET)
+        port.epoll_fd = epoll.fileno()     # a ready event ends a spin (busypoll.h)
 
     def forget_parent_epoll(self) -> None:
         """In a fork child: the epoll set is the parent's too (fork shares
@@ -58,6 +61,7 @@ class _UintrSelector(selectors.EpollSelector):
         shared: select.epoll = getattr(self, "_selector")
         shared.close()                  # our copy of the fd only
         setattr(self, "_selector", select.epoll())
+        self._uintr_port.epoll_fd = -1
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         port = self._uintr_port
@@ -82,14 +86,14 @@ class _UintrSelector(selectors.EpollSelector):
 class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
     """An asyncio event loop woken by (software-delivered) user interrupts.
 
-    ``UintrEventLoop(*, busy_poll=0)``: TypeError if given a selector (it
+    ``UintrEventLoop(*, busy_poll="auto")``: TypeError if given a selector (it
     makes its own); ``busy_poll`` and the mode as ``new_event_loop``.
     """
 
     _uintr_probe: WakeProbe | None
 
     def __new__(
-        cls, selector: selectors.BaseSelector | None = None, *, busy_poll: float = 0
+        cls, selector: selectors.BaseSelector | None = None, *, busy_poll: float | str = "auto"
     ) -> UintrEventLoop:
         # Argument and mode checks and the port come first, so a refusal
         # leaves no half-built loop behind for asyncio's __del__ to trip over.
@@ -104,7 +108,7 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
         return self
 
     def __init__(
-        self, selector: selectors.BaseSelector | None = None, *, busy_poll: float = 0
+        self, selector: selectors.BaseSelector | None = None, *, busy_poll: float | str = "auto"
     ) -> None:
         port = self._uintr_port
         assert port is not None
@@ -143,6 +147,27 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
         while tb and tb[-1].filename == __file__:
             del tb[-1]
         return handle
+
+    def run_in_executor(
+        self, executor: concurrent.futures.Executor | None, func: Callable[..., Any], *args: Any
+    ) -> asyncio.Future[Any]:
+        """asyncio's run_in_executor (same checks, same default executor);
+        a thread pool's worker answers the future directly (executor.pxi)."""
+        self._check_closed()
+        if self._debug:
+            self._check_callback(func, "run_in_executor")  # type: ignore[attr-defined]
+        if executor is None:
+            executor = self._default_executor  # type: ignore[has-type]
+            # Only check when the default executor is being used
+            self._check_default_executor()  # type: ignore[attr-defined]
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
+                self._default_executor = executor
+        port = self._uintr_port
+        fut = None if port is None else submit_executor_job(self, port, executor, func, args)
+        if fut is None:
+            return super().run_in_executor(executor, func, *args)
+        return fut  # type: ignore[no-any-return]
 
     def _write_to_self(self) -> None:
         port = self._uintr_port

@@ -46,18 +46,23 @@ class UintrLoopAPI:
         return set_hog_watchdog(self, threshold, callback)  # type: ignore[arg-type]
 
     @property
-    def busy_poll(self) -> float:
-        """Microseconds the loop spins on its PIR before it blocks (0: off).
+    def busy_poll(self) -> float | str:
+        """``"auto"`` (the default: the adaptive wakeup decides when and how
+        long to spin, see docs/design/adaptive-wakeup.md) or the microseconds
+        the loop spins on its PIR before every block (0: never).
 
-        Setting it raises TypeError (not a number, or a bool), ValueError
-        (outside 0..1000000) or RuntimeError (the loop is closed)."""
+        Setting it raises TypeError (not a number or "auto", or a bool),
+        ValueError (outside 0..1000000) or RuntimeError (the loop is closed)."""
         port = self._uintr_port
-        return 0.0 if port is None else float(port.busy_poll)
+        if port is None:
+            return 0.0
+        value = port.busy_poll
+        return value if isinstance(value, str) else float(value)
 
     @busy_poll.setter
-    def busy_poll(self, microseconds: float) -> None:
-        # TypeError (not a number, or a bool), ValueError (not in 0..1e6),
-        # RuntimeError once closed. A single store: any thread.
+    def busy_poll(self, microseconds: float | str) -> None:
+        # TypeError (not a number or "auto", or a bool), ValueError (not in
+        # 0..1e6), RuntimeError once closed. A single store: any thread.
         if self._uintr_port is None:
             raise RuntimeError("Event loop is closed")
         self._uintr_port.busy_poll = microseconds

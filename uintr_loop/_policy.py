@@ -32,7 +32,7 @@ _REPLACEMENT = (
 )
 
 
-def _check_policy_args(base: str | None, busy_poll: float) -> str:
+def _check_policy_args(base: str | None, busy_poll: float | str) -> str:
     base = check_base(base)
     validate_busy_poll(busy_poll)
     return base
@@ -56,7 +56,7 @@ if HAS_POLICIES:
 
         _loop_factory = UintrEventLoop
 
-        def __init__(self, *, base: str | None = None, busy_poll: float = 0) -> None:
+        def __init__(self, *, base: str | None = None, busy_poll: float | str = "auto") -> None:
             # arguments first: a bad one is the caller's error on every Python,
             # never hidden behind the deprecation (an error under -W error)
             self._uintr_base = _check_policy_args(base, busy_poll)
@@ -85,7 +85,7 @@ else:
         system (3.16): constructing it raises RuntimeError naming the
         replacement (after the same argument checks)."""
 
-        def __init__(self, *, base: str | None = None, busy_poll: float = 0) -> None:
+        def __init__(self, *, base: str | None = None, busy_poll: float | str = "auto") -> None:
             _check_policy_args(base, busy_poll)
             raise RuntimeError(
                 "asyncio on this Python has no event loop policies (removed in 3.16), "
@@ -96,7 +96,7 @@ def run(
     main: Coroutine[Any, Any, _T],
     *,
     base: str | None = None,
-    busy_poll: float = 0,
+    busy_poll: float | str = "auto",
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     **run_kwargs: Any,
@@ -120,7 +120,7 @@ def run(
         factory: Callable[[], asyncio.AbstractEventLoop] = functools.partial(
             new_event_loop, base=base, busy_poll=busy_poll
         )
-    elif base is not None or busy_poll:
+    elif base is not None or (busy_poll != "auto" and busy_poll):
         raise TypeError("pass either loop_factory or base/busy_poll, not both")
     else:
         factory = loop_factory

@@ -16,9 +16,10 @@ class ReceiverStatistics:
     notifications suppressed (SN). ``refused`` counts posts after close.
     ``delivered`` counts vectors handed over (handler calls for a Receiver,
     recognised vectors for a loop); ``spurious`` counts notifications that
-    found nothing pending. For a loop with ``busy_poll`` on, ``busy_polls``
-    counts the spins it made before blocking and ``busy_poll_hits`` those
-    that saw a post arrive and so did not block.
+    found nothing pending. For a loop, ``busy_polls`` counts the spins it
+    made before blocking (``busy_poll`` set, or the adaptive wakeup
+    expecting a post), ``busy_poll_hits`` those that saw a post arrive and
+    so did not block, and ``busy_poll_time`` the seconds spent spinning.
     """
 
     mode: str
@@ -31,6 +32,7 @@ class ReceiverStatistics:
     spurious: int
     busy_polls: int = 0
     busy_poll_hits: int = 0
+    busy_poll_time: float = 0.0
 
 
 # Wake-latency buckets (cython_src/includes/loopstats.h): bucket 0 counts

@@ -8,8 +8,12 @@ uvhook.pxi for the why). Everything else is uvloop's.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import inspect
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import uvloop
@@ -21,6 +25,7 @@ from ._core import (
     Mailbox,
     UVHook,
     mailbox_call_soon_threadsafe,
+    submit_executor_job,
 )
 from ._loopapi import UintrLoopAPI
 from ._shim import install_shim
@@ -66,14 +71,15 @@ def check_uvloop_version(version: object = None) -> str:
 class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's stubs vs AbstractEventLoop
     """A uvloop event loop woken by (software-delivered) user interrupts.
 
-    ``UintrUVLoop(*, busy_poll=0)``: ``busy_poll`` and the mode as
+    ``UintrUVLoop(*, busy_poll="auto")``: ``busy_poll`` and the mode as
     ``new_event_loop``; HardwareUnavailableError in hardware mode (this base
     delivers in software only).
     """
 
     _uintr_thread_id: int | None
+    _uintr_default_executor: concurrent.futures.Executor | None
 
-    def __new__(cls, *, busy_poll: float = 0) -> UintrUVLoop:
+    def __new__(cls, *, busy_poll: float | str = "auto") -> UintrUVLoop:
         # The checks and the port come before uvloop's __new__, which makes
         # the uv loop (its epoll fd, eventfd...): a refusal in __init__ would
         # leave that to a Loop that is never closed, and its fds leak. The
@@ -94,14 +100,19 @@ class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's 
         self: UintrUVLoop = super().__new__(cls)
         self._uintr_init(port)
         self._uintr_thread_id = None
+        self._uintr_default_executor = None
         return self
 
-    def __init__(self, *, busy_poll: float = 0) -> None:
+    def __init__(self, *, busy_poll: float | str = "auto") -> None:
         super().__init__()
         port = self._uintr_port
         assert port is not None
         self._uintr_mailbox = Mailbox(self, port)
         self._uintr_mailbox.debug = self.get_debug()
+        # The mailbox's own bound method, looked up on the instance first:
+        # a call skips binding the class's function and finding the mailbox
+        # (the class attribute below stays for calls through the class).
+        self.call_soon_threadsafe = self._uintr_mailbox.call_soon_threadsafe  # type: ignore[method-assign]
         try:
             self._uintr_hook = UVHook(self, port, uvloop.loop.__file__)
         except BaseException:
@@ -112,6 +123,32 @@ class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's 
 
     # returns a ThreadsafeHandle (asyncio's Handle API), not uvloop's Handle
     call_soon_threadsafe = mailbox_call_soon_threadsafe  # type: ignore[assignment]
+
+    def run_in_executor(
+        self, executor: concurrent.futures.Executor | None, func: Callable[..., Any], *args: Any
+    ) -> asyncio.Future[Any]:
+        """uvloop's run_in_executor (same checks; the default executor is
+        uvloop's too, so its close and shutdown_default_executor manage it);
+        a thread pool's worker answers the future directly (executor.pxi)."""
+        if asyncio.iscoroutine(func) or inspect.iscoroutinefunction(func):
+            raise TypeError("coroutines cannot be used with run_in_executor()")
+        if self.is_closed():
+            raise RuntimeError("Event loop is closed")
+        if executor is None:
+            self._check_default_executor()
+            executor = self._uintr_default_executor
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="uvloop")
+                self.set_default_executor(executor)
+        port = self._uintr_port
+        fut = None if port is None else submit_executor_job(self, port, executor, func, args)
+        if fut is None:
+            return super().run_in_executor(executor, func, *args)  # type: ignore[no-any-return]
+        return fut  # type: ignore[no-any-return]
+
+    def set_default_executor(self, executor: concurrent.futures.Executor) -> None:
+        super().set_default_executor(executor)
+        self._uintr_default_executor = executor
 
     @property
     def _thread_id(self) -> int | None:
@@ -154,7 +191,8 @@ class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's 
         # and would take ours for its own.
         self._uintr_hook.close()
         self._uintr_mailbox.close()
-        super().close()
+        super().close()                 # shuts the default executor down
+        self._uintr_default_executor = None
         self._uintr_close_port()
 
     @property

@@ -1,49 +1,260 @@
 /*
- * busypoll.h - watch a UPID's PIR for a while before blocking (the idea of
- * Linux's busy_poll): a post that lands during the spin costs the sender no
- * syscall (SN is still set, so it only sets the PIR bit) and the receiver no
- * sleep and wake-up.
+ * busypoll.h - watch a UPID's PIR for a while before blocking, and decide
+ * for how long (the adaptive wakeup; docs/design/adaptive-wakeup.md).
  *
- * Runs without the GIL. The loads are relaxed: the spin only decides whether
- * to block; the receiver then takes PIR with the seq_cst exchange in
- * recognise, which is what orders the sender's writes before the receiver's
- * reads. A post that lands after the spin gave up is the ordinary case that
- * restore() (clear SN, then load PIR) already handles, so the spin can only
- * make a wakeup cheaper, never lose one.
+ * The spin
+ * --------
+ * A post that lands during the spin costs the sender no syscall (SN is still
+ * set, so it only sets the PIR bit) and the receiver no sleep and wake-up:
+ * Linux's busy_poll. It runs without the GIL, so the thread that is about to
+ * post can run Python meanwhile.
+ *
+ * The loads are relaxed: the spin only decides whether to block; the
+ * receiver then takes PIR with the seq_cst exchange in recognise, which is
+ * what orders the sender's writes before the receiver's reads. A post that
+ * lands after the spin gave up is the ordinary case that restore() (clear
+ * SN, then load PIR) already handles, so the spin can only make a wakeup
+ * cheaper, never lose one.
+ *
+ * Two things end a spin early besides a post, because a spinning loop is a
+ * loop that does not look at its file descriptors and holds a CPU:
+ *  - every UINTR_SPIN_CHECK_NS it asks the loop's epoll fd, with poll() and
+ *    a zero timeout, whether any event is ready (an epoll fd is readable
+ *    when its ready list is not empty; nothing is consumed): a socket that
+ *    becomes readable ends the spin, so I/O waits at most that long behind
+ *    it (NAPI's busy poll watches the device queue it serves for the same
+ *    reason);
+ *  - the same syscall, followed by sched_yield(), gives the CPU to a thread
+ *    the kernel woke onto this CPU. On a 2-core machine the worker we just
+ *    woke (a futex wake is often placed on the waker's CPU) would otherwise
+ *    wait behind our spin for the whole budget, the spin's worst case: it
+ *    delays the very post it waits for. Go's scheduler does the same
+ *    (procyield, then osyield) before it parks a spinning thread. And Go
+ *    spins only while some CPU is idle: here, a sched_yield() that took
+ *    long (another thread ran) or a step of the spin that took long (we
+ *    were preempted) says the CPU is wanted, and the spin ends at once and
+ *    closes the window (below): on a busy machine the loop blocks, as it
+ *    would without the policy, instead of taking CPU time from the threads
+ *    that post to it.
+ *
+ * The policy (uintr_adapt_*)
+ * --------------------------
+ * A spin is never free: it burns a CPU for its whole length when nothing
+ * comes. So the loop spins only when a post is expected soon, and for about
+ * as long as posts have recently taken to come. The rule is KVM's halt
+ * polling (virt/kvm/kvm_main.c, halt_poll_ns grow/shrink), which solves the
+ * same problem for a vCPU about to halt, with two inputs added from the
+ * loop's own knowledge, as NAPI's adaptive interrupt moderation uses the
+ * recent packet rate:
+ *
+ *   expected  a thread round trip is in flight (an executor job submitted
+ *             through the loop and not yet answered: `inflight`), or a post
+ *             was taken within the last UINTR_ADAPT_HORIZON_NS (a thread
+ *             answered recently, and a thread that answers in a loop, as
+ *             run_coroutine_threadsafe clients and dedicated workers do,
+ *             answers again). Nothing expected: block at once. An idle
+ *             loop therefore never spins, whatever its history.
+ *   window    the spin budget, learnt from how long blocks took to end in a
+ *             post: 0 at first; a block that ended in a post within
+ *             UINTR_ADAPT_MAX_NS (a spin of that length would have caught
+ *             it) grows it (0 -> START, then doubling up to MAX); a block
+ *             that lasted longer than MAX sets it back to 0 (sparse posts:
+ *             spinning only wastes); a spin that caught its post in under a
+ *             quarter of the window halves it (the window follows the gap
+ *             down). A block ended by I/O or a timer, with no post, says
+ *             nothing about posts: the window stays, unless the block was
+ *             long (then 0). A spin that found the CPU wanted closes it.
+ *
+ * So a paced sender whose gaps exceed MAX never makes the loop spin (the
+ * window stays 0; its wake latency is the blocked one, unchanged), a
+ * round-trip workload spins for about 1-2x its gap, and a burst of spins
+ * that miss is bounded: one miss of at most MAX resets the window. With one
+ * usable CPU the loop never spins (the poster could only run once the spin
+ * ends). The explicit busy_poll=N replaces the policy with a fixed budget.
+ *
+ * Only the loop's thread touches the policy, except `inflight`, which the
+ * worker that answers decrements (relaxed: a hint, not synchronisation; the
+ * protocol never depends on it).
  */
 #ifndef UINTR_LOOP_BUSYPOLL_H
 #define UINTR_LOOP_BUSYPOLL_H
 
 #include "clock.h"
 
+#include <poll.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
 #include "upid.h"
 
+#define UINTR_SPIN_CHECK_NS 4000ull         /* epoll/yield check period */
+#define UINTR_SPIN_PREEMPTED_NS 20000ull    /* a step this long: the CPU was taken */
+#define UINTR_ADAPT_START_NS 8000ull        /* first window */
+#define UINTR_ADAPT_MAX_NS 64000ull         /* longest window */
+#define UINTR_ADAPT_HORIZON_NS 2000000ull   /* "a post came recently" */
+#define UINTR_BUSY_POLL_ADAPTIVE UINT64_MAX /* busy_poll="auto" */
+
 typedef struct {
     uint64_t polls;   /* spins started (the loop was about to block) */
     uint64_t hits;    /* spins that saw a post and so did not block */
+    uint64_t spin_ns; /* time spent spinning */
 } uintr_poll_stats_t;
 
-/* Spin up to budget_ns. 1 if PIR became non-zero, else 0. */
-static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns,
-                                  uintr_poll_stats_t *st)
+typedef struct {
+    uint64_t window_ns;    /* the next spin's budget; 0: block at once */
+    uint64_t block_start;  /* when the current block began; 0: none */
+    uint64_t last_post;    /* when a post was last taken */
+    int hit;               /* the current block's spin saw a post */
+    int cpus;              /* CPUs this process may run on */
+    _Atomic long inflight; /* executor round trips not yet answered */
+} uintr_adapt_t;
+
+/* Is any event ready on epoll fd `epfd`? (-1: no fd to ask.) */
+static inline int uintr_epoll_ready(int epfd)
 {
-    uint64_t deadline = uintr_monotonic_ns() + budget_ns;
+    struct pollfd p;
+    if (epfd < 0)
+        return 0;
+    p.fd = epfd;
+    p.events = POLLIN;
+    p.revents = 0;
+    return poll(&p, 1, 0) > 0;
+}
+
+/* Spin up to budget_ns. 1 if PIR became non-zero; 0 if the budget is spent
+ * or an event became ready on epfd; with give_way, -1 if another thread
+ * wanted this CPU (the spin gave way to it, or was preempted: a clock step
+ * longer than UINTR_SPIN_PREEMPTED_NS). An explicit busy_poll spins its
+ * whole budget (yielding, but not giving up). */
+static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd,
+                                  int give_way, uintr_poll_stats_t *st)
+{
+    uint64_t start = uintr_monotonic_ns(), now = start, before;
+    uint64_t deadline = start + budget_ns, next_check = start + UINTR_SPIN_CHECK_NS;
     unsigned i;
+    int rc = 0;
     st->polls++;
-    do {
-        for (i = 0; i < 64; i++) {
+    for (;;) {
+        for (i = 0; i < 16; i++) {
             /* model step B */
             if (atomic_load_explicit(&b->upid.pir, memory_order_relaxed) != 0) {
-                st->hits++;
-                return 1;
+                rc = 1;
+                break;
             }
             __builtin_ia32_pause();
         }
-    } while (uintr_monotonic_ns() < deadline);
-    return 0;
+        before = now;
+        now = uintr_monotonic_ns();
+        if (rc)
+            break;
+        if (give_way && now - before > UINTR_SPIN_PREEMPTED_NS) {
+            rc = -1;
+            break;
+        }
+        if (now >= deadline)
+            break;
+        if (now >= next_check) {
+            if (uintr_epoll_ready(epfd))
+                break;
+            before = uintr_monotonic_ns();
+            sched_yield();
+            now = uintr_monotonic_ns();
+            if (give_way && now - before > UINTR_SPIN_PREEMPTED_NS) {
+                rc = -1;
+                break;
+            }
+            next_check = now + UINTR_SPIN_CHECK_NS;
+        }
+    }
+    st->hits += rc == 1;
+    st->spin_ns += now - start;
+    return rc;
+}
+
+static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus)
+{
+    a->window_ns = 0;
+    a->block_start = 0;
+    a->last_post = 0;
+    a->hit = 0;
+    a->cpus = cpus;
+    atomic_store_explicit(&a->inflight, 0, memory_order_relaxed);
+}
+
+static inline void uintr_adapt_expect(uintr_adapt_t *a, long delta)
+{
+    atomic_fetch_add_explicit(&a->inflight, delta, memory_order_relaxed);
+}
+
+/* The budget of the spin before a block of at most timeout_ns
+ * (UINT64_MAX: no timeout), for setting busy_ns (a fixed budget, 0 for
+ * none, or UINTR_BUSY_POLL_ADAPTIVE). Marks the block's start. */
+static inline uint64_t uintr_adapt_budget(uintr_adapt_t *a, uint64_t busy_ns,
+                                          uint64_t timeout_ns)
+{
+    uint64_t now = uintr_monotonic_ns(), budget;
+    a->block_start = now;
+    a->hit = 0;
+    if (busy_ns != UINTR_BUSY_POLL_ADAPTIVE) {
+        budget = busy_ns;
+    } else {
+        if (a->window_ns == 0 || a->cpus < 2)
+            return 0;
+        if (atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 0 &&
+            now - a->last_post > UINTR_ADAPT_HORIZON_NS)
+            return 0;          /* nothing expected */
+        budget = a->window_ns;
+    }
+    return budget < timeout_ns ? budget : timeout_ns;
+}
+
+/* The loop looked at its UPID after a poll; post: something was pending. */
+static inline void uintr_adapt_observe(uintr_adapt_t *a, int post)
+{
+    uint64_t now, waited;
+    if (a->block_start == 0) {          /* no block: a poll between callbacks */
+        if (post)
+            a->last_post = uintr_monotonic_ns();
+        return;
+    }
+    now = uintr_monotonic_ns();
+    waited = now - a->block_start;
+    a->block_start = 0;
+    if (!post) {                        /* I/O or a timer ended it */
+        if (waited > UINTR_ADAPT_MAX_NS)
+            a->window_ns = 0;
+        return;
+    }
+    a->last_post = now;
+    if (a->hit) {
+        if (4 * waited < a->window_ns && a->window_ns > UINTR_ADAPT_START_NS)
+            a->window_ns /= 2;
+    } else if (waited <= UINTR_ADAPT_MAX_NS) {
+        a->window_ns = a->window_ns ? 2 * a->window_ns : UINTR_ADAPT_START_NS;
+        if (a->window_ns > UINTR_ADAPT_MAX_NS)
+            a->window_ns = UINTR_ADAPT_MAX_NS;
+    } else {
+        a->window_ns = 0;
+    }
+}
+
+/* Before a block: spin as the setting and the policy say. 1: a post came
+ * (do not block; SN is still set). */
+static inline int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a,
+                                          uint64_t busy_ns, uint64_t timeout_ns,
+                                          int epfd, uintr_poll_stats_t *st)
+{
+    uint64_t budget = uintr_adapt_budget(a, busy_ns, timeout_ns);
+    int rc;
+    if (budget == 0)
+        return 0;
+    rc = uintr_busy_poll(b, budget, epfd, busy_ns == UINTR_BUSY_POLL_ADAPTIVE, st);
+    if (rc < 0)
+        a->window_ns = 0;       /* the CPU is wanted: stop spinning for now */
+    a->hit = rc > 0;
+    return a->hit;
 }
 
 #endif

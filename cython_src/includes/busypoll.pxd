@@ -4,9 +4,20 @@ from upid cimport uintr_block_t
 
 
 cdef extern from "busypoll.h" nogil:
+    const uint64_t UINTR_BUSY_POLL_ADAPTIVE
+
     ctypedef struct uintr_poll_stats_t:
         uint64_t polls
         uint64_t hits
+        uint64_t spin_ns
+
+    ctypedef struct uintr_adapt_t:
+        uint64_t window_ns
+        int cpus
 
     uint64_t uintr_monotonic_ns()
-    int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, uintr_poll_stats_t *st)
+    void uintr_adapt_init(uintr_adapt_t *a, int cpus)
+    void uintr_adapt_expect(uintr_adapt_t *a, long delta)
+    void uintr_adapt_observe(uintr_adapt_t *a, int post)
+    int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a, uint64_t busy_ns,
+                                uint64_t timeout_ns, int epfd, uintr_poll_stats_t *st)

@@ -35,7 +35,10 @@
  *   Loop       the loop's thread: callbacks with SN set on its block, then
  *              the select bracketed by restore (U L; a busy-poll B may come
  *              first) and recognise (S Q C X, then the vectors highest
- *              first), as port.pxi and uvhook.pxi run them. The receiver's
+ *              first), as port.pxi and uvhook.pxi run them. On the uvloop
+ *              base the wakeup's mailbox either runs its handles right
+ *              there (T in dispatch: the check hook, nothing else queued)
+ *              or schedules its drain (T among the callbacks). The receiver's
  *              side runs in its callbacks: delivery (receiver.pxi _deliver),
  *              masking (CLUI/STUI, in handlers too) and close. With -DTASK
  *              the receiver is a task receiver (shim.pxi): its block has SN
@@ -448,6 +451,12 @@ inline task_step(v, w, rb, had_on, pending)
 }
 #endif
 
+#ifdef TASK
+#define TASK_READY (woken)
+#else
+#define TASK_READY (false)
+#endif
+
 /* Port.dispatch, SN already set: Q, C, X on the loop's block, then the
  * vectors highest first: NV (vector 1) is the receiver's recognise, vector
  * 0 the wakeup (the uvloop base's mailbox drain; on the asyncio base the
@@ -501,6 +510,14 @@ inline dispatch(bits, rb, had_on, pending)
             atomic {
                 !gil;
                 if
+                :: mbox > 0 && !drain_scheduled && !scheduled && !TASK_READY && !(bits & NVBIT) ->
+                    /* from the check hook with nothing else queued: the
+                     * handles run right here (Mailbox.run_items inline);
+                     * the other branch is the same state with something
+                     * queued (uv_backend_timeout == 0) */
+                    calls_run = calls_run + mbox;           /* step T */
+                    mbox = 0;
+                    assert(SKIP(callbacks_once) || calls_run <= CALLS)
                 :: mbox > 0 -> drain_scheduled = true
                 :: else -> skip
                 fi
@@ -567,11 +584,6 @@ inline run_callbacks(v, w, rb, had_on, pending)
 #define CALLBACKS_READY (drain_scheduled)
 #else
 #define CALLBACKS_READY (ready > 0 || scheduled)
-#endif
-#ifdef TASK
-#define TASK_READY (woken)
-#else
-#define TASK_READY (false)
 #endif
 
 /* Nothing can move (spin's timeout): the senders are done, the loop sleeps.
