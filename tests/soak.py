@@ -520,6 +520,18 @@ class Soak:
     # ---- the run ------------------------------------------------------------------------
 
     async def main(self) -> dict[str, Any]:
+        """The run; an injected "ignore-pending" fault is taken out again at the
+        end, so the runner's own shutdown (the default executor's, whose worker
+        wakes the loop with a post) runs on a sound loop."""
+        try:
+            return await self._main()
+        finally:
+            selector = getattr(asyncio.get_running_loop(), "_selector", None)
+            port = getattr(selector, "_uintr_port", None)
+            if isinstance(port, _IgnorePending):
+                selector._uintr_port = port._port
+
+    async def _main(self) -> dict[str, Any]:
         from uintr_loop._native import NativeSender, StampSender
 
         self.loop = loop = asyncio.get_running_loop()
