@@ -15,8 +15,8 @@ loop is blocked (or spinning) when the next one comes.
 from __future__ import annotations
 
 import asyncio
-import platform
 import os
+import platform
 import subprocess
 import threading
 import time
