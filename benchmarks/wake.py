@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import subprocess
 import threading
 import time
@@ -28,7 +29,10 @@ from _common import LOOPS, UINTR_LOOPS, log, run_on, uintr_factory
 
 HERE = Path(__file__).resolve().parent
 FLOOR_SRC = HERE / "floor" / "eventfd_floor.c"
-FLOOR_BIN = HERE / "results" / "build" / "eventfd_floor"
+# One binary per C library: the same work tree is built and run on this
+# machine and in the private root of newer Pythons (make test-pythons), whose
+# glibc is newer; a binary linked there does not run here.
+FLOOR_BIN = HERE / "results" / "build" / f"eventfd_floor-glibc{platform.libc_ver()[1] or 'x'}"
 
 
 async def python_sender(wakeups: int, pause_s: float) -> list[int]:
