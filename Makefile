@@ -17,7 +17,7 @@ all: build
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.0"
+	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.1"
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
 	touch $@
 
