@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import sys
 
 from ._loop import UintrEventLoop
 
@@ -15,12 +16,21 @@ def uvloop_available() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
+def running_without_gil() -> bool:
+    """True on a free-threaded Python (3.13t) while the GIL is off."""
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    return is_gil_enabled is not None and not is_gil_enabled()
+
+
 def default_base() -> str:
     """``"uvloop"`` where it is installed, else ``"asyncio"``; ``"asyncio"``
-    too where delivery is in hardware (the uvloop base is software-only)."""
+    too where delivery is in hardware (the uvloop base is software-only), and
+    on a free-threaded Python running without the GIL: an import of a uvloop
+    that does not declare free-threading support would turn the GIL back on
+    for the whole process (``base="uvloop"`` still asks for it)."""
     from ._backend import delivery_mode
 
-    if uvloop_available() and delivery_mode() == "software":
+    if uvloop_available() and not running_without_gil() and delivery_mode() == "software":
         return "uvloop"
     return "asyncio"
 
