@@ -221,3 +221,16 @@ def test_call_soon_threadsafe_from_many_threads_runs_each_callback_once(base: st
 
     seen = uintr_loop.run(main(), base=base)
     assert sorted(seen) == list(range(per_thread * 4))
+
+
+def test_the_default_base_is_asyncio_while_the_gil_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faked on a GIL build: what default_base() reads is sys._is_gil_enabled.
+    from uintr_loop._bases import default_base
+
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    assert default_base() == "asyncio"
+    loop = uintr_loop.new_event_loop()
+    try:
+        assert loop.base == "asyncio"  # type: ignore[attr-defined]
+    finally:
+        loop.close()
