@@ -7,6 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+PIP_INSTALL_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
@@ -18,7 +19,7 @@ $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.1"
-	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PY) -m pip install -q $(PIP_INSTALL_ARGS) --no-build-isolation -e ".[test]"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(CORE_SOURCES)
@@ -80,11 +81,16 @@ VENV_FT ?= .venv-3.13t
 python-ft:
 	@nice -n 10 .ci/python-ft >/dev/null
 
+# --prefer-binary: the newest hypothesis ships compiled wheels for the GIL builds only (its
+# sdist needs maturin); its last pure-Python wheel installs on 3.13t. uvloop has no 3.13t
+# wheel at all and is built from its sdist (a few minutes, once).
+FT_MAKE = $(MAKE) PYTHON="$$(.ci/python-ft)" VENV=$(VENV_FT) PIP_INSTALL_ARGS=--prefer-binary
+
 test-ft: python-ft
-	$(MAKE) test PYTHON="$$(.ci/python-ft)" VENV=$(VENV_FT)
+	$(FT_MAKE) test
 
 bench-ft: python-ft
-	$(MAKE) build PYTHON="$$(.ci/python-ft)" VENV=$(VENV_FT)
+	$(FT_MAKE) build
 	PYTHON_GIL=0 $(VENV_FT)/bin/python benchmarks/freethreaded.py $(BENCH_ARGS)
 
 clean:
