@@ -224,13 +224,36 @@ def test_call_soon_threadsafe_from_many_threads_runs_each_callback_once(base: st
 
 
 def test_the_default_base_is_asyncio_while_the_gil_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Faked on a GIL build: what default_base() reads is sys._is_gil_enabled.
-    from uintr_loop._bases import default_base
+    # Faked on a GIL build: what default_base() reads is sys._is_gil_enabled
+    # and the installed uvloop's version (an old one would turn the GIL on).
+    from uintr_loop import _bases
 
     monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
-    assert default_base() == "asyncio"
+    monkeypatch.setattr(_bases, "uvloop_keeps_gil_off", lambda: False)
+    assert _bases.default_base() == "asyncio"
     loop = uintr_loop.new_event_loop()
     try:
         assert loop.base == "asyncio"  # type: ignore[attr-defined]
     finally:
         loop.close()
+    monkeypatch.setattr(_bases, "uvloop_keeps_gil_off", lambda: True)
+    expected = "uvloop" if _bases.uvloop_available() else "asyncio"
+    if uintr_loop.capabilities().mode != "software":
+        expected = "asyncio"
+    assert _bases.default_base() == expected
+
+
+def test_uvloop_keeps_gil_off_reads_the_installed_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from uintr_loop import _bases
+
+    for version, keeps in [("0.21.0", False), ("0.22.0", True), ("0.23.1", True), ("1.0", True)]:
+        monkeypatch.setattr(importlib.metadata, "version", lambda name, v=version: v)
+        assert _bases.uvloop_keeps_gil_off() is keeps, version
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert _bases.uvloop_keeps_gil_off() is False

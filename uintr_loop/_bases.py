@@ -3,7 +3,9 @@ or asyncio's selector loop. Both wake through the loop's UPID."""
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import importlib.util
+import re
 import sys
 
 from ._loop import UintrEventLoop
@@ -22,15 +24,32 @@ def running_without_gil() -> bool:
     return is_gil_enabled is not None and not is_gil_enabled()
 
 
+UVLOOP_FREE_THREADED_SINCE = (0, 22)
+"""The first uvloop release that declares free-threading support (its 0.22 changelog)."""
+
+
+def uvloop_keeps_gil_off() -> bool:
+    """True if the installed uvloop declares free-threading support, read from
+    its metadata (importing an older one would turn the GIL back on)."""
+    try:
+        version = importlib.metadata.version("uvloop")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    found = re.match(r"(\d+)\.(\d+)", version)
+    return found is not None and (int(found[1]), int(found[2])) >= UVLOOP_FREE_THREADED_SINCE
+
+
 def default_base() -> str:
     """``"uvloop"`` where it is installed, else ``"asyncio"``; ``"asyncio"``
     too where delivery is in hardware (the uvloop base is software-only), and
-    on a free-threaded Python running without the GIL: an import of a uvloop
-    that does not declare free-threading support would turn the GIL back on
-    for the whole process (``base="uvloop"`` still asks for it)."""
+    on a free-threaded Python running without the GIL unless the installed
+    uvloop declares free-threading support (0.22+): importing an older one
+    would turn the GIL back on for the whole process (``base="uvloop"`` still
+    asks for it)."""
     from ._backend import delivery_mode
 
-    if uvloop_available() and not running_without_gil() and delivery_mode() == "software":
+    if (uvloop_available() and (not running_without_gil() or uvloop_keeps_gil_off())
+            and delivery_mode() == "software"):
         return "uvloop"
     return "asyncio"
 
