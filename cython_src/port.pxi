@@ -236,6 +236,7 @@ cdef class Port:
     # to nothing.
 
     cdef unsigned attach(self, Receiver receiver) except 0:
+        cdef bint closed
         cdef unsigned slot = take_free_slot(self)
         if slot == 0:
             if self.closed:
@@ -243,7 +244,20 @@ cdef class Port:
             raise RuntimeError(
                 "uintr_loop: a loop holds at most %d receivers (one per "
                 "notification vector); close some first" % (UINTR_TABLE_SLOTS - 1))
+        # Published complete: once in the dict, close() or dispatch() on
+        # another thread may use it.
+        receiver.slot = slot
+        receiver.block = &self.table.block[slot]
         self.receivers[slot] = receiver
+        # Closed by another thread since the slot was taken? close() sets the
+        # flag before it collects the receivers: either it sees this one and
+        # closes it, or this test sees the flag. (The block stays marked used:
+        # the port is finished.)
+        with cython.critical_section(self):
+            closed = self.closed
+        if closed:
+            self.receivers.pop(slot, None)
+            raise RuntimeError("Event loop is closed")
         return slot
 
     cdef void detach(self, unsigned slot):
