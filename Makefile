@@ -8,6 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+PIP_INSTALL_ARGS ?=
 
 CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
@@ -18,15 +19,15 @@ CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes
 PYROOT  ?= ../shared/tools/pyroot
 PYTHONS ?= 3.14 3.15
 
-.PHONY: all build test test-pythons demo bench bench-here soak verify spin valgrind clean info docs wheel changelog hw-emu
+.PHONY: all build test test-pythons demo bench bench-here soak verify spin valgrind clean info docs wheel changelog hw-emu python-ft test-ft bench-ft
 
 all: build
 
 $(VENV)/.deps: pyproject.toml tests/_servers_install.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.0"
-	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.1"
+	$(PY) -m pip install -q $(PIP_INSTALL_ARGS) --no-build-isolation -e ".[test]"
 	$(PY) tests/_servers_install.py
 	touch $@
 
@@ -142,5 +143,27 @@ changelog:
 	@test -n "$(VERSION)" || { echo "make changelog VERSION=x.y.z"; exit 1; }
 	$(PYTHON) docs/_ext/changelog.py --version "$(VERSION)"
 
+# Free-threaded CPython 3.13t (configure --disable-gil): .ci/python-ft builds it once into the
+# user's cache, outside the repository (about 10 minutes on 2 cores; instant once cached; apt-get
+# for the source and missing build dependencies, like `make spin`). test-ft runs the whole suite
+# on it with the GIL off: the asyncio base; uvloop's rows are skipped with the reason probed
+# (tests/_support.py) where uvloop cannot run there. bench-ft: benchmarks/freethreaded.py.
+VENV_FT ?= .venv-3.13t
+
+python-ft:
+	@nice -n 10 .ci/python-ft >/dev/null
+
+# --prefer-binary: the newest hypothesis ships compiled wheels for the GIL builds only (its
+# sdist needs maturin); its last pure-Python wheel installs on 3.13t. uvloop has no 3.13t
+# wheel at all and is built from its sdist (a few minutes, once).
+FT_MAKE = $(MAKE) PYTHON="$$(.ci/python-ft)" VENV=$(VENV_FT) PIP_INSTALL_ARGS=--prefer-binary
+
+test-ft: python-ft
+	$(FT_MAKE) test
+
+bench-ft: python-ft
+	$(FT_MAKE) build
+	PYTHON_GIL=0 $(VENV_FT)/bin/python benchmarks/freethreaded.py $(BENCH_ARGS)
+
 clean:
-	rm -rf build dist $(VENV) $(BENCH_VENV) $(foreach v,$(PYTHONS),.venv-$(v)) *.egg-info cython_src/*.c uintr_loop/*.so docs/_build docs/_generated
+	rm -rf build dist $(VENV) $(VENV_FT) $(BENCH_VENV) $(foreach v,$(PYTHONS),.venv-$(v)) *.egg-info cython_src/*.c uintr_loop/*.so docs/_build docs/_generated

@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, freethreading_compatible=True
 """uintr_loop's compiled core: UPIDs, the send path and the loop's port.
 
 One extension, one concern per included file:

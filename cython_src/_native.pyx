@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, freethreading_compatible=True
 """Native senders for tests and benchmarks: pthreads that send through the
 public nogil cimport API (uintr_loop/_core.pxd), exactly as a third-party
 Cython extension would, without ever holding the GIL."""

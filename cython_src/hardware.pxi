@@ -8,6 +8,7 @@
 # registered, close. Every Receiver vector in use gets one of the loop
 # thread's 64 hardware vectors; the handler records hardware vectors, and
 # take() turns them back into (receiver slot, vector) for the Port.
+cimport cython
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free
 
@@ -70,6 +71,7 @@ cdef class HardwareReceiver:
     cdef dict vectors             # (slot, vector) -> hardware vector
     cdef readonly bint closed
     cdef bint leaked
+    cdef cython.pymutex vectors_lock   # vector_for: the loop's thread and senders'
 
     def __cinit__(self, str abi not None, int wake_fd):
         self.c_abi = find_abi(abi)
@@ -112,10 +114,20 @@ cdef class HardwareReceiver:
     def vector_for(self, unsigned slot, unsigned vector):
         """The hardware vector (and its vector fd) carrying ``vector`` of the
         Receiver in ``slot``; created on first use (uintr_vector_fd)."""
-        cdef unsigned hv
         key = (slot, vector)
-        if key in self.vectors:
-            return self.vectors[key]
+        # A Sender registered from any thread gets here (Sender -> sender()):
+        # the test, the choice of a free vector and the two records are one
+        # step. With the GIL they were (no Python code runs in between); a
+        # lock makes them one on a free-threaded build, where a critical
+        # section would not do (the dicts' own locks may suspend it).
+        with self.vectors_lock:
+            return self.vector_for_locked(key, slot)
+
+    cdef unsigned vector_for_locked(self, tuple key, unsigned slot) except? 64:
+        cdef unsigned hv
+        found = self.vectors.get(key)
+        if found is not None:
+            return found
         if self.closed:
             raise ReceiverClosedError()
         for hv in range(64):

@@ -2,23 +2,39 @@
 #
 # A sender appends a handle to the mailbox and posts the wakeup vector; the
 # loop, recognising vector 0, schedules one drain, which runs every handle in
-# posting order. Both sides hold the GIL, so the list itself needs no lock,
-# and the post can be skipped when the mailbox was not empty. The first
-# handle of a list is appended by a poster that then posts, under the GIL
-# throughout, so whoever sees the list non-empty also sees that post done. A
-# drain swaps out the whole current list, and only a drain does; the post is
-# recognised either by a drain already scheduled (which will swap this list)
-# or schedules one. So every list is taken by some drain, with every handle
-# appended to it before the swap, and a handle appended after the swap goes
-# to a fresh, empty list and posts again.
+# posting order. The post can be skipped when the mailbox was not empty.
 #
-# Nothing between the emptiness test and the post can release the GIL (no
-# Python code runs there; the handle is built before; the wake-latency stamp
-# taken there is plain C, includes/loopstats.h), which is what makes that
-# argument hold with several sender threads.
+# The mailbox's lock: the test for empty and the append are one step (model
+# step M), and so is the drain's swap of the whole list (step T). With the
+# GIL they are, as nothing between them releases it (no Python code runs
+# there; the handle is built before). On a free-threaded build a critical
+# section on the mailbox makes them one: every access to the mailbox's list
+# happens inside it, so the list's own lock (taken by append) is never
+# contended and cannot suspend the section, and each region is otherwise
+# plain C. On a GIL build the sections compile to nothing.
+#
+# The post itself comes after the step, outside the lock (the model checks
+# it so). The first handle of a list is appended by a poster that then
+# posts; whoever sees the list non-empty relies on that post, which is
+# already on its way: it lands either before the loop's next recognise (which
+# then finds the list non-empty and schedules a drain) or after it (the next
+# recognise does). A drain swaps out the whole current list, and only a
+# drain does, so every list is taken by some drain, with every handle
+# appended to it before the swap, and a handle appended after the swap goes
+# to a fresh, empty list and posts again. A drain that takes a list before
+# its first poster's post lands leaves that post spurious (the drain finds
+# nothing), never a handle behind.
+#
+# A handle may be cancelled from another thread while a drain takes it: both
+# under a critical section on the handle, so the drain runs the callback or
+# skips it, and never reads a field the other thread is freeing.
+#
+# The wake-latency stamp taken after the step (includes/loopstats.h) is
+# plain C and never releases the GIL either.
 
 cimport cython
 from cpython.contextvars cimport PyContext_CopyCurrent
+from cpython.list cimport PyList_GET_SIZE
 
 
 cdef extern from "Python.h":
@@ -43,10 +59,27 @@ cdef class ThreadsafeHandle:
     cdef readonly object _source_traceback   # asyncio's name; debug mode only
 
     def cancel(self):
-        if not self._cancelled:
-            self._cancelled = True
+        cdef object callback = None, args = None
+        with cython.critical_section(self):
+            if not self._cancelled:
+                self._cancelled = True
+                callback, args = self._callback, self._args
+                self._callback = None
+                self._args = None
+        # the references are dropped here, outside the section: a callback's
+        # or argument's __del__ may run Python code
+
+    cdef object take(self):
+        """(callback, args) to run, or None if cancelled; the handle lets
+        go of both (the drain's side of cancel())."""
+        cdef object callback, args
+        with cython.critical_section(self):
+            if self._cancelled:
+                return None
+            callback, args = self._callback, self._args
             self._callback = None
             self._args = None
+        return callback, args
 
     def cancelled(self):
         return self._cancelled
@@ -80,7 +113,9 @@ cdef class Mailbox:
 
     cdef ThreadsafeHandle post(self, callback, tuple args, context):
         cdef ThreadsafeHandle handle
+        cdef Port port = None
         cdef int rc
+        cdef bint closed, first = False
         if self.closed:
             raise RuntimeError("Event loop is closed")
         handle = ThreadsafeHandle.__new__(ThreadsafeHandle)
@@ -92,22 +127,31 @@ cdef class Mailbox:
         handle._callback = callback
         handle._args = args
         handle._context = PyContext_CopyCurrent() if context is None else context
-        if self.items:                      # model step M (through the post)
-            self.items.append(handle)       # a post is already on its way
+        with cython.critical_section(self):  # model step M: the test and the append
+            closed = self.closed
+            if not closed:
+                first = PyList_GET_SIZE(self.items) == 0
+                self.items.append(handle)   # not first: a post is already on its way
+                port = self.port
+        if closed:
+            raise RuntimeError("Event loop is closed")
+        if not first:
             return handle
-        self.items.append(handle)
-        if self.port.forked():
-            return handle           # a fork child's copy: it cannot run (port.pxi)
+        if port is None or port.forked():
+            return handle           # closed meanwhile, or a fork child's copy (port.pxi)
         # wake-latency sample: this post's drain files it (metrics.pxi)
-        uintr_loopstats_stamp(&self.port.loopstats)
-        rc = post_with_gil(&self.port.wakeup_sender)
+        uintr_loopstats_stamp(&port.loopstats)
+        rc = post_with_gil(&port.wakeup_sender)
         if rc < 0 and rc != -ESHUTDOWN:
             raise OSError(-rc, "uintr_loop: notification failed")
         return handle
 
     def on_wakeup(self):
-        # Port.recognise saw vector 0 (loop thread, GIL held).
-        if self.items and not self.drain_scheduled and not self.closed:
+        # Port.recognise saw vector 0 (loop thread).
+        cdef bint pending
+        with cython.critical_section(self):
+            pending = PyList_GET_SIZE(self.items) != 0
+        if pending and not self.drain_scheduled and not self.closed:
             if self.port.wakeup_inline and not self.debug:
                 self.run_items(True)
             else:
@@ -132,20 +176,25 @@ cdef class Mailbox:
     # not queued (Port.dispatch), and never in debug mode, where uvloop
     # times each callback it runs.
     cdef int run_items(self, bint inline) except -1:
-        cdef list items = self.items
+        cdef list fresh = []
+        cdef list items
         cdef ThreadsafeHandle handle
-        cdef Py_ssize_t i, n = len(items)
+        cdef Py_ssize_t i, n
         if self.port is not None:
             uintr_loopstats_sample_end(&self.port.loopstats)
+        with cython.critical_section(self):     # model step T
+            items = self.items
+            n = PyList_GET_SIZE(items)
+            if n:
+                self.items = fresh
         if n == 0:
             return 0
-        self.items = []                     # model step T
         for i in range(n):
             handle = <ThreadsafeHandle>items[i]
-            if handle._cancelled:
+            taken = handle.take()
+            if taken is None:
                 continue
-            callback, args = handle._callback, handle._args
-            handle._callback = handle._args = None
+            callback, args = taken
             try:
                 PyContext_Enter(handle._context)
                 try:
@@ -157,10 +206,13 @@ cdef class Mailbox:
                 # we are not in a loop callback: a callback that raises it
                 # hands it to uvloop, which stops the loop with it, ahead of
                 # the rest.
-                self.items[0:0] = items[i + 1:]
+                rest = items[i + 1:]
+                with cython.critical_section(self):
+                    self.items[0:0] = rest
+                    n = PyList_GET_SIZE(self.items)
                 if inline:
                     self.loop.call_soon(reraise, exc)
-                if self.items:
+                if n:
                     self.drain_scheduled = True
                     self.loop.call_soon(self.drain)
                 if inline:
@@ -180,15 +232,21 @@ cdef class Mailbox:
     def close(self):
         """The loop closed: callbacks not yet run are dropped, as asyncio's
         close drops its ready queue; later calls raise RuntimeError."""
-        self.closed = True
-        for handle in self.items:
+        cdef list fresh = []
+        cdef list items
+        with cython.critical_section(self):
+            self.closed = True
+            items = self.items
+            self.items = fresh
+        for handle in items:
             (<ThreadsafeHandle>handle).cancel()
-        self.items = []
         # Let go of the port, so its memfd and eventfd go as soon as no
         # sender holds them, though the (closed) loop object lives on.
-        if self.port is not None:
-            self.port.wakeup_handler = None
+        with cython.critical_section(self):
+            port = self.port
             self.port = None
+        if port is not None:
+            (<Port>port).wakeup_handler = None
 
 
 cdef int check_callback(callback, str method) except -1:

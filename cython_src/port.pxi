@@ -62,6 +62,7 @@ cdef class Port:
     cdef object repair              # the half-done-post repair timer (vectorfd.pxi)
     cdef uintr_loopstats_t loopstats  # time, iterations, wake latency (metrics.pxi)
     cdef object stats_floor         # monotonic busy/idle for readers (metrics.pxi)
+    cdef bint repair_armed          # set once, under the port's critical section
 
     def __cinit__(self, str mode="software", hardware=None):
         self.memfd = -1
@@ -244,9 +245,10 @@ cdef class Port:
     def close(self):
         """Shut every block down: later posts fail with ReceiverClosedError."""
         cdef Receiver receiver
-        if self.closed:
-            return
-        self.closed = True
+        with cython.critical_section(self):     # against take_free_slot
+            if self.closed:
+                return
+            self.closed = True
         if self.owned():
             uintr_upid_shutdown(&self.table.block[0])
         for receiver in list(self.receivers.values()):
@@ -254,24 +256,43 @@ cdef class Port:
         if self.hw is not None:
             self.hw.close()
 
+    # The slot bitmap and the peer set are the port's only state that threads
+    # other than the loop's change: a Receiver made with loop= from another
+    # thread (attach), a Receiver freed wherever its last reference goes
+    # (release), a vector fd made from any thread (export_vector_fd). With the
+    # GIL each of these ran whole, as it calls no Python code. On a
+    # free-threaded build they run under a critical section on the port, and
+    # each region is plain C (bit operations, poll() and close() on the peers'
+    # fds, no Python object touched): a critical section is suspended only
+    # when its thread blocks on another lock or detaches, which C code that
+    # takes no lock and makes no Python call never does, so each region is
+    # as atomic as it was under the GIL. On a GIL build the sections compile
+    # to nothing.
+
     cdef unsigned attach(self, Receiver receiver) except 0:
-        cdef unsigned slot
-        if self.closed:
+        cdef bint closed
+        cdef unsigned slot = take_free_slot(self)
+        if slot == 0:
+            if self.closed:
+                raise RuntimeError("Event loop is closed")
+            raise RuntimeError(
+                "uintr_loop: a loop holds at most %d receivers (one per "
+                "notification vector); close some first" % (UINTR_TABLE_SLOTS - 1))
+        # Published complete: once in the dict, close() or dispatch() on
+        # another thread may use it.
+        receiver.slot = slot
+        receiver.block = &self.table.block[slot]
+        self.receivers[slot] = receiver
+        # Closed by another thread since the slot was taken? close() sets the
+        # flag before it collects the receivers: either it sees this one and
+        # closes it, or this test sees the flag. (The block stays marked used:
+        # the port is finished.)
+        with cython.critical_section(self):
+            closed = self.closed
+        if closed:
+            self.receivers.pop(slot, None)
             raise RuntimeError("Event loop is closed")
-        for slot in range(1, UINTR_TABLE_SLOTS):
-            if not (self.slots_used >> slot) & 1:
-                if uintr_peers_hold(&self.peers, slot):
-                    # A vector fd or sender of the block's last receiver may
-                    # still exist in some process: reusing the block would
-                    # turn its posts into another receiver's (vectorfd.h).
-                    continue
-                self.slots_used |= (<uint64_t>1) << slot
-                uintr_upid_init(&self.table.block[slot], slot, 0)
-                self.receivers[slot] = receiver
-                return slot
-        raise RuntimeError(
-            "uintr_loop: a loop holds at most %d receivers (one per "
-            "notification vector); close some first" % (UINTR_TABLE_SLOTS - 1))
+        return slot
 
     cdef void detach(self, unsigned slot):
         self.receivers.pop(slot, None)
@@ -279,7 +300,28 @@ cdef class Port:
     cdef void release(self, unsigned slot):
         # Only once no Sender can refer to the block (the Receiver is being
         # deallocated), so a reused slot never receives a stale sender's post.
-        self.slots_used &= ~((<uint64_t>1) << slot)
+        with cython.critical_section(self):
+            self.slots_used &= ~((<uint64_t>1) << slot)
+
+
+cdef unsigned take_free_slot(Port port):
+    """A free block, marked used and initialised (SN clear, nothing pending);
+    0 when the port is closed or every block is taken."""
+    cdef unsigned slot
+    with cython.critical_section(port):
+        if port.closed:
+            return 0
+        for slot in range(1, UINTR_TABLE_SLOTS):
+            if not (port.slots_used >> slot) & 1:
+                if uintr_peers_hold(&port.peers, slot):
+                    # A vector fd or sender of the block's last receiver may
+                    # still exist in some process: reusing the block would
+                    # turn its posts into another receiver's (vectorfd.h).
+                    continue
+                port.slots_used |= (<uint64_t>1) << slot
+                uintr_upid_init(&port.table.block[slot], slot, 0)
+                return slot
+    return 0
 
 
 cdef object block_statistics(uintr_block_t *b, str mode, uint64_t delivered,

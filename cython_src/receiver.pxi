@@ -1,7 +1,14 @@
 # Receivers: recognition into UIRR, delivery highest first, masking (UIF).
 #
-# Everything here runs on the loop thread except close(), which only sets
-# flags and the UPID's shut-down bit (atomic) and is safe from any thread.
+# Everything here runs on the loop thread except close(), vector_fd() and the
+# VectorFd's close(), which are safe from any thread. close() only sets the
+# closed flag (once, under a critical section on the receiver) and the UPID's
+# shut-down bit (atomic); UIRR and the masking state belong to the loop thread
+# alone, and every delivery path tests the flag before it calls a handler, so
+# a close from another thread needs to touch nothing else: vectors left in
+# UIRR are never delivered. Without the GIL (a free-threaded build) a loop
+# thread that read the flag just before it was set runs at most the handler
+# call already under way, as with the GIL.
 
 
 cdef class Receiver:
@@ -96,10 +103,8 @@ cdef class Receiver:
     def close(self):
         """Shut the receiver down: pending vectors are dropped, later sends
         raise ReceiverClosedError. Idempotent; safe from any thread."""
-        if self.closed:
+        if not close_once(self):
             return
-        self.closed = True
-        self.uirr = 0
         if self.port.owned():
             uintr_upid_shutdown(self.block)
         self.port.detach(self.slot)
@@ -127,7 +132,7 @@ cdef class Receiver:
 
     cdef schedule_delivery(self):
         if (self.uirr and self.mask_depth == 0 and not self.delivery_scheduled
-                and not self.in_handler):
+                and not self.in_handler and not self.closed):
             self.delivery_scheduled = True
             self.loop.call_soon(self._deliver)
 
@@ -161,6 +166,15 @@ cdef class Receiver:
             # vectors be left here unmasked: they wait for the next iteration.
             if self.uirr and self.mask_depth == 0 and not self.closed:
                 self.schedule_delivery()
+
+
+cdef bint close_once(Receiver r):
+    """Set ``r.closed``; True for the one caller that set it (any thread)."""
+    with cython.critical_section(r):
+        if r.closed:
+            return False
+        r.closed = True
+    return True
 
 
 cdef class MaskedSection:
@@ -226,10 +240,16 @@ cdef class VectorFd:
     def close(self):
         """Give up the capability (and close the fd). Senders already
         registered keep working, exactly as with the kernel ABI. Idempotent."""
-        self.closed = True
-        if self.fd >= 0:
-            close(self.fd)
+        cdef int fd
+        # From any thread: exactly one caller takes the fd and closes it (two
+        # close() calls of one fd could close an unrelated fd that reused
+        # its number in between).
+        with cython.critical_section(self):
+            self.closed = True
+            fd = self.fd
             self.fd = -1
+        if fd >= 0:
+            close(fd)
 
     def __repr__(self):
         return "<VectorFd fd=%d vector=%d of %r%s>" % (

@@ -29,14 +29,19 @@ cdef int export_vector_fd(Receiver receiver, unsigned vector) except -2:
     cdef Port port = receiver.port
     cdef int peer = -1
     cdef int fd
+    cdef int added = 0
     if not port.owned():
         return -1
-    uintr_peers_hold(&port.peers, receiver.slot)   # forget peers of fds closed everywhere
-    fd = uintr_vfd_create(port.memfd, port.channel.fd, receiver.slot, vector,
-                          TABLE_SIZE, &peer)
+    # any thread: the peer set under the port's critical section (port.pxi)
+    with cython.critical_section(port):
+        uintr_peers_hold(&port.peers, receiver.slot)   # forget peers of fds closed everywhere
+        fd = uintr_vfd_create(port.memfd, port.channel.fd, receiver.slot, vector,
+                              TABLE_SIZE, &peer)
+        if fd >= 0:
+            added = uintr_peers_add(&port.peers, receiver.slot, peer)
     if fd < 0:
         raise OSError(-fd, "uintr_loop: cannot create a vector fd: %s" % os.strerror(-fd))
-    if uintr_peers_add(&port.peers, receiver.slot, peer) < 0:
+    if added < 0:
         close(fd)
         close(peer)
         raise MemoryError()
@@ -177,17 +182,23 @@ cdef class Repair:
 
 
 cdef arm_repair(Port port, loop):
-    if port.repair is not None:
+    cdef bint first = False
+    # any thread (export_vector_fd): exactly one caller arms the timer
+    with cython.critical_section(port):
+        if not port.repair_armed:
+            port.repair_armed = True
+            first = True
+    if not first:
         return
-    port.repair = Repair(port, loop)
+    repair = port.repair = Repair(port, loop)
     # asyncio's loops record the thread running them; a loop that does not
     # say is assumed to be running elsewhere.
     owner = getattr(loop, "_thread_id", -1)
     try:
         if owner is None or owner == threading.get_ident():
-            loop.call_soon(port.repair.tick)      # no wakeup post needed
+            loop.call_soon(repair.tick)      # no wakeup post needed
         else:
-            loop.call_soon_threadsafe(port.repair.tick)
+            loop.call_soon_threadsafe(repair.tick)
     except RuntimeError:       # the loop is closing: nothing left to repair
         pass
 

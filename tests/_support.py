@@ -115,3 +115,61 @@ def uvloop_deviation(reason: str) -> pytest.MarkDecorator:
     same test, so a uintr-only failure shows up as an XPASS(strict) on "uvloop".
     """
     return getattr(pytest.mark, UVLOOP_DEVIATION_MARK)(reason)
+
+
+def free_threaded_build() -> bool:
+    """True on a free-threaded CPython (configure --disable-gil, e.g. 3.13t)."""
+    import sysconfig
+
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def gil_enabled() -> bool:
+    """Whether this process runs with the GIL (always True before 3.13)."""
+    import sys
+
+    probe = getattr(sys, "_is_gil_enabled", None)
+    return True if probe is None else bool(probe())
+
+
+_UVLOOP_GIL_PROBE = "import sys, uvloop.loop; print(sys._is_gil_enabled())"
+
+
+def uvloop_unusable_reason() -> str | None:
+    """Why plain uvloop and the uvloop base cannot run here, or None if they can.
+
+    Probed, not assumed: is uvloop installed (importlib.util.find_spec)? On a
+    free-threaded build running without the GIL, a child interpreter imports
+    uvloop.loop with PYTHON_GIL unset and reports sys._is_gil_enabled(): an
+    extension that does not declare free-threading support turns the GIL back
+    on for the whole process, which would make every other test of the run a
+    test of the GIL build. Cached after the first call.
+    """
+    global _uvloop_reason
+    if _uvloop_reason is not _UNPROBED:
+        return _uvloop_reason
+    import importlib.util
+    import subprocess
+    import sys
+
+    reason: str | None = None
+    if importlib.util.find_spec("uvloop") is None:
+        reason = (f"uvloop is not installed for this Python ({sys.version.split()[0]}"
+                  f"{'t' if free_threaded_build() else ''}; probed importlib.util.find_spec('uvloop'))")
+    elif free_threaded_build() and not gil_enabled():
+        env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
+        done = subprocess.run([sys.executable, "-c", _UVLOOP_GIL_PROBE], env=env,
+                              capture_output=True, text=True, timeout=60)
+        answer = done.stdout.strip()
+        if done.returncode != 0:
+            reason = (f"uvloop does not import on this free-threaded build (probed "
+                      f"{_UVLOOP_GIL_PROBE!r} in a child: {done.stderr.strip().splitlines()[-1:]})")
+        elif answer != "False":
+            reason = ("importing uvloop re-enables the GIL on this free-threaded build "
+                      f"(probed {_UVLOOP_GIL_PROBE!r} in a child with PYTHON_GIL unset: {answer})")
+    _uvloop_reason = reason
+    return reason
+
+
+_UNPROBED = object()
+_uvloop_reason: object = _UNPROBED

@@ -18,14 +18,26 @@ import asyncio
 import functools
 
 import pytest
-import uvloop
 
 import uintr_loop
-from _support import UVLOOP_DEVIATION_MARK, fresh_loop
+from _support import UVLOOP_DEVIATION_MARK, fresh_loop, uvloop_unusable_reason
+
+UVLOOP_SKIP = uvloop_unusable_reason()
+"""Why uvloop cannot run here (None: it can). On a free-threaded build uvloop
+is imported only where it keeps the GIL off; its rows are then skipped."""
+
+
+def _uvloop_new_event_loop() -> asyncio.AbstractEventLoop:
+    if UVLOOP_SKIP is not None:     # a skipped row never gets here
+        raise RuntimeError(UVLOOP_SKIP)
+    import uvloop
+
+    return uvloop.new_event_loop()
+
 
 LOOP_FACTORIES = {
     "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
+    "uvloop": _uvloop_new_event_loop,
     "uintr-asyncio": functools.partial(uintr_loop.new_event_loop, base="asyncio"),
     "uintr-uvloop": functools.partial(uintr_loop.new_event_loop, base="uvloop"),
 }
@@ -56,6 +68,11 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{UVLOOP_DEVIATION_MARK}(reason): uvloop itself differs from asyncio here; "
         "strict xfail on the uvloop-based parametrisations only",
     )
+    config.addinivalue_line(
+        "markers",
+        "needs_uvloop: runs uvloop or the uvloop base in its body; skipped where "
+        "uvloop cannot run (not installed, or it would re-enable the GIL)",
+    )
 
 
 def _on_uvloop(item: pytest.Item) -> bool:
@@ -70,8 +87,19 @@ def _on_uvloop(item: pytest.Item) -> bool:
     )
 
 
+def _uses_uvloop(item: pytest.Item) -> bool:
+    """``_on_uvloop``, or any parameter naming uvloop (a ``base`` or loop name)."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return _on_uvloop(item) or any(value in _UVLOOP_BASED for value in params.values()
+                                   if isinstance(value, str))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_uvloop = pytest.mark.skip(reason=f"uvloop rows: {UVLOOP_SKIP}")
     for item in items:
+        if UVLOOP_SKIP is not None and (_uses_uvloop(item) or item.get_closest_marker("needs_uvloop")):
+            item.add_marker(skip_uvloop)
+            continue
         mark = item.get_closest_marker(UVLOOP_DEVIATION_MARK)
         if mark is not None and _on_uvloop(item):
             (reason,) = mark.args

@@ -21,7 +21,8 @@ from typing import Any
 
 import anyio
 import pytest
-from _support import HANG_GUARD, REPO_ROOT, LoopFactory, child_env, exceptions_in_thread, fresh_loop, guarded, uvloop_deviation, wait_until_cancelled
+from _support import (HANG_GUARD, REPO_ROOT, LoopFactory, child_env, exceptions_in_thread, free_threaded_build,
+                      fresh_loop, gil_enabled, guarded, uvloop_deviation, wait_until_cancelled)
 
 import uintr_loop
 from uintr_loop._bases import default_base
@@ -348,8 +349,16 @@ def _run_child(factory_name: str, body: str) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.parametrize("factory_name", CHILD_FACTORIES)
-def test_close_while_other_threads_keep_posting(factory_name: str) -> None:
+def test_close_while_other_threads_keep_posting(factory_name: str, request: pytest.FixtureRequest) -> None:
     """Run in a child: a crash in the wakeup path must fail this test, not the suite."""
+    if factory_name == "uvloop" and free_threaded_build() and not gil_enabled():
+        # Plain uvloop's own wakeup path, not uintr_loop's (the uvloop base posts
+        # through its mailbox and passes): built from its sdist on 3.13t, for
+        # which uvloop publishes no wheel, it was seen to die with SIGSEGV here.
+        # Not strict: the crash is a race.
+        request.applymarker(pytest.mark.xfail(
+            strict=False, reason="plain uvloop without the GIL (3.13t) can crash when closed "
+            "while other threads call its call_soon_threadsafe"))
     proc = _run_child(
         factory_name,
         """

@@ -3,7 +3,10 @@ or asyncio's selector loop. Both wake through the loop's UPID."""
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import importlib.util
+import re
+import sys
 
 from ._loop import UintrEventLoop
 
@@ -15,12 +18,38 @@ def uvloop_available() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
+def running_without_gil() -> bool:
+    """True on a free-threaded Python (3.13t) while the GIL is off."""
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    return is_gil_enabled is not None and not is_gil_enabled()
+
+
+UVLOOP_FREE_THREADED_SINCE = (0, 22)
+"""The first uvloop release that declares free-threading support (its 0.22 changelog)."""
+
+
+def uvloop_keeps_gil_off() -> bool:
+    """True if the installed uvloop declares free-threading support, read from
+    its metadata (importing an older one would turn the GIL back on)."""
+    try:
+        version = importlib.metadata.version("uvloop")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    found = re.match(r"(\d+)\.(\d+)", version)
+    return found is not None and (int(found[1]), int(found[2])) >= UVLOOP_FREE_THREADED_SINCE
+
+
 def default_base() -> str:
     """``"uvloop"`` where it is installed, else ``"asyncio"``; ``"asyncio"``
-    too where delivery is in hardware (the uvloop base is software-only)."""
+    too where delivery is in hardware (the uvloop base is software-only), and
+    on a free-threaded Python running without the GIL unless the installed
+    uvloop declares free-threading support (0.22+): importing an older one
+    would turn the GIL back on for the whole process (``base="uvloop"`` still
+    asks for it)."""
     from ._backend import delivery_mode
 
-    if uvloop_available() and delivery_mode() == "software":
+    if (uvloop_available() and (not running_without_gil() or uvloop_keeps_gil_off())
+            and delivery_mode() == "software"):
         return "uvloop"
     return "asyncio"
 

@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, freethreading_compatible=True
 """uintr_loop._hardware: the UINTR hardware backend (SENDUIPI, STUI/CLUI, the
 kernel ABI under both published numberings, the interrupt handler).
 

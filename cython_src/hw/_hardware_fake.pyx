@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, freethreading_compatible=True
 """uintr_loop._hardware_fake: TEST-ONLY. The hardware backend's C source
 compiled with -DUINTR_FAKE_ABI over a recorded, simulated fake of the UINTR
 instructions and syscalls (cython_src/hw/fake_abi.h). Nothing but the tests

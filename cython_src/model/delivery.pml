@@ -113,7 +113,7 @@ bool efd;                /* an eventfd edge epoll has not consumed */
 
 byte ready;              /* asyncio base: callbacks in the ready deque */
 byte mbox;               /* uvloop base: handles in the mailbox */
-bool gil;                /* held by the Poster across its mailbox post */
+bool gil;                /* the mailbox's lock (BUG_MAILBOX_RACE drops it mid-step) */
 
 /* ghosts: what the properties are stated in */
 byte owed;               /* receiver vectors posted (P), not yet taken (X) */
@@ -221,21 +221,21 @@ proctype Poster()
     do
     :: n < CALLS ->
 #ifdef UVLOOP
-        /* Mailbox.post: with the GIL, test for empty and append, then post
-         * if it was empty; the eventfd write after the GIL is dropped. */
+        /* Mailbox.post: under the mailbox's lock (the GIL, or a critical
+         * section on a free-threaded build) test for empty and append; then,
+         * the lock let go, post if it was empty (the eventfd write last). */
 #ifdef BUG_MAILBOX_RACE
         atomic { !gil -> gil = true; was_empty = (mbox == 0) };
-        gil = false;    /* broken: the GIL dropped between test and append */
-        atomic { !gil -> gil = true; mbox++ };
+        gil = false;    /* broken: the lock dropped between test and append */
+        atomic { !gil -> mbox++ };
 #else
-        atomic { !gil -> gil = true; was_empty = (mbox == 0); mbox++ }     /* step M */
+        atomic { !gil -> was_empty = (mbox == 0); mbox++ }     /* step M */
 #endif
         r = SUPPRESSED;
         if
         :: was_empty -> post(LOOP, WAKE, r, s, sb)
         :: else -> skip
         fi;
-        gil = false;
 #else
         /* asyncio's call_soon_threadsafe: the ready-deque append, then
          * _write_to_self, which is our wakeup post. */
