@@ -13,7 +13,6 @@ One extension, one concern per included file:
   probe.pxi     CPUID and kernel ABI probes
   shim.pxi      the scheduler shim: tasks as receivers
   preempt.pxi   the native preemption timer's glue
-  upidcell.pxi  UpidCell: upid.h's functions on one block, for the property tests
   metrics.pxi   what loop.statistics() adds: time, iterations, wake latency
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
@@ -61,5 +60,16 @@ include "vectorfd.pxi"
 include "probe.pxi"
 include "shim.pxi"
 include "preempt.pxi"
-include "upidcell.pxi"
 include "metrics.pxi"
+
+
+# -- reached by the project's test extension (tests/_testcore) through
+# uintr_loop/_core.pxd: the tests call the core's own rules and state here,
+# never a copy of them (static C state in a header is per extension).
+
+cdef int uintr_check_vector(object vector) except -1:
+    return check_vector(vector)
+
+
+cdef object uintr_block_statistics(const void *block):
+    return block_statistics(<uintr_block_t *>block, "software", 0, 0)

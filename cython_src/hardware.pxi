@@ -1,6 +1,6 @@
 # The hardware backend's Python face, shared by uintr_loop._hardware (real
-# instructions and syscalls) and uintr_loop._hardware_fake (the test-only
-# fake of both; see hw/fake_abi.h). The C lives in hw/uintr_hw.c.
+# instructions and syscalls) and _testcore._hardware_fake (the test-only
+# fake of both; see tests/_testcore/fake_abi.h). The C lives in hw/uintr_hw.c.
 #
 # The loop's Port talks to one HardwareReceiver (the loop thread's UINTR
 # receiver) through five calls: before_block / take around the selector,

@@ -7,7 +7,7 @@
  * the handler below must not touch x87/SSE/AVX state (UIRET restores only
  * what the interrupt frame holds), and the functions it calls must not
  * either. Built again with -DUINTR_FAKE_ABI (no -muintr) into the test-only
- * module: then the instructions and syscalls come from hw/fake_abi.h, which
+ * module: then the instructions and syscalls come from tests/_testcore/fake_abi.h, which
  * records and simulates them. The logic in between is the same text.
  *
  * How a blocked loop is woken (the essay)

@@ -4,7 +4,7 @@
  * call. Implemented in cython_src/hw/uintr_hw.c, built only where the
  * compiler takes -muintr -mgeneral-regs-only (setup.py probes), and built a
  * second time with -DUINTR_FAKE_ABI into a test-only module where every
- * instruction and syscall below is recorded and simulated (hw/fake_abi.h).
+ * instruction and syscall below is recorded and simulated (tests/_testcore/fake_abi.h).
  *
  * Nothing here touches Python. The software mode never includes this file.
  */
@@ -108,7 +108,7 @@ int uintr_hw_blocked(uintr_hw_receiver_t *rx);
 uint64_t uintr_hw_pending(uintr_hw_receiver_t *rx);
 
 #ifdef UINTR_FAKE_ABI
-/* The test-only fake's controls (hw/fake_abi.h). */
+/* The test-only fake's controls (tests/_testcore/fake_abi.h). */
 typedef struct {
     char what[32];
     long nr, a0, a1;
