@@ -47,7 +47,20 @@ from vectorfd cimport (uintr_peer_set_t, uintr_peers_add, uintr_peers_close, uin
                        uintr_vfd_create, uintr_vfd_open, uintr_vfd_opened_t)
 from preempt cimport *
 
-from uintr_loop._types import LoopStatistics, ReceiverStatistics, WakeLatency
+# The core imports nothing from the package (C headers <- core <- package):
+# the package hands it what it needs at import. The statistics' value types
+# (uintr_loop._types, pure Python) come through register_value_types(); the
+# urgent-vector doorbell (uintr_loop._deadline) through set_urgent_hook().
+LoopStatistics = ReceiverStatistics = WakeLatency = None
+
+
+def register_value_types(receiver_statistics, loop_statistics, wake_latency):
+    """Called once by uintr_loop._types: the classes the core builds its
+    statistics with (the core cannot import the package that imports it)."""
+    global ReceiverStatistics, LoopStatistics, WakeLatency
+    ReceiverStatistics = receiver_statistics
+    LoopStatistics = loop_statistics
+    WakeLatency = wake_latency
 
 include "errors.pxi"
 include "sender.pxi"

@@ -50,7 +50,7 @@ def main() -> None:
                      "--build-temp", os.path.join("build", "testcore")],
         ext_modules=cythonize(
             exts,
-            include_path=[".", "cython_src/includes", "cython_src", here],
+            include_path=[".", "cython_src/includes", "cython_src", "cython_src/hw", here],
             language_level=3,
             compiler_directives={"binding": True, "embedsignature": True},
             quiet=True,
