@@ -57,28 +57,10 @@ def choose_mode(hardware_usable: bool, hardware_why_not: str) -> ModeChoice:
     return ModeChoice(requested, "software", f"auto: {hardware_why_not}")
 
 
-# (ABI name, {syscall: number}) from the two published numberings.
-ABIS: dict[str, dict[str, int]] = {
-    "rfc-v1": {
-        "uintr_register_handler": 449,
-        "uintr_unregister_handler": 450,
-        "uintr_create_fd": 451,
-        "uintr_register_sender": 452,
-        "uintr_unregister_sender": 453,
-        "uintr_wait": 454,
-    },
-    "v6.0-branch": {
-        "uintr_register_handler": 471,
-        "uintr_unregister_handler": 472,
-        "uintr_vector_fd": 473,
-        "uintr_register_sender": 474,
-        "uintr_unregister_sender": 475,
-        "uintr_wait": 476,
-        "uintr_register_self": 477,
-        "uintr_alt_stack": 478,
-        "uintr_ipi_fd": 479,
-    },
-}
+# (ABI name, {syscall: number}) of the two published numberings: the table is
+# C (includes/uintr_hw.h), written once; the core hands it over.
+ABIS: dict[str, dict[str, int]] = {name: facts["numbers"] for name, facts in _core.abi_table().items()}
+
 
 def _built_backend() -> tuple[bool, str]:
     """Whether uintr_loop._hardware was built (setup.py builds it only where
