@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PIP_INSTALL_ARGS ?=
 
-CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
+CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/hw/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
 # The newer Pythons come from a private Debian root made by the project's
 # pyroot tool (shared/tools/pyroot beside the repository; `pyroot setup` is
@@ -19,7 +19,7 @@ CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/*.pxi cython_src/includes
 PYROOT  ?= ../shared/tools/pyroot
 PYTHONS ?= 3.14 3.15
 
-.PHONY: all build test test-pythons demo bench bench-here soak verify spin valgrind clean info docs wheel changelog hw-emu python-ft test-ft bench-ft
+.PHONY: all build testcore test test-pythons demo bench bench-here soak verify spin valgrind clean info docs wheel changelog hw-emu python-ft test-ft bench-ft
 
 all: build
 
@@ -35,9 +35,19 @@ $(VENV)/.built: $(VENV)/.deps $(CORE_SOURCES)
 	$(PY) setup.py -q build_ext --inplace
 	touch $@
 
-build: $(VENV)/.built
+TESTCORE_SOURCES := $(wildcard tests/_testcore/*.pyx tests/_testcore/*.pxd tests/_testcore/*.h tests/_testcore/build.py)
 
-test: build spin
+# The test-only extension (tests/_testcore: the fake hardware backend,
+# UpidCell, half_post), built in place beside the tests; pip install . never
+# builds it, so the product ships none of it.
+$(VENV)/.testcore: $(VENV)/.built $(TESTCORE_SOURCES)
+	$(PY) tests/_testcore/build.py
+	touch $@
+
+build: $(VENV)/.built
+testcore: $(VENV)/.testcore
+
+test: build testcore spin
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Each Python in its own venv (.venv-3.14, ...), one after the other; the
@@ -83,7 +93,7 @@ $(BENCH_VENV)/.deps:
 # Not part of make test: 60 s on each base (about 2.5 minutes in all), every sender kind
 # against every receiver state, every post counted; prints a table of exact counts.
 SOAK_SECONDS ?= 60
-soak: build
+soak: build testcore
 	$(PY) tests/soak.py --seconds $(SOAK_SECONDS)
 
 # spin, the model checker, is a distribution package (Debian: spin); on a
@@ -166,4 +176,4 @@ bench-ft: python-ft
 	PYTHON_GIL=0 $(VENV_FT)/bin/python benchmarks/freethreaded.py $(BENCH_ARGS)
 
 clean:
-	rm -rf build dist $(VENV) $(VENV_FT) $(BENCH_VENV) $(foreach v,$(PYTHONS),.venv-$(v)) *.egg-info cython_src/*.c uintr_loop/*.so docs/_build docs/_generated
+	rm -rf build dist $(VENV) $(VENV_FT) $(BENCH_VENV) $(foreach v,$(PYTHONS),.venv-$(v)) *.egg-info cython_src/*.c uintr_loop/*.so tests/_testcore/*.so tests/_testcore/_*.c docs/_build docs/_generated

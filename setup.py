@@ -7,9 +7,11 @@ The hardware backend (uintr_loop._hardware) is built only where a test
 compile shows the compiler takes -muintr -mgeneral-regs-only, an interrupt
 handler with a struct __uintr_frame and the UINTR intrinsics; anywhere else
 the build goes on without it and uintr_loop runs in software mode.
-UINTR_LOOP_BUILD_HARDWARE=0 leaves it out on purpose. The test-only module
-uintr_loop._hardware_fake (the same backend source over a recorded fake of
-the instructions and syscalls) is built everywhere: it needs no -muintr.
+UINTR_LOOP_BUILD_HARDWARE=0 leaves it out on purpose.
+
+Nothing test-only is built here: the test extension (tests/_testcore: the
+fake hardware backend, UpidCell, half_post) is built in place by `make test`
+(tests/_testcore/build.py), which reuses this file's BuildExt.
 """
 import os
 import platform
@@ -23,7 +25,7 @@ CFLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wno-unused-function"]
 UINTR_FLAGS = ["-muintr", "-mgeneral-regs-only"]
 HW_SOURCE = "cython_src/hw/uintr_hw.c"
 HW_INCLUDES = ["cython_src/includes", "cython_src/hw"]
-HW_HEADERS = ["cython_src/includes/uintr_hw.h", "cython_src/hw/fake_abi.h"]
+HW_HEADERS = ["cython_src/includes/uintr_hw.h"]
 
 _PROBE_SOURCE = r"""
 #include <x86gprintrin.h>
@@ -94,7 +96,7 @@ class BuildExt(build_ext):
                 [source],
                 output_dir=os.path.join(self.build_temp, ext.name),
                 macros=macros,
-                include_dirs=HW_INCLUDES,
+                include_dirs=ext.include_dirs,
                 extra_postargs=CFLAGS + ["-fPIC"] + flags,
                 depends=[source] + HW_HEADERS,
             )
@@ -105,11 +107,14 @@ class BuildExt(build_ext):
 C_OBJECTS = {}   # extension name -> (C source, its own flags, macros)
 
 
-def hardware_extension(name, pyx, flags, macros):
-    C_OBJECTS[name] = (HW_SOURCE, flags, macros)
+def hardware_extension(name, pyx, flags, macros, source=HW_SOURCE, includes=(), headers=()):
+    """An extension over the backend's C source (compiled apart, BuildExt);
+    ``includes``/``headers`` add directories and dependencies (the test
+    extension's fake ABI)."""
+    C_OBJECTS[name] = (source, flags, macros)
     return Extension(
-        name, [pyx], include_dirs=HW_INCLUDES, extra_compile_args=CFLAGS, define_macros=macros,
-        depends=[HW_SOURCE] + HW_HEADERS,
+        name, [pyx], include_dirs=list(includes) + HW_INCLUDES, extra_compile_args=CFLAGS,
+        define_macros=macros, depends=[source] + HW_HEADERS + list(headers),
     )
 
 
@@ -126,9 +131,6 @@ def extensions(with_hardware):
             ["cython_src/_native.pyx"],
             include_dirs=["cython_src/includes"],
             extra_compile_args=CFLAGS,
-        ),
-        hardware_extension(
-            "uintr_loop._hardware_fake", "cython_src/hw/_hardware_fake.pyx", [], [("UINTR_FAKE_ABI", "1")]
         ),
     ]
     if with_hardware:

@@ -21,6 +21,13 @@ assert site in where.parents, f"uintr_loop imported from {where}, not from the v
 print(f"uintr_loop {uintr_loop.__version__} from {where.parent}")
 print(uintr_loop.capabilities().describe().splitlines()[0])
 
+# The product ships no test scaffolding (tests/_testcore holds it).
+from uintr_loop import _core  # noqa: E402
+
+leaked = [n for n in ("UpidCell", "PacedPoster", "half_post") if hasattr(_core, n)]
+leaked += sorted(p.name for p in where.parent.iterdir() if "fake" in p.name or "testcore" in p.name)
+assert not leaked, f"the installed package ships test-only code: {leaked}"
+
 
 async def round_trip() -> tuple[str, tuple[int, ...]]:
     loop = asyncio.get_running_loop()

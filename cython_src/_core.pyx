@@ -14,7 +14,6 @@ One extension, one concern per included file:
   probe.pxi     CPUID and kernel ABI probes
   shim.pxi      the scheduler shim: tasks as receivers
   preempt.pxi   the native preemption timer's glue
-  upidcell.pxi  UpidCell: upid.h's functions on one block, for the property tests
   metrics.pxi   what loop.statistics() adds: time, iterations, wake latency
 The protocol itself is C, in includes/upid.h, with the essay on why it is safe.
 """
@@ -51,7 +50,20 @@ from vectorfd cimport (uintr_peer_set_t, uintr_peers_add, uintr_peers_close, uin
                        uintr_vfd_create, uintr_vfd_open, uintr_vfd_opened_t)
 from preempt cimport *
 
-from uintr_loop._types import LoopStatistics, ReceiverStatistics, WakeLatency
+# The core imports nothing from the package (C headers <- core <- package):
+# the package hands it what it needs at import. The statistics' value types
+# (uintr_loop._types, pure Python) come through register_value_types(); the
+# urgent-vector doorbell (uintr_loop._deadline) through set_urgent_hook().
+LoopStatistics = ReceiverStatistics = WakeLatency = None
+
+
+def register_value_types(receiver_statistics, loop_statistics, wake_latency):
+    """Called once by uintr_loop._types: the classes the core builds its
+    statistics with (the core cannot import the package that imports it)."""
+    global ReceiverStatistics, LoopStatistics, WakeLatency
+    ReceiverStatistics = receiver_statistics
+    LoopStatistics = loop_statistics
+    WakeLatency = wake_latency
 
 include "errors.pxi"
 include "sender.pxi"
@@ -65,5 +77,16 @@ include "vectorfd.pxi"
 include "probe.pxi"
 include "shim.pxi"
 include "preempt.pxi"
-include "upidcell.pxi"
 include "metrics.pxi"
+
+
+# -- reached by the project's test extension (tests/_testcore) through
+# uintr_loop/_core.pxd: the tests call the core's own rules and state here,
+# never a copy of them (static C state in a header is per extension).
+
+cdef int uintr_check_vector(object vector) except -1:
+    return check_vector(vector)
+
+
+cdef object uintr_block_statistics(const void *block):
+    return block_statistics(<uintr_block_t *>block, "software", 0, 0)

@@ -53,19 +53,6 @@ cdef class NativeSender:
                 native_sender_join(&self.job)
 
 
-from send cimport uintr_sender_c
-from upid cimport uintr_upid_post
-
-
-def half_post(sender):
-    """Tests only: the first half of a post and nothing more, as a sender
-    killed between setting ON in the receiver's UPID and notifying leaves it
-    (vectorfd.pxi: the repair). Returns the post's UINTR_POST_* result."""
-    cdef uintr_sender_c *s = <uintr_sender_c *>uintr_sender_handle(sender)
-    return uintr_upid_post(&s.table.block[s.index], s.vector)
-
-
-
 cdef extern from "stamp.h" nogil:
     ctypedef struct stamp_job:
         const void *handle

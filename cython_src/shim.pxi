@@ -633,6 +633,20 @@ cdef class TaskWait:
         return "<TaskWait %s %r>" % (state, self.receiver)
 
 
+# Set by uintr_loop._deadline (set_urgent_hook): readies the doorbell for
+# urgent vectors or raises PreemptionUnavailableError; the core cannot import
+# the package, so the package registers it.
+cdef object urgent_hook = None
+
+
+def set_urgent_hook(hook):
+    """The package's doorbell for urgent vectors (uintr_loop._deadline)."""
+    global urgent_hook
+    if hook is not None and not callable(hook):
+        raise TypeError("hook must be callable or None, got %r" % (hook,))
+    urgent_hook = hook
+
+
 def make_task_receiver(handler, task=None, urgent=()):
     """Receiver.for_task(handler, task=None, *, urgent=()): see its docstring."""
     cdef uint64_t urgent_mask = 0
@@ -671,12 +685,12 @@ def make_task_receiver(handler, task=None, urgent=()):
     if found is not None:
         raise TaskReceiverError("the task already has a receiver: %r" % (found,))
     if urgent_mask:
-        # the doorbell is a signal handler: main thread only (see preempt.h)
-        from uintr_loop._deadline import _timer, PreemptionUnavailableError
-        if threading.current_thread() is not threading.main_thread():
-            raise PreemptionUnavailableError(
-                "urgent vectors interrupt running code only in the main thread")
-        _timer._ensure_doorbell()
+        # the doorbell (a signal handler, main thread only: see preempt.h)
+        # belongs to the package's deadline timer, which registers this hook
+        if urgent_hook is None:
+            raise TaskReceiverError(
+                "urgent vectors need uintr_loop's deadline timer: import uintr_loop")
+        urgent_hook()
     cdef TaskReceiver r = TaskReceiver(handler, loop=loop)
     r.urgent_mask = urgent_mask
     r.bind(<Shim>shim, task)

@@ -61,9 +61,11 @@ def fresh_loop(factory: LoopFactory) -> Iterator[asyncio.AbstractEventLoop]:
 
 
 def child_env() -> dict[str, str]:
-    """This process's environment with REPO_ROOT prepended to PYTHONPATH, for child interpreters."""
+    """This process's environment with REPO_ROOT and tests/ (the test-only
+    extension, _testcore) prepended to PYTHONPATH, for child interpreters."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO_ROOT), str(REPO_ROOT / "tests"), env.get("PYTHONPATH")]))
     return env
 
 

@@ -71,7 +71,7 @@ if args.get("native"):
 else:
     start = args.get("start", 0)         # the counter goes on from here
     if args.get("half"):                 # the first half of one post, then wait to be killed
-        from uintr_loop._native import half_post
+        from _testcore._cells import half_post
         counter.value = start + 1
         half_post(sender)
         print("ready", flush=True)

@@ -808,7 +808,7 @@ def _faulty(vfd: Any, fault: str) -> Callable[[], object]:
     """A send with a fault injected once, after 50 good posts, to prove the soak fails:
     "dropped-post" counts a post and never makes it; "lost-wakeup" makes the first half
     of a post (PIR, then ON) and never notifies, as a lost wakeup would leave it."""
-    from uintr_loop._native import half_post
+    from _testcore._cells import half_post
 
     sender = uintr_loop.Sender(vfd)
     state = {"posts": 0, "injected": False}

@@ -1,8 +1,8 @@
 """The hardware backend's logic, run through a LABELLED FAKE of UINTR.
 
-``uintr_loop._hardware_fake`` is the backend's own C source (hw/uintr_hw.c)
+``_testcore._hardware_fake`` (test-only, tests/_testcore) is the backend's own C source (hw/uintr_hw.c)
 compiled with -DUINTR_FAKE_ABI: SENDUIPI, STUI, CLUI and the six syscalls of
-each numbering are recorded and simulated by hw/fake_abi.h; the fake
+each numbering are recorded and simulated by tests/_testcore/fake_abi.h; the fake
 "delivers" an interrupt by calling the handler's body on the sending thread.
 Nothing here ran on UINTR hardware; tests/test_hardware_real.py does that
 where the probe allows it.
@@ -21,7 +21,7 @@ import pytest
 
 import uintr_loop
 from uintr_loop import _capabilities
-from uintr_loop import _hardware_fake as fake
+from _testcore import _hardware_fake as fake
 from uintr_loop._core import Port
 from uintr_loop._native import NativeSender  # type: ignore[attr-defined]
 from _support import HANG_GUARD, guarded

@@ -3,7 +3,7 @@
 Hypothesis draws random operation sequences and runs each on the compiled
 core and on ``protocol_reference`` side by side:
 
-* ``UpidMachine``: upid.h itself through ``_core.UpidCell`` (post, recognise,
+* ``UpidMachine``: upid.h itself through ``_testcore._cells.UpidCell`` (post, recognise,
   pending, suppress, restore, shutdown, init), single-threaded; every return
   value and the whole state (status word, PIR, counters) after every step.
 * ``ReceiverMachine*``: a real uintr loop on each base with several
@@ -54,7 +54,8 @@ from protocol_reference import (
     Upid,
     highest,
 )
-from uintr_loop._core import PacedPoster, UpidCell, repair_count
+from _testcore._cells import PacedPoster, UpidCell
+from uintr_loop._core import repair_count
 from uintr_loop._native import NativeSender
 
 MACHINE_SETTINGS = settings(
@@ -72,7 +73,7 @@ bad_vectors = st.sampled_from([-1, 64, 1 << 70, 1.0, "3", None, True])
 # -- upid.h: UpidCell against Upid, one step at a time ------------------------
 
 def test_cell_constants_are_upid_h():
-    from uintr_loop import _core
+    from _testcore import _cells as _core
 
     assert (_core.POST_NOTIFY, _core.POST_COALESCED, _core.POST_SUPPRESSED) == (
         POST_NOTIFY,
@@ -89,7 +90,7 @@ def test_cell_calls_every_function_of_upid_h():
     from _support import REPO_ROOT
 
     header = (REPO_ROOT / "cython_src" / "includes" / "upid.h").read_text()
-    cell = (REPO_ROOT / "cython_src" / "upidcell.pxi").read_text()
+    cell = (REPO_ROOT / "tests" / "_testcore" / "_cells.pyx").read_text()
     functions = re.findall(r"static inline \w+(?: \*)?\s*\*?(uintr_\w+)\(", header)
     assert len(functions) >= 10
     assert [f for f in functions if f + "(" not in cell] == []

@@ -20,7 +20,8 @@ import uintr_loop
 from _support import HANG_GUARD, child_env, guarded
 from _xproc import SharedCounter, finish, kill, spawn_owner, spawn_sender
 from uintr_loop._core import liveness_state, repair_count
-from uintr_loop._native import NativeSender, half_post
+from _testcore._cells import half_post
+from uintr_loop._native import NativeSender
 
 VECTOR = 9
 

@@ -1,6 +1,7 @@
 """uintr_loop: an asyncio event loop woken by user interrupts."""
 from __future__ import annotations
 
+import importlib.metadata as _metadata
 from typing import TYPE_CHECKING
 
 from ._platform import check_platform as _check_platform
@@ -64,7 +65,12 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'uintr_loop' has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
+# The version is written once, in pyproject.toml; the installed metadata
+# (an editable install has it too) carries it here.
+try:
+    __version__: str = _metadata.version("uintr_loop")
+except _metadata.PackageNotFoundError:      # a source tree never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Capabilities",

@@ -7,39 +7,60 @@ only tried where the kernel itself claims UINTR (the ``uintr`` flag in
 /proc/cpuinfo, which only patched kernels print), and then only
 uintr_register_sender(-1, 0), which fails with EBADF on a UINTR kernel and
 registers nothing.
+
+This module is also the one place that decides the mode:
+``UINTR_LOOP_MODE`` = ``auto`` (default) | ``software`` | ``hardware``.
+``auto`` picks hardware only where the CPU, the kernel ABI and this build all
+allow it; everywhere else it is ``software`` and says why. ``hardware`` where
+it cannot work raises HardwareUnavailableError naming every reason, rather
+than falling back in silence. ``uintr_loop._backend`` builds ports in the
+mode decided here.
 """
 from __future__ import annotations
 
 import errno
 import functools
+import os
 import platform
 from dataclasses import dataclass, field
 
 from . import _core
-from ._backend import choose_mode, requested_mode
+from ._core import HardwareUnavailableError
 
-# (ABI name, {syscall: number}) from the two published numberings.
-ABIS: dict[str, dict[str, int]] = {
-    "rfc-v1": {
-        "uintr_register_handler": 449,
-        "uintr_unregister_handler": 450,
-        "uintr_create_fd": 451,
-        "uintr_register_sender": 452,
-        "uintr_unregister_sender": 453,
-        "uintr_wait": 454,
-    },
-    "v6.0-branch": {
-        "uintr_register_handler": 471,
-        "uintr_unregister_handler": 472,
-        "uintr_vector_fd": 473,
-        "uintr_register_sender": 474,
-        "uintr_unregister_sender": 475,
-        "uintr_wait": 476,
-        "uintr_register_self": 477,
-        "uintr_alt_stack": 478,
-        "uintr_ipi_fd": 479,
-    },
-}
+MODES = ("auto", "software", "hardware")
+ENV_VAR = "UINTR_LOOP_MODE"
+
+
+@dataclass(frozen=True)
+class ModeChoice:
+    requested: str
+    mode: str
+    reason: str
+
+
+def requested_mode() -> str:
+    value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"{ENV_VAR}={value!r}: expected one of {', '.join(MODES)}")
+    return value
+
+
+def choose_mode(hardware_usable: bool, hardware_why_not: str) -> ModeChoice:
+    """Decide the mode from the environment and the hardware probe."""
+    requested = requested_mode()
+    if requested == "software":
+        return ModeChoice(requested, "software", f"{ENV_VAR}=software")
+    if hardware_usable:
+        return ModeChoice(requested, "hardware", "CPU, kernel ABI and build support UINTR")
+    if requested == "hardware":
+        raise HardwareUnavailableError(f"{ENV_VAR}=hardware, but {hardware_why_not}")
+    return ModeChoice(requested, "software", f"auto: {hardware_why_not}")
+
+
+# (ABI name, {syscall: number}) of the two published numberings: the table is
+# C (includes/uintr_hw.h), written once; the core hands it over.
+ABIS: dict[str, dict[str, int]] = {name: facts["numbers"] for name, facts in _core.abi_table().items()}
+
 
 def _built_backend() -> tuple[bool, str]:
     """Whether uintr_loop._hardware was built (setup.py builds it only where

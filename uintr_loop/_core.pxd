@@ -16,3 +16,9 @@
 
 cdef const void *uintr_sender_handle(object sender) except NULL
 cdef int uintr_send(const void *handle) noexcept nogil
+
+# Not a public API: for the project's test extension (tests/_testcore), so
+# that test code uses the core's own checks and figures. It may change at any
+# release.
+cdef int uintr_check_vector(object vector) except -1
+cdef object uintr_block_statistics(const void *block)

@@ -508,3 +508,15 @@ def preemptible(
         return run
 
     return wrap(callback) if callback is not None else wrap
+
+
+def _ready_urgent_doorbell() -> None:
+    """Receiver.for_task(urgent=...)'s step before binding (the core calls it
+    through set_urgent_hook; it imports nothing from the package)."""
+    # the doorbell is a signal handler: main thread only (see preempt.h)
+    if threading.current_thread() is not threading.main_thread():
+        raise PreemptionUnavailableError("urgent vectors interrupt running code only in the main thread")
+    _timer._ensure_doorbell()
+
+
+_core.set_urgent_hook(_ready_urgent_doorbell)

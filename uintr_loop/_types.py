@@ -186,3 +186,10 @@ class LoopStatistics(ReceiverStatistics):
             out[f.name] = value.as_dict() if isinstance(value, WakeLatency) else value
         out["utilization"] = self.utilization
         return out
+
+
+# The core builds these values but imports nothing from the package: it is
+# handed the classes here (see cython_src/_core.pyx).
+from . import _core as _core  # noqa: E402
+
+_core.register_value_types(ReceiverStatistics, LoopStatistics, WakeLatency)

@@ -7,7 +7,7 @@
  * the handler below must not touch x87/SSE/AVX state (UIRET restores only
  * what the interrupt frame holds), and the functions it calls must not
  * either. Built again with -DUINTR_FAKE_ABI (no -muintr) into the test-only
- * module: then the instructions and syscalls come from hw/fake_abi.h, which
+ * module: then the instructions and syscalls come from tests/_testcore/fake_abi.h, which
  * records and simulates them. The logic in between is the same text.
  *
  * How a blocked loop is woken (the essay)
@@ -61,47 +61,6 @@
 #include <unistd.h>
 
 #include "uintr_hw.h"
-
-const uintr_abi_t uintr_abis[UINTR_NABIS] = {
-    {
-        .name = "rfc-v1",
-        .nr = {449, 450, 451, 452, 453, 454},
-        .handler_flags = 0,
-        .unregister_sender_by_index = 0,
-        .wait_takes_usec = 0,
-        .uitt_per_thread = 1,
-        .kernel_wakes_blocked = 0,
-        .no_hardware_errno = EOPNOTSUPP,
-    },
-    {
-        .name = "v6.0-branch",
-        .nr = {471, 472, 473, 474, 475, 476},
-        .handler_flags = UINTR_HANDLER_FLAG_WAITING_RECEIVER,
-        .unregister_sender_by_index = 1,
-        .wait_takes_usec = 1,
-        .uitt_per_thread = 0,
-        .kernel_wakes_blocked = 1,
-        .no_hardware_errno = ENOSYS,
-    },
-};
-
-static const char *const op_names[UINTR_NOPS] = {
-    "uintr_register_handler", "uintr_unregister_handler", "uintr_vector_fd",
-    "uintr_register_sender", "uintr_unregister_sender", "uintr_wait",
-};
-
-const char *uintr_op_name(int op)
-{
-    return (op >= 0 && op < UINTR_NOPS) ? op_names[op] : "?";
-}
-
-const uintr_abi_t *uintr_abi_find(const char *name)
-{
-    for (int i = 0; i < UINTR_NABIS; i++)
-        if (strcmp(uintr_abis[i].name, name) == 0)
-            return &uintr_abis[i];
-    return NULL;
-}
 
 /* write(fd, buf, n) as one `syscall` instruction: no libc, no errno, only
  * general registers (rcx and r11 are clobbered by the instruction). Safe in

@@ -4,15 +4,17 @@
  * call. Implemented in cython_src/hw/uintr_hw.c, built only where the
  * compiler takes -muintr -mgeneral-regs-only (setup.py probes), and built a
  * second time with -DUINTR_FAKE_ABI into a test-only module where every
- * instruction and syscall below is recorded and simulated (hw/fake_abi.h).
+ * instruction and syscall below is recorded and simulated (tests/_testcore/fake_abi.h).
  *
  * Nothing here touches Python. The software mode never includes this file.
  */
 #ifndef UINTR_LOOP_UINTR_HW_H
 #define UINTR_LOOP_UINTR_HW_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 /* The operations of both published numberings, in one order. */
 enum {
@@ -45,9 +47,50 @@ typedef struct {
 } uintr_abi_t;
 
 #define UINTR_NABIS 2
-extern const uintr_abi_t uintr_abis[UINTR_NABIS];
-const uintr_abi_t *uintr_abi_find(const char *name);
-const char *uintr_op_name(int op);
+/* The kernel ABI table, written once: here. Static and constant, so the core
+ * (its probe and capabilities(), with no -muintr) and the hardware backend
+ * each compile the same table with no state to share. */
+static const uintr_abi_t uintr_abis[UINTR_NABIS] = {
+    {
+        .name = "rfc-v1",
+        .nr = {449, 450, 451, 452, 453, 454},
+        .handler_flags = 0,
+        .unregister_sender_by_index = 0,
+        .wait_takes_usec = 0,
+        .uitt_per_thread = 1,
+        .kernel_wakes_blocked = 0,
+        .no_hardware_errno = EOPNOTSUPP,
+    },
+    {
+        .name = "v6.0-branch",
+        .nr = {471, 472, 473, 474, 475, 476},
+        .handler_flags = UINTR_HANDLER_FLAG_WAITING_RECEIVER,
+        .unregister_sender_by_index = 1,
+        .wait_takes_usec = 1,
+        .uitt_per_thread = 0,
+        .kernel_wakes_blocked = 1,
+        .no_hardware_errno = ENOSYS,
+    },
+};
+
+static const char *const op_names[UINTR_NOPS] = {
+    "uintr_register_handler", "uintr_unregister_handler", "uintr_vector_fd",
+    "uintr_register_sender", "uintr_unregister_sender", "uintr_wait",
+};
+
+static inline const char *uintr_op_name(int op)
+{
+    return (op >= 0 && op < UINTR_NOPS) ? op_names[op] : "?";
+}
+
+static inline const uintr_abi_t *uintr_abi_find(const char *name)
+{
+    for (int i = 0; i < UINTR_NABIS; i++)
+        if (strcmp(uintr_abis[i].name, name) == 0)
+            return &uintr_abis[i];
+    return NULL;
+}
+
 
 /* The loop thread's receiver. `pending` mirrors UIRR for the loop: the
  * handler ORs the vector in; the loop exchanges it with 0. `blocked` is set
@@ -108,7 +151,7 @@ int uintr_hw_blocked(uintr_hw_receiver_t *rx);
 uint64_t uintr_hw_pending(uintr_hw_receiver_t *rx);
 
 #ifdef UINTR_FAKE_ABI
-/* The test-only fake's controls (hw/fake_abi.h). */
+/* The test-only fake's controls (tests/_testcore/fake_abi.h). */
 typedef struct {
     char what[32];
     long nr, a0, a1;

@@ -58,7 +58,7 @@ cdef extern from "uintr_hw.h" nogil:
     int uintr_hw_blocked(uintr_hw_receiver_t *rx)
     uint64_t uintr_hw_pending(uintr_hw_receiver_t *rx)
 
-    # test-only fake (built with -DUINTR_FAKE_ABI; see hw/fake_abi.h)
+    # test-only fake (built with -DUINTR_FAKE_ABI; see tests/_testcore/fake_abi.h)
     ctypedef struct uintr_fake_entry_t:
         char what[32]
         long nr

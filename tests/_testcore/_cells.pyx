@@ -1,4 +1,8 @@
-# UpidCell: a test-only window onto the protocol of includes/upid.h.
+# cython: language_level=3, freethreading_compatible=True
+"""_testcore._cells: TEST-ONLY, built by `make test` from tests/_testcore,
+never shipped. UpidCell, a window onto the protocol of includes/upid.h;
+PacedPoster; half_post."""
+# UpidCell: a window onto the protocol of includes/upid.h.
 #
 # One UPID block of its own (64-byte aligned, as a table's blocks are), and
 # one method per function of upid.h, each a direct call of it: the property
@@ -17,7 +21,13 @@ from libc.stdlib cimport free
 from libc.string cimport memset
 from posix.stdlib cimport posix_memalign
 
+from libc.stdint cimport uint64_t
+
 from pacedpost cimport uintr_paced_post_run, uintr_paced_post_t
+from send cimport uintr_sender_c
+from upid cimport *
+from uintr_loop._core cimport uintr_block_statistics, uintr_check_vector as check_vector
+from uintr_loop._core cimport uintr_sender_handle
 
 
 cdef class UpidCell:
@@ -136,7 +146,7 @@ cdef class UpidCell:
     def statistics(self):
         """The counters as a ReceiverStatistics, as a receiver reports them
         (nothing is delivered from a bare cell)."""
-        return block_statistics(self.block, "software", 0, 0)
+        return uintr_block_statistics(self.block)
 
 
 cdef class PacedPoster:
@@ -186,3 +196,11 @@ cdef class PacedPoster:
 POST_NOTIFY = UINTR_POST_NOTIFY
 POST_COALESCED = UINTR_POST_COALESCED
 POST_SUPPRESSED = UINTR_POST_SUPPRESSED
+
+
+def half_post(sender):
+    """The first half of a post and nothing more, as a sender killed between
+    setting ON in the receiver's UPID and notifying leaves it (vectorfd.pxi:
+    the repair). Returns the post's UINTR_POST_* result."""
+    cdef uintr_sender_c *s = <uintr_sender_c *>uintr_sender_handle(sender)
+    return uintr_upid_post(&s.table.block[s.index], s.vector)

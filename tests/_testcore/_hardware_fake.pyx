@@ -1,7 +1,8 @@
 # cython: language_level=3, freethreading_compatible=True
-"""uintr_loop._hardware_fake: TEST-ONLY. The hardware backend's C source
+"""_testcore._hardware_fake: TEST-ONLY, built by `make test` from
+tests/_testcore, never shipped. The hardware backend's C source
 compiled with -DUINTR_FAKE_ABI over a recorded, simulated fake of the UINTR
-instructions and syscalls (cython_src/hw/fake_abi.h). Nothing but the tests
+instructions and syscalls (tests/_testcore/fake_abi.h). Nothing but the tests
 imports it; it never issues a UINTR instruction or syscall.
 """
 from libc.stdint cimport uint64_t

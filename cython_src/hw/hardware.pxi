@@ -1,6 +1,6 @@
 # The hardware backend's Python face, shared by uintr_loop._hardware (real
-# instructions and syscalls) and uintr_loop._hardware_fake (the test-only
-# fake of both; see hw/fake_abi.h). The C lives in hw/uintr_hw.c.
+# instructions and syscalls) and _testcore._hardware_fake (the test-only
+# fake of both; see tests/_testcore/fake_abi.h). The C lives in hw/uintr_hw.c.
 #
 # The loop's Port talks to one HardwareReceiver (the loop thread's UINTR
 # receiver) through five calls: before_block / take around the selector,
@@ -23,22 +23,9 @@ HANDLER_FLAG_WAITING_SENDER = UINTR_HANDLER_FLAG_WAITING_SENDER
 OPS = tuple(uintr_op_name(op).decode() for op in range(UINTR_NOPS))
 
 
-def abi_table():
-    """The ABI tables compiled into the backend: name -> facts."""
-    cdef int i
-    out = {}
-    for i in range(UINTR_NABIS):
-        a = &uintr_abis[i]
-        out[a.name.decode()] = {
-            "numbers": {OPS[op]: a.nr[op] for op in range(UINTR_NOPS)},
-            "handler_flags": a.handler_flags,
-            "unregister_sender_by_index": bool(a.unregister_sender_by_index),
-            "wait_takes_usec": bool(a.wait_takes_usec),
-            "uitt_per_thread": bool(a.uitt_per_thread),
-            "kernel_wakes_blocked": bool(a.kernel_wakes_blocked),
-            "no_hardware_errno": a.no_hardware_errno,
-        }
-    return out
+# The kernel ABI table is C, in includes/uintr_hw.h; the core builds its
+# Python face (the probe needs it with no backend built), the backend shares it.
+from uintr_loop._core import abi_table
 
 
 cdef const uintr_abi_t *find_abi(str name) except NULL:

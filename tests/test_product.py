@@ -1,0 +1,54 @@
+"""The product ships no test scaffolding: UpidCell, PacedPoster, half_post
+and the fake hardware backend live in the test-only extension
+(tests/_testcore, built by `make test`), never in uintr_loop. `make wheel`
+checks the installed wheel the same way (.ci/wheel_smoke.py)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import uintr_loop
+from uintr_loop import _core, _native
+from _support import REPO_ROOT
+
+TEST_ONLY_NAMES = ("UpidCell", "PacedPoster", "half_post", "fake_configure", "fake_log")
+
+
+def test_core_and_native_hold_no_test_only_names() -> None:
+    for module in (_core, _native):
+        leaked = [name for name in TEST_ONLY_NAMES if hasattr(module, name)]
+        assert leaked == [], f"{module.__name__} ships test-only names: {leaked}"
+
+
+def test_package_has_no_test_only_module_files() -> None:
+    package = Path(uintr_loop.__file__).parent
+    leaked = sorted(p.name for p in package.iterdir() if "fake" in p.name or "testcore" in p.name)
+    # a stale build of an older checkout leaves uintr_loop/_hardware_fake*.so: delete it
+    assert leaked == [], f"test-only files in the package ({package}): {leaked}"
+    assert importlib.util.find_spec("uintr_loop._hardware_fake") is None
+
+
+def test_product_build_names_no_test_extension() -> None:
+    spec = importlib.util.spec_from_file_location("uintr_loop_setup", REPO_ROOT / "setup.py")
+    assert spec is not None and spec.loader is not None
+    setup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup)      # not __main__: defines, builds nothing
+    for with_hardware in (False, True):
+        names = [e.name for e in setup.extensions(with_hardware)]
+        assert all(n.startswith("uintr_loop.") and "fake" not in n for n in names), names
+
+
+def test_the_test_extension_reaches_the_core_state() -> None:
+    """_testcore uses the core's own check and figures (through _core.pxd),
+    so its errors are the core's."""
+    import pytest
+    from _testcore._cells import UpidCell
+
+    with pytest.raises(ValueError, match="vector must be in 0..63"):
+        UpidCell(64)
+    cell = UpidCell(0, 0)
+    cell.restore()
+    cell.post(3)
+    stats = cell.statistics()
+    assert isinstance(stats, uintr_loop.ReceiverStatistics)
+    assert (stats.posted, stats.notifications) == (1, 1)
