@@ -33,7 +33,7 @@ from posix.fcntl cimport F_DUPFD_CLOEXEC, fcntl
 from posix.unistd cimport close, getpid
 
 from liveness cimport (uintr_lease_acquire, uintr_lease_release, uintr_lease_t,
-                       uintr_liveness_after_fork, uintr_liveness_state)
+                       uintr_liveness_after_fork, uintr_liveness_state, uintr_register_self)
 from cpu cimport uintr_cpuid_leaf7_edx, uintr_raw_syscall2
 from memfd cimport uintr_map_table, uintr_unmap_table
 from notify cimport (UINTR_CHANNEL_EVENTFD, UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_notify,
@@ -42,7 +42,8 @@ from busypoll cimport uintr_busy_poll, uintr_poll_stats_t
 from send cimport uintr_sender_c, uintr_sender_post, uintr_sender_send
 from upid cimport *
 from vectorfd cimport (uintr_peer_set_t, uintr_peers_add, uintr_peers_close, uintr_peers_hold,
-                       uintr_vfd_create, uintr_vfd_open, uintr_vfd_opened_t)
+                       uintr_reg_open, uintr_reg_take, uintr_vfd_create, uintr_vfd_open,
+                       uintr_vfd_opened_t)
 from preempt cimport *
 
 from uintr_loop._types import ReceiverStatistics

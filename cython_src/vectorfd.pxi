@@ -8,19 +8,45 @@
 # killed (SIGKILL) after it set ON in a UPID and before it notified leaves ON
 # set with nobody to notify, so every later post coalesces on it:
 #   - on the loop's own UPID (block 0) the loop takes the bits on its next
-#     iteration anyway (restore() checks PIR before it blocks); what it needs
-#     is an iteration, so the repair timer below makes sure one happens at
-#     least every REPAIR_INTERVAL;
+#     iteration anyway (recognise() after the select takes ON and PIR); what
+#     it needs is an iteration;
 #   - on a receiver's block, ON stuck means its NV is never posted to block 0:
-#     the timer finds ON set at two successive ticks with no notification in
-#     between (a live sender's notification is taken within one loop
-#     iteration) and does what that notification would have done.
+#     the loop must do what that notification would have done (C then X).
 # Recognising early is always safe: at worst it turns a later notification
-# into a spurious one (counted), never loses a post (upid.h). So a sender
-# killed at the worst instant delays delivery by at most 2 x REPAIR_INTERVAL.
+# into a spurious one (counted), never loses a post (upid.h).
+#
+# When to do it: when such a process dies, and only then. Senders of the
+# loop's own process cannot die half way without the loop dying too, so
+# they need nothing. Every other process that opens a sender registers first
+# (includes/vectorfd.h, "The registration socket"; again in each fork child):
+# it sends the owner a pidfd of itself. The SenderWatch below keeps each of
+# those pidfds in the loop's selector; the kernel makes one readable when its
+# process exits, however it exits, and the loop wakes for it and repairs
+# every receiver block with ON set. An idle loop therefore sleeps: no timer,
+# whatever the senders. Bound: a post left half done by a dying process is
+# delivered in the loop iteration that takes that process's exit, so as late
+# as the exit itself (the kernel's exit path, then the loop's wakeup, the
+# same scheduling delay as any notification's), never later; a process
+# registers before its first post, so the owner cannot miss its death.
+#
+# Two fallbacks keep it sound where the kernel cannot help. A process that
+# cannot register (no pidfd_open: Linux < 5.3, or the owner's registration
+# queue full) marks the table instead, and a process whose pidfd cannot be
+# watched (more than MAX_WATCHED of them) is not watched: then the loop looks
+# on a timer, as it once always did: every REPAIR_INTERVAL it repairs a
+# block whose ON it finds set at two successive looks with no notification
+# in between, so such a post is at most 2 x REPAIR_INTERVAL late.
+#
+# One case waits longer: a sender thread cut off half way by an exec() in
+# another thread of its process (exec ends every other thread, but the pid
+# lives on, so the pidfd does not fire). Its post stays in PIR, and is
+# repaired when that process, running its new program, exits.
 
 REPAIR_INTERVAL = 0.05
-"""Seconds between two looks for a post a killed sender left half done."""
+"""Seconds between two looks on the timer fallback (see the top)."""
+
+MAX_WATCHED = 1024
+"""Sender processes the loop watches at most; beyond: the timer fallback."""
 
 
 cdef int export_vector_fd(Receiver receiver, unsigned vector) except -2:
@@ -29,10 +55,17 @@ cdef int export_vector_fd(Receiver receiver, unsigned vector) except -2:
     cdef Port port = receiver.port
     cdef int peer = -1
     cdef int fd
+    cdef int rc
     if not port.owned():
         return -1
+    if port.reg_fds[0] < 0:
+        rc = uintr_reg_open(port.reg_fds)
+        if rc < 0:
+            raise OSError(-rc, "uintr_loop: cannot make the sender registration socket: %s"
+                          % os.strerror(-rc))
+        _registries.add(port)
     uintr_peers_hold(&port.peers, receiver.slot)   # forget peers of fds closed everywhere
-    fd = uintr_vfd_create(port.memfd, port.channel.fd, receiver.slot, vector,
+    fd = uintr_vfd_create(port.memfd, port.channel.fd, port.reg_fds[1], receiver.slot, vector,
                           TABLE_SIZE, &peer)
     if fd < 0:
         raise OSError(-fd, "uintr_loop: cannot create a vector fd: %s" % os.strerror(-fd))
@@ -40,7 +73,7 @@ cdef int export_vector_fd(Receiver receiver, unsigned vector) except -2:
         close(fd)
         close(peer)
         raise MemoryError()
-    arm_repair(port, receiver.loop)
+    arm_watch(port, receiver.loop)
     return fd
 
 
@@ -121,7 +154,8 @@ cdef SenderLease open_vector_fd(object fd, uintr_sender_c *c):
         close(o.pidfd)
         raise OSError(err, "uintr_loop: cannot open vector fd %d: %s" % (fd, os.strerror(err)))
     # the lease takes the pidfd and hupfd, whatever happens
-    lease.lease = uintr_lease_acquire(o.table_fd, TABLE_SIZE, o.pidfd, hupfd, &err)
+    # the lease takes the registration socket too, and registers this process
+    lease.lease = uintr_lease_acquire(o.table_fd, TABLE_SIZE, o.pidfd, hupfd, o.reg_fd, &err)
     close(o.table_fd)                   # the mapping keeps the table
     if lease.lease == NULL:
         raise OSError(-err, "uintr_loop: cannot map or watch the receiver's UPID table")
@@ -136,24 +170,116 @@ cdef SenderLease open_vector_fd(object fd, uintr_sender_c *c):
     return lease
 
 
-cdef class Repair:
-    """The loop-side timer of the half-done-post repair (see the top)."""
+# Ports that made a registration socket, for register_fork_child().
+_registries = weakref.WeakSet()
+
+
+cdef class SenderWatch:
+    """The owner's side of the repair (see the top): the registration socket
+    and one pidfd per registered sender process in the loop's selector, and
+    the timer fallback. Loop thread only, except close()."""
     cdef Port port
     cdef object loop_ref
-    cdef uint64_t on_seen          # blocks with ON set at the last tick
-    cdef uint64_t last_notifications[64]
+    cdef dict pidfds                # pid -> pidfd, each in the loop's selector
+    cdef bint started
+    cdef bint closed
+    cdef readonly bint polling      # the timer fallback runs
     cdef readonly uint64_t repairs
+    cdef readonly uint64_t exits
+    cdef uint64_t on_seen           # timer fallback: blocks with ON set at the last tick
+    cdef uint64_t last_notifications[64]
 
     def __cinit__(self, Port port not None, loop):
         self.port = port
         self.loop_ref = weakref.ref(loop)    # the loop owns the port: no cycle
+        self.pidfds = {}
+
+    cdef object live_loop(self):
+        loop = self.loop_ref()
+        if loop is None or loop.is_closed() or self.port.closed or self.closed:
+            return None
+        return loop
+
+    def start(self):
+        loop = self.live_loop()
+        if loop is None or self.started:
+            return
+        self.started = True
+        loop.add_reader(self.port.reg_fds[0], self.take_registrations)
+        self.take_registrations()
+
+    def take_registrations(self):
+        """Reader callback: watch every process that registered."""
+        cdef int pidfd = -1
+        cdef int pid = 0
+        cdef int rc
+        loop = self.live_loop()
+        if loop is None:
+            return
+        while True:
+            rc = uintr_reg_take(self.port.reg_fds[0], &pidfd, &pid)
+            if rc == 0:
+                break
+            if rc < 0:
+                loop.remove_reader(self.port.reg_fds[0])
+                self.start_polling()
+                break
+            if rc == 2:
+                self.start_polling()            # a process we cannot watch
+            elif pid < 0:                       # gone already: repair now
+                close(pidfd)
+                self.exits += 1
+                self.repair_all()
+            elif pid in self.pidfds or len(self.pidfds) >= MAX_WATCHED:
+                close(pidfd)                    # watched already (a second lease)
+                if pid not in self.pidfds:
+                    self.start_polling()
+            else:
+                try:
+                    loop.add_reader(pidfd, self.sender_exited, pid)
+                except BaseException:
+                    close(pidfd)
+                    raise
+                self.pidfds[pid] = pidfd
+        if uintr_table_unwatched(self.port.table):
+            self.start_polling()
+
+    def sender_exited(self, pid):
+        """Reader callback: a registered sender process is gone."""
+        cdef int pidfd = self.pidfds.pop(pid, -1)
+        loop = self.loop_ref()
+        if pidfd >= 0:
+            if loop is not None:
+                loop.remove_reader(pidfd)
+            close(pidfd)
+        self.exits += 1
+        if self.live_loop() is not None:
+            self.repair_all()
+
+    cdef repair_all(self):
+        """Do what a dead sender's missing notification would have done, on
+        every receiver block with ON set (safe at any time: see the top).
+        Block 0 is the loop's own: this iteration's recognise took it."""
+        cdef uintr_block_t *b
+        cdef unsigned slot
+        for slot, receiver in list(self.port.receivers.items()):
+            b = &self.port.table.block[slot]
+            if uintr_upid_status(b) & UINTR_ON:
+                self.repairs += 1
+                (<Receiver>receiver).recognise()
+
+    cdef start_polling(self):
+        loop = self.live_loop()
+        if self.polling or loop is None:
+            return
+        self.polling = True
+        loop.call_soon(self.tick)
 
     def tick(self):
-        loop = self.loop_ref()
-        if loop is None or loop.is_closed() or self.port.closed:
+        if self.live_loop() is None:
             return
         self.scan()
-        loop.call_later(REPAIR_INTERVAL, self.tick)
+        self.loop_ref().call_later(REPAIR_INTERVAL, self.tick)
 
     cdef scan(self):
         cdef uint64_t counters[4]
@@ -175,29 +301,69 @@ cdef class Repair:
             else:
                 self.on_seen &= ~((<uint64_t>1) << slot)
 
+    cdef close(self):
+        """With the port: stop watching (the loop is closed or closing). The
+        registration socket stays open with the port (capsules name it)."""
+        if self.closed:
+            return
+        self.closed = True
+        loop = self.loop_ref()
+        pidfds = list(self.pidfds.values())
+        self.pidfds.clear()
+        if loop is not None:
+            for fd in pidfds + ([self.port.reg_fds[0]] if self.started else []):
+                try:
+                    loop.remove_reader(fd)
+                except Exception:       # a closed loop has let go already
+                    pass
+        for fd in pidfds:
+            close(fd)
 
-cdef arm_repair(Port port, loop):
+
+cdef arm_watch(Port port, loop):
     if port.repair is not None:
         return
-    port.repair = Repair(port, loop)
+    port.repair = SenderWatch(port, loop)
     # asyncio's loops record the thread running them; a loop that does not
     # say is assumed to be running elsewhere.
     owner = getattr(loop, "_thread_id", -1)
     try:
         if owner is None or owner == threading.get_ident():
-            loop.call_soon(port.repair.tick)      # no wakeup post needed
+            loop.call_soon(port.repair.start)     # no wakeup post needed
         else:
-            loop.call_soon_threadsafe(port.repair.tick)
+            loop.call_soon_threadsafe(port.repair.start)
     except RuntimeError:       # the loop is closing: nothing left to repair
         pass
 
 
+cdef register_fork_child():
+    """In a fork child of a loop's process: the child may send through
+    senders it inherited, so the loops must watch it too (see the top)."""
+    cdef Port port
+    for p in list(_registries):
+        port = <Port>p
+        if not port.closed and port.reg_fds[1] >= 0 and port.table != NULL:
+            uintr_register_self(port.reg_fds[1], port.table)
+
+
 def repair_count(loop):
-    """How many half-done posts the loop's repair timer has completed."""
+    """How many half-done posts the loop has completed."""
     port = loop._uintr_port
     if port is None or (<Port>port).repair is None:
         return 0
-    return (<Repair>(<Port>port).repair).repairs
+    return (<SenderWatch>(<Port>port).repair).repairs
+
+
+def sender_watch_state(loop):
+    """The loop's watch over sender processes (see vectorfd.pxi): a dict of
+    watched (processes), exits (seen), repairs and polling (the timer
+    fallback runs)."""
+    port = loop._uintr_port
+    if port is None or (<Port>port).repair is None:
+        return {"watched": 0, "exits": 0, "repairs": 0, "polling": False}
+    w = <SenderWatch>(<Port>port).repair
+    return {"watched": len(w.pidfds), "exits": w.exits, "repairs": w.repairs,
+            "polling": w.polling}
 
 
 def liveness_state():
