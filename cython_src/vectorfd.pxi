@@ -48,6 +48,10 @@ REPAIR_INTERVAL = 0.05
 MAX_WATCHED = 1024
 """Sender processes the loop watches at most; beyond: the timer fallback."""
 
+REPAIR_ON_EXIT = True
+"""False turns the repair at a sender process's exit off (the soak does, so
+that a lost wakeup stays visible instead of being repaired)."""
+
 
 cdef int export_vector_fd(Receiver receiver, unsigned vector) except -2:
     """Make a vector fd for (receiver, vector), or -1 in a process that does
@@ -229,7 +233,8 @@ cdef class SenderWatch:
             elif pid < 0:                       # gone already: repair now
                 close(pidfd)
                 self.exits += 1
-                self.repair_all()
+                if REPAIR_ON_EXIT:
+                    self.repair_all()
             elif pid in self.pidfds or len(self.pidfds) >= MAX_WATCHED:
                 close(pidfd)                    # watched already (a second lease)
                 if pid not in self.pidfds:
@@ -253,7 +258,7 @@ cdef class SenderWatch:
                 loop.remove_reader(pidfd)
             close(pidfd)
         self.exits += 1
-        if self.live_loop() is not None:
+        if REPAIR_ON_EXIT and self.live_loop() is not None:
             self.repair_all()
 
     cdef repair_all(self):
