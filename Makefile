@@ -41,6 +41,7 @@ bench: build
 	$(PY) benchmarks/xproc_latency.py
 	$(PY) benchmarks/shim_overhead.py
 	$(PY) benchmarks/preempt_latency.py
+	$(PY) benchmarks/idle_wakeups.py --strace
 
 # Not part of make test: 60 s on each base (about 2.5 minutes in all), every sender kind
 # against every receiver state, every post counted; prints a table of exact counts.

@@ -17,10 +17,12 @@ Rules, each tested:
 * raised only while the scope's own task (or, outside tasks, the scope's own
   synchronous code) is what runs, never in another task or callback;
 * never inside the event loop's or this library's own Python code (asyncio,
-  concurrent.futures, uintr_loop), nor in the standard library's weakref,
-  threading and selectors code or any ``__del__`` (finalizers and weakref
-  callbacks discard exceptions; lock bookkeeping would be left half-done):
-  the timer retries 50 us later;
+  concurrent.futures, uintr_loop), nor in standard-library code that keeps
+  an invariant over several statements (threading, queue, logging,
+  contextlib, weakref, selectors, subprocess, the import system) or any
+  ``__del__``, nor in anything such code calls: the whole stack between the
+  interrupted code and the scope's own frame is looked at (see
+  ``_protected``); the timer retries 50 us later;
 * never inside a masked section (``preemption_masked()`` or the task
   receiver's ``masked()``) nor inside a task receiver's handler: retried;
 * once raised, raised again every 2 ms until the scope exits if it was
@@ -38,7 +40,6 @@ Rules, each tested:
 """
 from __future__ import annotations
 
-import _weakrefset
 import asyncio
 import atexit
 import concurrent.futures
@@ -46,14 +47,14 @@ import contextlib
 import dis
 import functools
 import heapq
+import importlib
 import itertools
+import logging
 import numbers
 import os
-import selectors
 import signal
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from types import CodeType, FrameType, TracebackType
 from typing import Any, TypeVar
@@ -75,21 +76,52 @@ RETRY_NOT_RUNNING_NS = 200_000    # the scope's task is suspended right now
 REFIRE_NS = 2_000_000             # raised, but the scope has not exited yet
 _DROP = -1                        # the scope is no longer active
 
-# Python code a deadline never interrupts (it retries 50 us later): the event
-# loop's and this library's, and the standard-library code that runs as
-# finalizers, weakref callbacks or lock bookkeeping, where an exception would
-# be discarded or would leave shared state half-updated.
+# Python code a deadline never interrupts, nor any code it calls (it retries
+# 50 us later): the event loop's and this library's, and the standard-library
+# code that keeps an invariant over several statements: lock and condition
+# bookkeeping (threading), queue.Queue's counters (queue), logging's handler
+# and module locks (logging), exit stacks and generator context managers
+# (contextlib), finalizers and weakref callbacks (weakref, _weakrefset, where
+# CPython discards exceptions), selectors, subprocess's child bookkeeping and
+# the import system. Protection covers the whole stack between the code
+# interrupted and the scope's own frame, as trio's KeyboardInterrupt
+# protection does: a deadline that lands in a logging handler's emit() runs
+# with the handler's lock held by logging's frame further up, so it waits
+# until logging has released it. Everything else in the standard library (a
+# long difflib or json call, say) stays interruptible.
+_PROTECTED_MODULES = ("threading", "queue", "contextlib", "weakref", "_weakrefset",
+                      "selectors", "subprocess")
+_PROTECTED_PACKAGES = (asyncio, concurrent.futures, logging, importlib,
+                       sys.modules[__package__])
 _MACHINERY = tuple(
     [os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-     for m in (asyncio, concurrent.futures, sys.modules[__package__]) if m.__file__]
+     for m in _PROTECTED_PACKAGES if m.__file__]
     + [os.path.abspath(m.__file__)
-       for m in (weakref, _weakrefset, threading, selectors) if m.__file__]
+       for m in map(importlib.import_module, _PROTECTED_MODULES) if m.__file__]
+    + ["<frozen importlib."]
 )
 
 
 def _is_machinery(frame: FrameType) -> bool:
     code = frame.f_code
     return code.co_filename.startswith(_MACHINERY) or code.co_name == "__del__"
+
+
+def _protected(frame: FrameType, entry: FrameType | None) -> bool:
+    """``frame``, or a frame between it and the scope's ``entry`` frame (the
+    one whose ``with`` entered it, itself not looked at unless it is
+    ``frame``), is code a deadline must not interrupt. If ``entry`` is not
+    on the stack, only ``frame`` counts."""
+    if _is_machinery(frame):
+        return True
+    if entry is None or frame is entry:
+        return False
+    inner: list[FrameType] = []
+    f = frame.f_back
+    while f is not None and f is not entry:
+        inner.append(f)
+        f = f.f_back
+    return f is entry and any(map(_is_machinery, inner))
 
 
 class DeadlineExceeded(asyncio.CancelledError):
@@ -346,6 +378,7 @@ class deadline:
         self._fired = False
         self._gap_retries = 0
         self._preempted = False
+        self._entry: FrameType | None = None      # the frame whose `with` entered
         self.when_ns = 0
         """The deadline on the CLOCK_MONOTONIC ns scale (time.monotonic_ns); 0 if none."""
 
@@ -355,6 +388,9 @@ class deadline:
         return self._state == _EXPIRED or self._fired
 
     def __enter__(self) -> deadline:
+        return self._enter(sys._getframe(1))
+
+    def _enter(self, entry: FrameType) -> deadline:
         if self._used:
             raise RuntimeError("a deadline scope can be entered only once")
         self._used = True
@@ -366,6 +402,7 @@ class deadline:
         self._loop = asyncio._get_running_loop()
         self._task = asyncio.current_task(self._loop) if self._loop is not None else None
         self._state = _ACTIVE
+        self._entry = entry
         if self.seconds == float("inf"):
             return self
         if self._task is not None and self._loop is not None:
@@ -402,7 +439,7 @@ class deadline:
             return RETRY_PROTECTED_NS
         if running is not None and loop is not None and _receiver_protects(loop, running):
             return RETRY_PROTECTED_NS
-        if frame is None or _is_machinery(frame):
+        if frame is None or _protected(frame, self._entry):
             return RETRY_PROTECTED_NS
         if self._gap_retries < GAP_RETRIES and _in_handler_gap(frame):
             self._gap_retries += 1
@@ -421,6 +458,7 @@ class deadline:
     ) -> None:
         state = self._state
         self._state = _DONE
+        self._entry = None
         if self._token:
             _timer.remove(self._token)
         if self._handle is not None:
@@ -437,7 +475,7 @@ class deadline:
         return None
 
     async def __aenter__(self) -> deadline:
-        return self.__enter__()
+        return self._enter(sys._getframe(1))
 
     async def __aexit__(
         self,
