@@ -31,10 +31,12 @@ Rules, each tested:
   through except/finally blocks or __exit__ methods;
 * main thread only (Python runs signal handlers nowhere else): a loop in
   another thread gets ``PreemptionUnavailableError`` from ``deadline()``;
-* the signal is a real-time one with no handler (searched from SIGRTMAX
-  down), sent only when a deadline passes, so no handler of the user's is
-  replaced and their signals keep working; if the user later installs a
-  handler on that number, the next deadline moves to another free one. A
+* the signal is a real-time one with no handler as the kernel sees it
+  (sigaction, so a handler installed from C counts too; searched from
+  SIGRTMAX down), sent only when a deadline passes, so no handler of the
+  user's is replaced and their signals keep working; if the user later
+  installs a handler on that number (from Python or from C), the next
+  deadline moves to another free one. A
   blocking syscall in the main thread may see EINTR at a deadline; Python
   retries it (PEP 475).
 """
@@ -238,6 +240,7 @@ class _Timer:
         self._armed = (0, 0)                        # (token, when_ns) in the slot
         self._started = False
         self._signum = 0
+        self._kernel_handler = 0        # the kernel's handler for _signum (Python's)
         self.rings = 0                  # doorbell handler runs
         self.last_ring_ns = 0           # monotonic ns of the last one
         self._busy = False              # add/remove/_rearm in progress
@@ -256,16 +259,25 @@ class _Timer:
         _urgent(frame)                  # urgent vectors; the thread re-rings if skipped
 
     def _ensure_doorbell(self) -> None:
-        # Ours unless the user has since put a handler on that number. The
-        # start is idempotent and cheap, and restarts the thread in a child
-        # after fork (preempt.h resets it there).
-        if self._signum and signal.getsignal(self._signum) == self._doorbell:
+        # Ours while both views agree: Python's (the handler it runs) and the
+        # kernel's (the C handler it calls: Python's own, as when we
+        # installed it). A handler installed from C since (by another
+        # extension or an embedding program) replaces Python's in the kernel
+        # without Python knowing; then we move to another number. The start
+        # is idempotent and cheap, and restarts the thread in a child after
+        # fork (preempt.h resets it there).
+        if (self._signum and signal.getsignal(self._signum) == self._doorbell
+                and _core.signal_disposition(self._signum) == self._kernel_handler):
             _core.preempt_start(self._signum)
             return
+        # Free: nobody's handler, as the kernel sees it (signal.getsignal()
+        # says SIG_DFL for a handler installed from C after start-up).
         for signum in range(signal.SIGRTMAX, signal.SIGRTMIN - 1, -1):
-            if signal.getsignal(signum) == signal.SIG_DFL:
+            if (signum != self._signum and _core.signal_disposition(signum) == 0
+                    and signal.getsignal(signum) in (signal.SIG_DFL, None)):
                 signal.signal(signum, self._doorbell)
                 self._signum = signum
+                self._kernel_handler = _core.signal_disposition(signum)
                 _core.preempt_start(signum)
                 if not self._started:
                     atexit.register(_core.preempt_stop)
