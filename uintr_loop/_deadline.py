@@ -480,6 +480,19 @@ class deadline:
         self._fired = True
         if isinstance(exc, DeadlineExceeded) and exc.scope is self:
             raise TimeoutError(str(exc)) from exc
+        if sys.version_info >= (3, 11) and isinstance(exc, BaseExceptionGroup):
+            # A TaskGroup collects a CancelledError *subclass* raised in its
+            # body as an error (it recognises only CancelledError itself as
+            # its task's cancellation): our DeadlineExceeded arrives wrapped.
+            # Treat it as asyncio.timeout's cancellation is treated there:
+            # alone, it is our TimeoutError; beside other errors, it is
+            # dropped from the group, which propagates.
+            ours, rest = exc.split(
+                lambda e: isinstance(e, DeadlineExceeded) and e.scope is self)
+            if ours is not None:
+                if rest is None:
+                    raise TimeoutError(f"deadline of {self.seconds:g} s exceeded") from exc
+                raise rest
         if exc_type is not None and issubclass(exc_type, asyncio.CancelledError) \
                 and self._task is not None and not isinstance(exc, DeadlineExceeded):
             if sys.version_info < (3, 11) or self._task.uncancel() <= self._cancelling:
