@@ -269,7 +269,7 @@ cdef class SenderWatch:
         cdef unsigned slot
         for slot, receiver in list(self.port.receivers.items()):
             b = &self.port.table.block[slot]
-            if uintr_upid_status(b) & UINTR_ON:
+            if uintr_upid_status(b) & UINTR_ON:         # model step K
                 self.repairs += 1
                 (<Receiver>receiver).recognise()
 
