@@ -24,6 +24,7 @@ import threading
 import traceback
 
 import os
+import select
 import weakref
 
 from libc.errno cimport ESHUTDOWN, errno
@@ -33,7 +34,8 @@ from posix.fcntl cimport F_DUPFD_CLOEXEC, fcntl
 from posix.unistd cimport close, getpid
 
 from liveness cimport (uintr_lease_acquire, uintr_lease_release, uintr_lease_t,
-                       uintr_liveness_after_fork, uintr_liveness_state, uintr_register_self)
+                       uintr_liveness_after_fork, uintr_liveness_state, uintr_register_self,
+                       uintr_table_unwatched)
 from cpu cimport uintr_cpuid_leaf7_edx, uintr_raw_syscall2
 from memfd cimport uintr_map_table, uintr_unmap_table
 from notify cimport (UINTR_CHANNEL_EVENTFD, UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_notify,

@@ -19,10 +19,10 @@
 # loop's own process cannot die half way without the loop dying too, so
 # they need nothing. Every other process that opens a sender registers first
 # (includes/vectorfd.h, "The registration socket"; again in each fork child):
-# it sends the owner a pidfd of itself. The SenderWatch below keeps each of
-# those pidfds in the loop's selector; the kernel makes one readable when its
-# process exits, however it exits, and the loop wakes for it and repairs
-# every receiver block with ON set. An idle loop therefore sleeps: no timer,
+# it sends the owner a pidfd of itself. The SenderWatch below waits on each
+# of those pidfds (a thread in epoll, which wakes the loop only for an
+# event); the kernel makes one readable when its process exits, however it
+# exits, and the loop repairs every receiver block with ON set. An idle loop therefore sleeps: no timer,
 # whatever the senders. Bound: a post left half done by a dying process is
 # delivered in the loop iteration that takes that process's exit, so as late
 # as the exit itself (the kernel's exit path, then the loop's wakeup, the
@@ -33,7 +33,7 @@
 # cannot register (no pidfd_open: Linux < 5.3, or the owner's registration
 # queue full) marks the table instead, and a process whose pidfd cannot be
 # watched (more than MAX_WATCHED of them) is not watched: then the loop looks
-# on a timer, as it once always did: every REPAIR_INTERVAL it repairs a
+# on a timer from then on: every REPAIR_INTERVAL it repairs a
 # block whose ON it finds set at two successive looks with no notification
 # in between, so such a post is at most 2 x REPAIR_INTERVAL late.
 #
@@ -156,6 +156,7 @@ cdef SenderLease open_vector_fd(object fd, uintr_sender_c *c):
         err = errno
         close(o.table_fd)
         close(o.pidfd)
+        close(o.reg_fd)
         raise OSError(err, "uintr_loop: cannot open vector fd %d: %s" % (fd, os.strerror(err)))
     # the lease takes the pidfd and hupfd, whatever happens
     # the lease takes the registration socket too, and registers this process
@@ -180,11 +181,21 @@ _registries = weakref.WeakSet()
 
 cdef class SenderWatch:
     """The owner's side of the repair (see the top): the registration socket
-    and one pidfd per registered sender process in the loop's selector, and
-    the timer fallback. Loop thread only, except close()."""
+    and one pidfd per registered sender process, and the timer fallback.
+
+    The fds are not the loop's readers: a fork child's copy of a uvloop loop
+    shares its parent's epoll set, and closing that copy would reach the
+    parent's watch. They sit in an epoll set of their own, one-shot, which a
+    thread waits on (no timeout: it costs nothing while idle); an event
+    becomes one call_soon_threadsafe to the loop, whose callback handles it
+    and re-arms the fd. The thread never touches the port or the loop's
+    state; everything else runs on the loop thread, in the owning process."""
     cdef Port port
     cdef object loop_ref
-    cdef dict pidfds                # pid -> pidfd, each in the loop's selector
+    cdef dict pidfds                # pid -> pidfd, each in the epoll set
+    cdef object epoll
+    cdef int stop_fds[2]            # a pipe that ends the thread
+    cdef object thread
     cdef bint started
     cdef bint closed
     cdef readonly bint polling      # the timer fallback runs
@@ -192,11 +203,13 @@ cdef class SenderWatch:
     cdef readonly uint64_t exits
     cdef uint64_t on_seen           # timer fallback: blocks with ON set at the last tick
     cdef uint64_t last_notifications[64]
+    cdef object __weakref__         # the thread holds us weakly
 
     def __cinit__(self, Port port not None, loop):
         self.port = port
         self.loop_ref = weakref.ref(loop)    # the loop owns the port: no cycle
         self.pidfds = {}
+        self.stop_fds[0] = self.stop_fds[1] = -1
 
     cdef object live_loop(self):
         loop = self.loop_ref()
@@ -206,28 +219,46 @@ cdef class SenderWatch:
 
     def start(self):
         loop = self.live_loop()
-        if loop is None or self.started:
+        if loop is None or self.started or not self.port.owned():
             return
         self.started = True
-        loop.add_reader(self.port.reg_fds[0], self.take_registrations)
+        self.epoll = select.epoll()
+        self.stop_fds[0], self.stop_fds[1] = os.pipe2(os.O_CLOEXEC)
+        self.epoll.register(self.stop_fds[0], select.EPOLLIN)
+        self.epoll.register(self.port.reg_fds[0], select.EPOLLIN | select.EPOLLONESHOT)
+        self.thread = threading.Thread(
+            target=_watch_thread,
+            args=(self.epoll, self.stop_fds[0], self.stop_fds[1], self.loop_ref,
+                  weakref.WeakMethod(self.on_event)),
+            name="uintr_loop sender watch", daemon=True)
+        self.thread.start()
         self.take_registrations()
 
+    def on_event(self, int fd):
+        """Loop callback for a one-shot event of the watch thread."""
+        if self.live_loop() is None or not self.port.owned():
+            return
+        if fd == self.port.reg_fds[0]:
+            self.take_registrations()
+            return
+        for pid, pidfd in list(self.pidfds.items()):
+            if pidfd == fd:
+                self.sender_exited(pid)
+
     def take_registrations(self):
-        """Reader callback: watch every process that registered."""
+        """Watch every process that registered."""
         cdef int pidfd = -1
         cdef int pid = 0
         cdef int rc
-        loop = self.live_loop()
-        if loop is None:
+        if self.live_loop() is None or not self.port.owned():
             return
         while True:
             rc = uintr_reg_take(self.port.reg_fds[0], &pidfd, &pid)
             if rc == 0:
                 break
             if rc < 0:
-                loop.remove_reader(self.port.reg_fds[0])
                 self.start_polling()
-                break
+                return                          # not re-armed
             if rc == 2:
                 self.start_polling()            # a process we cannot watch
             elif pid < 0:                       # gone already: repair now
@@ -241,21 +272,26 @@ cdef class SenderWatch:
                     self.start_polling()
             else:
                 try:
-                    loop.add_reader(pidfd, self.sender_exited, pid)
+                    self.epoll.register(pidfd, select.EPOLLIN | select.EPOLLONESHOT)
                 except BaseException:
                     close(pidfd)
                     raise
                 self.pidfds[pid] = pidfd
         if uintr_table_unwatched(self.port.table):
             self.start_polling()
+        self.epoll.modify(self.port.reg_fds[0], select.EPOLLIN | select.EPOLLONESHOT)
 
     def sender_exited(self, pid):
-        """Reader callback: a registered sender process is gone."""
-        cdef int pidfd = self.pidfds.pop(pid, -1)
-        loop = self.loop_ref()
+        """A registered sender process is gone."""
+        cdef int pidfd
+        if not self.port.owned():
+            return
+        pidfd = self.pidfds.pop(pid, -1)
         if pidfd >= 0:
-            if loop is not None:
-                loop.remove_reader(pidfd)
+            try:
+                self.epoll.unregister(pidfd)
+            except OSError:
+                pass
             close(pidfd)
         self.exits += 1
         if REPAIR_ON_EXIT and self.live_loop() is not None:
@@ -307,22 +343,49 @@ cdef class SenderWatch:
                 self.on_seen &= ~((<uint64_t>1) << slot)
 
     cdef close(self):
-        """With the port: stop watching (the loop is closed or closing). The
-        registration socket stays open with the port (capsules name it)."""
+        """With the port: stop watching (the loop is closed or closing). In
+        a fork child only our copies of the fds close: the epoll set is the
+        parent's too. The registration socket stays open with the port
+        (capsules name it)."""
+        cdef int fd
         if self.closed:
             return
         self.closed = True
-        loop = self.loop_ref()
-        pidfds = list(self.pidfds.values())
-        self.pidfds.clear()
-        if loop is not None:
-            for fd in pidfds + ([self.port.reg_fds[0]] if self.started else []):
-                try:
-                    loop.remove_reader(fd)
-                except Exception:       # a closed loop has let go already
-                    pass
-        for fd in pidfds:
+        for fd in self.pidfds.values():
             close(fd)
+        self.pidfds.clear()
+        if self.started and self.port.owned():
+            os.write(self.stop_fds[1], b"x")    # the thread returns, closing the rest
+            return
+        if self.epoll is not None:
+            self.epoll.close()
+        for fd in (self.stop_fds[0], self.stop_fds[1]):
+            if fd >= 0:
+                close(fd)
+
+
+def _watch_thread(ep, int stop_r, int stop_w, loop_ref, on_event_ref):
+    """The watch thread (see SenderWatch): wait, hand each event to the loop.
+    It owns the epoll set and the stop pipe once started, and closes them."""
+    try:
+        while True:
+            try:
+                events = ep.poll()
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                loop, on_event = loop_ref(), on_event_ref()
+                if fd == stop_r or loop is None or on_event is None:
+                    return
+                try:
+                    loop.call_soon_threadsafe(on_event, fd)
+                except RuntimeError:            # the loop is closed
+                    return
+                del loop, on_event
+    finally:
+        ep.close()
+        close(stop_r)
+        close(stop_w)
 
 
 cdef arm_watch(Port port, loop):
@@ -349,6 +412,7 @@ cdef register_fork_child():
         port = <Port>p
         if not port.closed and port.reg_fds[1] >= 0 and port.table != NULL:
             uintr_register_self(port.reg_fds[1], port.table)
+
 
 
 def repair_count(loop):

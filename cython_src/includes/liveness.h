@@ -70,18 +70,19 @@
 #endif
 
 /* Register this process with a table's owner (vectorfd.h, "The registration
- * socket"): send a pidfd of ourselves through reg_fd, so the owner learns
- * when we exit. Async-signal-safe (only syscalls): it runs in fork children.
+ * socket"): send pidfd, a pidfd of ourselves, through reg_fd, so the owner
+ * learns when we exit; the pidfd is closed here. Async-signal-safe (only
+ * syscalls): it runs in fork children.
  *
- * When that fails (no pidfd_open, or the owner's queue is full), the owner
- * must poll instead, and must be told so. We set the table's "unwatched"
- * word, then send a message without a pidfd. Either that message is queued,
- * and the owner, who reads the word after draining its queue, sees the word
- * set; or the queue is still full, so the owner has messages it has not
- * drained yet, and its drain ends after this instant: it sees the word too. */
-static void uintr_register_self(int reg_fd, uintr_table_t *table)
+ * When registering fails (pidfd < 0: no pidfd_open, or the owner's queue is
+ * full), the owner must poll instead, and must be told so. We set the
+ * table's "unwatched" word, then send a record without a pidfd. Either that
+ * record is queued, and the owner, who reads the word after draining its
+ * queue, sees the word set; or the queue is still full, so the owner has
+ * records it has not drained yet, and its drain ends after this instant: it
+ * sees the word too. */
+static void uintr_register_send(int reg_fd, uintr_table_t *table, int pidfd)
 {
-    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     int32_t data[2] = {(int32_t)UINTR_REG_MAGIC, (int32_t)getpid()};
     struct iovec iov = {data, sizeof data};
     struct msghdr msg;
@@ -90,8 +91,11 @@ static void uintr_register_self(int reg_fd, uintr_table_t *table)
         char buf[CMSG_SPACE(sizeof(int))];
     } ctl;
     ssize_t n = -1;
-    if (reg_fd < 0)
+    if (reg_fd < 0) {
+        if (pidfd >= 0)
+            close(pidfd);
         return;
+    }
     memset(&msg, 0, sizeof msg);
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -118,6 +122,25 @@ static void uintr_register_self(int reg_fd, uintr_table_t *table)
     do {
         n = sendmsg(reg_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
+}
+
+/* A pidfd of this process, or -1 with errno set. */
+static inline int uintr_pidfd_self(void)
+{
+    return (int)syscall(SYS_pidfd_open, getpid(), 0);
+}
+
+/* Register from a fork child, where nothing can be refused. */
+static void uintr_register_self(int reg_fd, uintr_table_t *table)
+{
+    if (reg_fd >= 0)
+        uintr_register_send(reg_fd, table, uintr_pidfd_self());
+}
+
+/* Non-zero once a sender process said it could not register (vectorfd.h). */
+static inline uint64_t uintr_table_unwatched(uintr_table_t *t)
+{
+    return atomic_load(&t->block[0].unwatched);
 }
 
 typedef struct uintr_lease {
@@ -331,6 +354,21 @@ static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, 
             return l;
         }
     }
+    /* Our pidfd for the registration (below), first: without a free fd the
+     * open is refused before it changed anything (the caller says EMFILE). */
+    int self_pidfd = -1;
+    if (pidfd >= 0 && regfd >= 0) {
+        self_pidfd = uintr_pidfd_self();
+        if (self_pidfd < 0 && (errno == EMFILE || errno == ENFILE)) {
+            *err = -errno;
+            close(pidfd);
+            if (hupfd >= 0)
+                close(hupfd);
+            close(regfd);
+            pthread_mutex_unlock(&uintr_lease_mu);
+            return NULL;
+        }
+    }
     l = (uintr_lease_t *)calloc(1, sizeof *l);
     void *p = l ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, table_fd, 0) : NULL;
     if (!l || p == MAP_FAILED) {
@@ -342,6 +380,8 @@ static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, 
             close(hupfd);
         if (regfd >= 0)
             close(regfd);
+        if (self_pidfd >= 0)
+            close(self_pidfd);
         pthread_mutex_unlock(&uintr_lease_mu);
         return NULL;
     }
@@ -366,13 +406,15 @@ static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, 
             uintr_lease_unwatch(l);
             if (regfd >= 0)
                 close(regfd);
+            if (self_pidfd >= 0)
+                close(self_pidfd);
             munmap(p, size);
             free(l);
             l = NULL;
         } else {
             /* before our first post: the owner learns of us (at its next
              * wakeup) before we can leave a post half done */
-            uintr_register_self(regfd, l->table);
+            uintr_register_send(regfd, l->table, self_pidfd);
         }
     }
     pthread_mutex_unlock(&uintr_lease_mu);

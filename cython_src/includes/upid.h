@@ -240,12 +240,6 @@ static inline void uintr_block_counters(uintr_block_t *b, uint64_t out[4])
     out[3] = atomic_load_explicit(&b->refused, UINTR_RELAXED);
 }
 
-/* Non-zero once a sender process said it could not register (block 0). */
-static inline uint64_t uintr_table_unwatched(uintr_table_t *t)
-{
-    return atomic_load(&t->block[0].unwatched);
-}
-
 /* Highest pending vector (63 is the highest priority); bits must be non-zero. */
 static inline unsigned uintr_highest(uint64_t bits)
 {

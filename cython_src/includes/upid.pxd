@@ -35,4 +35,3 @@ cdef extern from "upid.h" nogil:
     uint64_t uintr_upid_pir(uintr_block_t *b)
     void uintr_block_counters(uintr_block_t *b, uint64_t out[4])
     unsigned uintr_highest(uint64_t bits)
-    uint64_t uintr_table_unwatched(uintr_table_t *t)
