@@ -356,6 +356,8 @@ cdef class SenderWatch:
         self.pidfds.clear()
         if self.started and self.port.owned():
             os.write(self.stop_fds[1], b"x")    # the thread returns, closing the rest
+            if self.thread is not threading.current_thread():
+                self.thread.join(5.0)           # fds closed when the loop is
             return
         if self.epoll is not None:
             self.epoll.close()
