@@ -80,6 +80,7 @@ bench: bench-here
 	$(PY) benchmarks/shim_overhead.py
 	$(PY) benchmarks/preempt_latency.py
 	$(PY) benchmarks/metrics_overhead.py
+	$(PY) benchmarks/idle_wakeups.py --strace
 
 bench-here: build $(BENCH_VENV)/.deps
 	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)

@@ -26,6 +26,7 @@ import threading
 import traceback
 
 import os
+import select
 import weakref
 
 from libc.errno cimport ESHUTDOWN, errno
@@ -35,7 +36,8 @@ from posix.fcntl cimport F_DUPFD_CLOEXEC, fcntl
 from posix.unistd cimport close, getpid
 
 from liveness cimport (uintr_lease_acquire, uintr_lease_release, uintr_lease_t,
-                       uintr_liveness_after_fork, uintr_liveness_state)
+                       uintr_liveness_after_fork, uintr_liveness_state, uintr_register_self,
+                       uintr_table_unwatched)
 from cpu cimport uintr_cpuid_leaf7_edx, uintr_raw_syscall2
 from memfd cimport uintr_map_table, uintr_unmap_table
 from notify cimport (UINTR_CHANNEL_EVENTFD, UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_notify,
@@ -47,7 +49,8 @@ from loopstats cimport *
 from send cimport uintr_sender_c, uintr_sender_post, uintr_sender_send
 from upid cimport *
 from vectorfd cimport (uintr_peer_set_t, uintr_peers_add, uintr_peers_close, uintr_peers_hold,
-                       uintr_vfd_create, uintr_vfd_open, uintr_vfd_opened_t)
+                       uintr_reg_open, uintr_reg_take, uintr_vfd_create, uintr_vfd_open,
+                       uintr_vfd_opened_t)
 from preempt cimport *
 
 # The core imports nothing from the package (C headers <- core <- package):

@@ -32,6 +32,7 @@ cdef uint64_t fork_generation = 0
 def _port_after_fork():
     global fork_generation
     fork_generation += 1
+    register_fork_child()       # vectorfd.pxi: this child may send to our loops
 
 
 os.register_at_fork(after_in_child=_port_after_fork)
@@ -59,13 +60,16 @@ cdef class Port:
     cdef readonly object hw            # hardware mode: the HardwareReceiver
     cdef readonly object max_sleep     # hardware mode: longest select (port_hardware.pxi)
     cdef uintr_peer_set_t peers     # vector fds handed out, per block (vectorfd.pxi)
-    cdef object repair              # the half-done-post repair timer (vectorfd.pxi)
+    cdef int reg_fds[2]             # sender registrations: [0] ours, [1] in capsules
+    cdef object repair              # the SenderWatch of the repair (vectorfd.pxi)
     cdef uintr_loopstats_t loopstats  # time, iterations, wake latency (metrics.pxi)
     cdef object stats_floor         # monotonic busy/idle for readers (metrics.pxi)
     cdef bint repair_armed          # set once, under the port's critical section
+    cdef object __weakref__
 
     def __cinit__(self, str mode="software", hardware=None):
         self.memfd = -1
+        self.reg_fds[0] = self.reg_fds[1] = -1
         self.channel.kind = UINTR_CHANNEL_NONE
         self.channel.fd = -1
         self.table = NULL
@@ -104,6 +108,9 @@ cdef class Port:
         # more: nobody can write to the channel or the table after this.
         uintr_channel_close(&self.channel)
         uintr_peers_close(&self.peers)
+        if self.reg_fds[0] >= 0:
+            close(self.reg_fds[0])
+            close(self.reg_fds[1])
         if self.table != NULL:
             uintr_unmap_table(self.table, TABLE_SIZE, self.memfd)
             self.table = NULL
@@ -253,6 +260,8 @@ cdef class Port:
             uintr_upid_shutdown(&self.table.block[0])
         for receiver in list(self.receivers.values()):
             receiver.close()
+        if self.repair is not None:
+            (<SenderWatch>self.repair).close()
         if self.hw is not None:
             self.hw.close()
 

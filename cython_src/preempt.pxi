@@ -53,3 +53,13 @@ def preempt_thread_only(bint on):
 def preempt_uses_timer():
     """True if deadlines currently ride the kernel (POSIX) timer."""
     return bool(uintr_preempt_uses_timer())
+
+
+def signal_disposition(int signum):
+    """The kernel's disposition of ``signum`` (sigaction): 0 default, 1
+    ignored, otherwise the handler's address, whoever installed it (Python's
+    signal.getsignal() does not see a handler installed from C)."""
+    cdef intptr_t d = uintr_signal_disposition(signum)
+    if d == -1:
+        raise ValueError("invalid signal number %d" % signum)
+    return d

@@ -24,7 +24,7 @@ the acknowledgement, round after round (ping-pong). The receiver task sits in
 ``wait()`` and the loop waits for the solo's end: once a phase timer of <= 3 ms has run
 out, no timer is pending but a guard, so a lost wakeup can hide nowhere. The guard
 expires and the run fails with its state dumped (counts, statistics, and the UPID
-status bits and PIR read from the shared table). The repair timer, which completes
+status bits and PIR read from the shared table). The repair, which completes
 posts of killed senders, is turned off for the run so that it cannot hide one either
 (no sender is killed here; ``repair_count`` must stay 0).
 
@@ -773,7 +773,7 @@ class Soak:
                 problems.append(f"{name}: more spurious notifications than notifications: {st}")
         repairs = _core.repair_count(self.loop)
         if repairs:
-            problems.append(f"the repair timer completed {repairs} posts (it was off, no sender was killed)")
+            problems.append(f"the repair completed {repairs} posts (it was off, no sender was killed)")
         if problems:
             raise self.fail("the counts do not add up:\n  " + "\n  ".join(problems))
         return self.summary(elapsed, stats, loop_st)
@@ -860,13 +860,14 @@ def run_soak(config: SoakConfig) -> dict[str, Any]:
     raise SoakFailure with the state dumped."""
     soak = Soak(config)
     old_interval = sys.getswitchinterval()
-    old_repair = _core.REPAIR_INTERVAL
+    old_repair = _core.REPAIR_INTERVAL, _core.REPAIR_ON_EXIT
     sys.setswitchinterval(config.switch_interval)
-    _core.REPAIR_INTERVAL = 3600.0          # no sender is killed: it could only hide a lost wakeup
+    # no sender is killed: a repair could only hide a lost wakeup
+    _core.REPAIR_INTERVAL, _core.REPAIR_ON_EXIT = 3600.0, False
     try:
         return uintr_loop.run(soak.main(), base=config.base, busy_poll=config.busy_poll)
     finally:
-        _core.REPAIR_INTERVAL = old_repair
+        _core.REPAIR_INTERVAL, _core.REPAIR_ON_EXIT = old_repair
         sys.setswitchinterval(old_interval)
         if soak.table_map is not None:
             soak.table_map.close()

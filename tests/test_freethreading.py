@@ -27,8 +27,9 @@ needs_free_threaded = pytest.mark.skipif(
     "runs these on a free-threaded 3.13t",
 )
 
-# Every extension of the package (the hardware backend only where it was built).
-EXTENSIONS = ["uintr_loop._core", "uintr_loop._native", "uintr_loop._hardware_fake"]
+# Every extension of the package (the hardware backend only where it was built)
+# and the test-only ones the suite loads (tests/_testcore).
+EXTENSIONS = ["uintr_loop._core", "uintr_loop._native", "_testcore._hardware_fake", "_testcore._cells"]
 try:
     import uintr_loop._hardware  # noqa: F401
 except ImportError:

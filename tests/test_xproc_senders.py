@@ -300,22 +300,35 @@ def test_sender_process_killed_mid_stream_leaves_the_loop_healthy(uintr_only_loo
 
 
 def test_half_done_post_of_a_killed_sender_is_repaired(uintr_only_loop):
-    """The worst instant to kill a sender: after it set ON in the receiver's
-    UPID, before it posted NV to the loop. Later posts coalesce on that ON;
-    the loop's repair timer completes the post."""
+    """The worst instant to kill a sender process: after it set ON in the
+    receiver's UPID, before it posted NV to the loop. Later posts coalesce on
+    that ON; the loop repairs the post when the process's exit wakes it."""
     loop = uintr_only_loop
     got: list[int] = []
     receiver = uintr_loop.Receiver(got.append, loop=loop)
-    sender = uintr_loop.Sender(receiver.vector_fd(VECTOR))
+    vfd = receiver.vector_fd(VECTOR)
+    counter = SharedCounter()
+    proc = spawn_sender({"count": 1, "vfd": vfd.fileno(), "counter": counter.fd, "half": True},
+                        (vfd.fileno(), counter.fd))
+    sender = uintr_loop.Sender(vfd)
 
     async def main() -> None:
-        assert half_post(sender) == 0            # UINTR_POST_NOTIFY: ON is now set
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        assert line.strip() == "ready", line
         sender.send()                             # coalesced on the stuck ON
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        assert got == []                          # nothing woke the loop
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(proc.wait, HANG_GUARD)
         while not got:
             await asyncio.sleep(0.01)
 
-    loop.run_until_complete(guarded(main()))
+    try:
+        loop.run_until_complete(guarded(main()))
+    finally:
+        kill(proc)
+        counter.close()
     assert got == [VECTOR]
     assert repair_count(loop) == 1
     sender.send()                                 # and the receiver works normally after

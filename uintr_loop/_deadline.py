@@ -17,10 +17,12 @@ Rules, each tested:
 * raised only while the scope's own task (or, outside tasks, the scope's own
   synchronous code) is what runs, never in another task or callback;
 * never inside the event loop's or this library's own Python code (asyncio,
-  concurrent.futures, uintr_loop), nor in the standard library's weakref,
-  threading and selectors code or any ``__del__`` (finalizers and weakref
-  callbacks discard exceptions; lock bookkeeping would be left half-done):
-  the timer retries 50 us later;
+  concurrent.futures, uintr_loop), nor in standard-library code that keeps
+  an invariant over several statements (threading, queue, logging,
+  contextlib, weakref, selectors, subprocess, the import system) or any
+  ``__del__``, nor in anything such code calls: the whole stack between the
+  interrupted code and the scope's own frame is looked at (see
+  ``_protected``); the timer retries 50 us later;
 * never inside a masked section (``preemption_masked()`` or the task
   receiver's ``masked()``) nor inside a task receiver's handler: retried;
 * once raised, raised again every 2 ms until the scope exits if it was
@@ -29,16 +31,17 @@ Rules, each tested:
   through except/finally blocks or __exit__ methods;
 * main thread only (Python runs signal handlers nowhere else): a loop in
   another thread gets ``PreemptionUnavailableError`` from ``deadline()``;
-* the signal is a real-time one with no handler (searched from SIGRTMAX
-  down), sent only when a deadline passes, so no handler of the user's is
-  replaced and their signals keep working; if the user later installs a
-  handler on that number, the next deadline moves to another free one. A
+* the signal is a real-time one with no handler as the kernel sees it
+  (sigaction, so a handler installed from C counts too; searched from
+  SIGRTMAX down), sent only when a deadline passes, so no handler of the
+  user's is replaced and their signals keep working; if the user later
+  installs a handler on that number (from Python or from C), the next
+  deadline moves to another free one. A
   blocking syscall in the main thread may see EINTR at a deadline; Python
   retries it (PEP 475).
 """
 from __future__ import annotations
 
-import _weakrefset
 import asyncio
 import atexit
 import concurrent.futures
@@ -46,14 +49,14 @@ import contextlib
 import dis
 import functools
 import heapq
+import importlib
 import itertools
+import logging
 import numbers
 import os
-import selectors
 import signal
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from types import CodeType, FrameType, TracebackType
 from typing import Any, TypeVar
@@ -75,21 +78,52 @@ RETRY_NOT_RUNNING_NS = 200_000    # the scope's task is suspended right now
 REFIRE_NS = 2_000_000             # raised, but the scope has not exited yet
 _DROP = -1                        # the scope is no longer active
 
-# Python code a deadline never interrupts (it retries 50 us later): the event
-# loop's and this library's, and the standard-library code that runs as
-# finalizers, weakref callbacks or lock bookkeeping, where an exception would
-# be discarded or would leave shared state half-updated.
+# Python code a deadline never interrupts, nor any code it calls (it retries
+# 50 us later): the event loop's and this library's, and the standard-library
+# code that keeps an invariant over several statements: lock and condition
+# bookkeeping (threading), queue.Queue's counters (queue), logging's handler
+# and module locks (logging), exit stacks and generator context managers
+# (contextlib), finalizers and weakref callbacks (weakref, _weakrefset, where
+# CPython discards exceptions), selectors, subprocess's child bookkeeping and
+# the import system. Protection covers the whole stack between the code
+# interrupted and the scope's own frame, as trio's KeyboardInterrupt
+# protection does: a deadline that lands in a logging handler's emit() runs
+# with the handler's lock held by logging's frame further up, so it waits
+# until logging has released it. Everything else in the standard library (a
+# long difflib or json call, say) stays interruptible.
+_PROTECTED_MODULES = ("threading", "queue", "contextlib", "weakref", "_weakrefset",
+                      "selectors", "subprocess")
+_PROTECTED_PACKAGES = (asyncio, concurrent.futures, logging, importlib,
+                       sys.modules[__package__])
 _MACHINERY = tuple(
     [os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-     for m in (asyncio, concurrent.futures, sys.modules[__package__]) if m.__file__]
+     for m in _PROTECTED_PACKAGES if m.__file__]
     + [os.path.abspath(m.__file__)
-       for m in (weakref, _weakrefset, threading, selectors) if m.__file__]
+       for m in map(importlib.import_module, _PROTECTED_MODULES) if m.__file__]
+    + ["<frozen importlib."]
 )
 
 
 def _is_machinery(frame: FrameType) -> bool:
     code = frame.f_code
     return code.co_filename.startswith(_MACHINERY) or code.co_name == "__del__"
+
+
+def _protected(frame: FrameType, entry: FrameType | None) -> bool:
+    """``frame``, or a frame between it and the scope's ``entry`` frame (the
+    one whose ``with`` entered it, itself not looked at unless it is
+    ``frame``), is code a deadline must not interrupt. If ``entry`` is not
+    on the stack, only ``frame`` counts."""
+    if _is_machinery(frame):
+        return True
+    if entry is None or frame is entry:
+        return False
+    inner: list[FrameType] = []
+    f = frame.f_back
+    while f is not None and f is not entry:
+        inner.append(f)
+        f = f.f_back
+    return f is entry and any(map(_is_machinery, inner))
 
 
 class DeadlineExceeded(asyncio.CancelledError):
@@ -206,6 +240,7 @@ class _Timer:
         self._armed = (0, 0)                        # (token, when_ns) in the slot
         self._started = False
         self._signum = 0
+        self._kernel_handler = 0        # the kernel's handler for _signum (Python's)
         self.rings = 0                  # doorbell handler runs
         self.last_ring_ns = 0           # monotonic ns of the last one
         self._busy = False              # add/remove/_rearm in progress
@@ -224,16 +259,25 @@ class _Timer:
         _urgent(frame)                  # urgent vectors; the thread re-rings if skipped
 
     def _ensure_doorbell(self) -> None:
-        # Ours unless the user has since put a handler on that number. The
-        # start is idempotent and cheap, and restarts the thread in a child
-        # after fork (preempt.h resets it there).
-        if self._signum and signal.getsignal(self._signum) == self._doorbell:
+        # Ours while both views agree: Python's (the handler it runs) and the
+        # kernel's (the C handler it calls: Python's own, as when we
+        # installed it). A handler installed from C since (by another
+        # extension or an embedding program) replaces Python's in the kernel
+        # without Python knowing; then we move to another number. The start
+        # is idempotent and cheap, and restarts the thread in a child after
+        # fork (preempt.h resets it there).
+        if (self._signum and signal.getsignal(self._signum) == self._doorbell
+                and _core.signal_disposition(self._signum) == self._kernel_handler):
             _core.preempt_start(self._signum)
             return
+        # Free: nobody's handler, as the kernel sees it (signal.getsignal()
+        # says SIG_DFL for a handler installed from C after start-up).
         for signum in range(signal.SIGRTMAX, signal.SIGRTMIN - 1, -1):
-            if signal.getsignal(signum) == signal.SIG_DFL:
+            if (signum != self._signum and _core.signal_disposition(signum) == 0
+                    and signal.getsignal(signum) in (signal.SIG_DFL, None)):
                 signal.signal(signum, self._doorbell)
                 self._signum = signum
+                self._kernel_handler = _core.signal_disposition(signum)
                 _core.preempt_start(signum)
                 if not self._started:
                     atexit.register(_core.preempt_stop)
@@ -346,6 +390,7 @@ class deadline:
         self._fired = False
         self._gap_retries = 0
         self._preempted = False
+        self._entry: FrameType | None = None      # the frame whose `with` entered
         self.when_ns = 0
         """The deadline on the CLOCK_MONOTONIC ns scale (time.monotonic_ns); 0 if none."""
 
@@ -355,6 +400,9 @@ class deadline:
         return self._state == _EXPIRED or self._fired
 
     def __enter__(self) -> deadline:
+        return self._enter(sys._getframe(1))
+
+    def _enter(self, entry: FrameType) -> deadline:
         if self._used:
             raise RuntimeError("a deadline scope can be entered only once")
         self._used = True
@@ -366,6 +414,7 @@ class deadline:
         self._loop = asyncio._get_running_loop()
         self._task = _core.running_task(self._loop) if self._loop is not None else None
         self._state = _ACTIVE
+        self._entry = entry
         if self.seconds == float("inf"):
             return self
         if self._task is not None and self._loop is not None:
@@ -402,7 +451,7 @@ class deadline:
             return RETRY_PROTECTED_NS
         if running is not None and loop is not None and _receiver_protects(loop, running):
             return RETRY_PROTECTED_NS
-        if frame is None or _is_machinery(frame):
+        if frame is None or _protected(frame, self._entry):
             return RETRY_PROTECTED_NS
         if self._gap_retries < GAP_RETRIES and _in_handler_gap(frame):
             self._gap_retries += 1
@@ -421,6 +470,7 @@ class deadline:
     ) -> None:
         state = self._state
         self._state = _DONE
+        self._entry = None
         if self._token:
             _timer.remove(self._token)
         if self._handle is not None:
@@ -430,6 +480,19 @@ class deadline:
         self._fired = True
         if isinstance(exc, DeadlineExceeded) and exc.scope is self:
             raise TimeoutError(str(exc)) from exc
+        if sys.version_info >= (3, 11) and isinstance(exc, BaseExceptionGroup):
+            # A TaskGroup collects a CancelledError *subclass* raised in its
+            # body as an error (it recognises only CancelledError itself as
+            # its task's cancellation): our DeadlineExceeded arrives wrapped.
+            # Treat it as asyncio.timeout's cancellation is treated there:
+            # alone, it is our TimeoutError; beside other errors, it is
+            # dropped from the group, which propagates.
+            ours, rest = exc.split(
+                lambda e: isinstance(e, DeadlineExceeded) and e.scope is self)
+            if ours is not None:
+                if rest is None:
+                    raise TimeoutError(f"deadline of {self.seconds:g} s exceeded") from exc
+                raise rest
         if exc_type is not None and issubclass(exc_type, asyncio.CancelledError) \
                 and self._task is not None and not isinstance(exc, DeadlineExceeded):
             if sys.version_info < (3, 11) or self._task.uncancel() <= self._cancelling:
@@ -437,7 +500,7 @@ class deadline:
         return None
 
     async def __aenter__(self) -> deadline:
-        return self.__enter__()
+        return self._enter(sys._getframe(1))
 
     async def __aexit__(
         self,

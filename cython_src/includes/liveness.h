@@ -53,11 +53,95 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "upid.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434 /* Linux 5.3 */
+#endif
+#ifndef UINTR_REG_MAGIC
+#define UINTR_REG_MAGIC 0x47655455u /* as vectorfd.h */
+#endif
+
+/* Register this process with a table's owner (vectorfd.h, "The registration
+ * socket"): send pidfd, a pidfd of ourselves, through reg_fd, so the owner
+ * learns when we exit; the pidfd is closed here. Async-signal-safe (only
+ * syscalls): it runs in fork children.
+ *
+ * When registering fails (pidfd < 0: no pidfd_open, or the owner's queue is
+ * full), the owner must poll instead, and must be told so. We set the
+ * table's "unwatched" word, then send a record without a pidfd. Either that
+ * record is queued, and the owner, who reads the word after draining its
+ * queue, sees the word set; or the queue is still full, so the owner has
+ * records it has not drained yet, and its drain ends after this instant: it
+ * sees the word too. */
+static void uintr_register_send(int reg_fd, uintr_table_t *table, int pidfd)
+{
+    int32_t data[2] = {(int32_t)UINTR_REG_MAGIC, (int32_t)getpid()};
+    struct iovec iov = {data, sizeof data};
+    struct msghdr msg;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    ssize_t n = -1;
+    if (reg_fd < 0) {
+        if (pidfd >= 0)
+            close(pidfd);
+        return;
+    }
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (pidfd >= 0) {
+        struct cmsghdr *c;
+        memset(&ctl, 0, sizeof ctl);
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = sizeof ctl.buf;
+        c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pidfd, sizeof(int));
+        do {
+            n = sendmsg(reg_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+        close(pidfd);
+    }
+    if (n >= 0 || errno == EPIPE || errno == ECONNREFUSED)
+        return;     /* registered, or the owner's loop is gone: nothing to repair */
+    atomic_fetch_or(&table->block[0].unwatched, 1);
+    msg.msg_control = NULL;
+    msg.msg_controllen = 0;
+    do {
+        n = sendmsg(reg_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+}
+
+/* A pidfd of this process, or -1 with errno set. */
+static inline int uintr_pidfd_self(void)
+{
+    return (int)syscall(SYS_pidfd_open, getpid(), 0);
+}
+
+/* Register from a fork child, where nothing can be refused. */
+static void uintr_register_self(int reg_fd, uintr_table_t *table)
+{
+    if (reg_fd >= 0)
+        uintr_register_send(reg_fd, table, uintr_pidfd_self());
+}
+
+/* Non-zero once a sender process said it could not register (vectorfd.h). */
+static inline uint64_t uintr_table_unwatched(uintr_table_t *t)
+{
+    return atomic_load(&t->block[0].unwatched);
+}
 
 typedef struct uintr_lease {
     struct uintr_lease *next;
@@ -67,6 +151,7 @@ typedef struct uintr_lease {
     size_t size;
     int pidfd;      /* -1: not watched (the owner is this process, or gone) */
     int hupfd;      /* a copy of one vector fd of the table, or -1 */
+    int regfd;      /* the owner's registration socket, or -1 */
     unsigned refs;
     uint64_t id;
 } uintr_lease_t;
@@ -177,6 +262,11 @@ static void uintr_atfork_child(void)
         close(uintr_watch_epfd);
     uintr_watch_epfd = -1;
     uintr_watch_started = 0;
+    /* The child is a new sender process of every table we send to: it may
+     * die half way through a post on its own, so the owners must watch it. */
+    for (uintr_lease_t *l = uintr_leases; l; l = l->next)
+        if (l->regfd >= 0 && !uintr_upid_is_shut(&l->table->block[0]))
+            uintr_register_self(l->regfd, l->table);
     pthread_mutex_unlock(&uintr_lease_mu);
 }
 
@@ -222,11 +312,12 @@ static int uintr_watch_ensure(void)
 }
 
 /* Map table_fd (this process's lease on that table, shared by all its
- * senders) and watch pidfd and hupfd (a copy of the vector fd). Ownership of
- * both passes here; pidfd -1: no watch (the owner is this process). Returns
- * the lease or NULL with *err = -errno. */
+ * senders), watch pidfd and hupfd (a copy of the vector fd) and register
+ * with the owner through regfd (once per table). Ownership of the three fds
+ * passes here; pidfd -1: no watch, no registration (the owner is this
+ * process). Returns the lease or NULL with *err = -errno. */
 static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, int hupfd,
-                                          int *err)
+                                          int regfd, int *err)
 {
     struct stat st;
     uintr_lease_t *l;
@@ -235,12 +326,18 @@ static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, 
         close(hupfd);
         hupfd = -1;
     }
+    if (pidfd < 0 && regfd >= 0) {
+        close(regfd);
+        regfd = -1;
+    }
     if (fstat(table_fd, &st) < 0) {
         *err = -errno;
         if (pidfd >= 0)
             close(pidfd);
         if (hupfd >= 0)
             close(hupfd);
+        if (regfd >= 0)
+            close(regfd);
         return NULL;
     }
     pthread_mutex_lock(&uintr_lease_mu);
@@ -251,8 +348,25 @@ static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, 
                 close(pidfd); /* already watched (or already found dead) */
             if (hupfd >= 0)
                 close(hupfd);
+            if (regfd >= 0)
+                close(regfd); /* already registered */
             pthread_mutex_unlock(&uintr_lease_mu);
             return l;
+        }
+    }
+    /* Our pidfd for the registration (below), first: without a free fd the
+     * open is refused before it changed anything (the caller says EMFILE). */
+    int self_pidfd = -1;
+    if (pidfd >= 0 && regfd >= 0) {
+        self_pidfd = uintr_pidfd_self();
+        if (self_pidfd < 0 && (errno == EMFILE || errno == ENFILE)) {
+            *err = -errno;
+            close(pidfd);
+            if (hupfd >= 0)
+                close(hupfd);
+            close(regfd);
+            pthread_mutex_unlock(&uintr_lease_mu);
+            return NULL;
         }
     }
     l = (uintr_lease_t *)calloc(1, sizeof *l);
@@ -264,6 +378,10 @@ static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, 
             close(pidfd);
         if (hupfd >= 0)
             close(hupfd);
+        if (regfd >= 0)
+            close(regfd);
+        if (self_pidfd >= 0)
+            close(self_pidfd);
         pthread_mutex_unlock(&uintr_lease_mu);
         return NULL;
     }
@@ -273,6 +391,7 @@ static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, 
     l->size = size;
     l->pidfd = pidfd;
     l->hupfd = hupfd;
+    l->regfd = regfd;
     l->refs = 1;
     l->id = uintr_lease_next_id++;
     l->next = uintr_leases;
@@ -285,9 +404,17 @@ static uintr_lease_t *uintr_lease_acquire(int table_fd, size_t size, int pidfd, 
         if (*err) { /* cannot watch: refuse rather than send blind */
             uintr_leases = l->next;
             uintr_lease_unwatch(l);
+            if (regfd >= 0)
+                close(regfd);
+            if (self_pidfd >= 0)
+                close(self_pidfd);
             munmap(p, size);
             free(l);
             l = NULL;
+        } else {
+            /* before our first post: the owner learns of us (at its next
+             * wakeup) before we can leave a post half done */
+            uintr_register_send(regfd, l->table, self_pidfd);
         }
     }
     pthread_mutex_unlock(&uintr_lease_mu);
@@ -305,6 +432,8 @@ static void uintr_lease_release(uintr_lease_t *l)
             }
         }
         uintr_lease_unwatch(l);
+        if (l->regfd >= 0)
+            close(l->regfd);
         munmap(l->table, l->size);
         free(l);
     }

@@ -159,15 +159,27 @@ static void *uintr_preempt_main(void *arg)
     return NULL;
 }
 
-/* After fork the child has no timer thread and maybe a mutex locked by a
- * thread that does not exist there: start afresh (the next start makes a
- * new thread). */
+/* Fork: our prepare handler takes the mutex, so no thread of the parent
+ * holds it (or is half way through a change of the slot) at the instant of
+ * fork; the parent's handler releases it, and the child's releases its copy
+ * and starts afresh: the child has no timer thread and no POSIX timer
+ * (neither is inherited); the next start makes new ones. */
+static void uintr_preempt_atfork_prepare(void)
+{
+    pthread_mutex_lock(&uintr_preempt.mu);
+}
+
+static void uintr_preempt_atfork_parent(void)
+{
+    pthread_mutex_unlock(&uintr_preempt.mu);
+}
+
 static void uintr_preempt_atfork_child(void)
 {
     uintr_preempt_t *p = &uintr_preempt;
-    pthread_mutex_init(&p->mu, NULL);
     /* the parent's thread may have been waiting on cv: never destroy it
-     * here (glibc would wait for that waiter forever); start afresh */
+     * here (glibc would wait for that waiter forever); the next start
+     * initialises a fresh one */
     memset(&p->cv, 0, sizeof p->cv);
     p->started = 0;
     p->stopping = 0;
@@ -175,6 +187,24 @@ static void uintr_preempt_atfork_child(void)
     p->watch = NULL;
     p->sleeping_until = UINT64_MAX;
     p->has_timer = 0;         /* POSIX timers are not inherited */
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The signal's current disposition, from the kernel: 0 default, 1 ignored,
+ * otherwise the handler's address (a handler installed from C after start-up
+ * is invisible to signal.getsignal()); -1 if signum is not valid. */
+static inline intptr_t uintr_signal_disposition(int signum)
+{
+    struct sigaction sa;
+    if (sigaction(signum, NULL, &sa) < 0)
+        return -1;
+    if (sa.sa_flags & SA_SIGINFO)
+        return (intptr_t)sa.sa_sigaction;
+    if (sa.sa_handler == SIG_DFL)
+        return 0;
+    if (sa.sa_handler == SIG_IGN)
+        return 1;
+    return (intptr_t)sa.sa_handler;
 }
 
 /* Start the thread once (idempotent); signum goes to the calling thread
@@ -205,7 +235,8 @@ static inline int uintr_preempt_start(int signum)
     if (!p->started) {
         static int atfork_registered;
         if (!atfork_registered) {
-            pthread_atfork(NULL, NULL, uintr_preempt_atfork_child);
+            pthread_atfork(uintr_preempt_atfork_prepare, uintr_preempt_atfork_parent,
+                           uintr_preempt_atfork_child);
             atfork_registered = 1;
         }
         pthread_condattr_t attr;
@@ -215,7 +246,15 @@ static inline int uintr_preempt_start(int signum)
         pthread_cond_init(&p->cv, &attr);
         pthread_condattr_destroy(&attr);
         p->stopping = 0;
+        /* The thread inherits the creator's mask: with every signal blocked,
+         * no process-directed signal (SIGINT, SIGCHLD, the user's) is ever
+         * delivered to it, where Python would only note it for the main
+         * thread, and no handler runs on its small stack. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
         rc = pthread_create(&p->thread, NULL, uintr_preempt_main, p);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (rc == 0)
             p->started = 1;
     }

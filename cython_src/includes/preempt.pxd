@@ -1,4 +1,4 @@
-from libc.stdint cimport uint64_t
+from libc.stdint cimport intptr_t, uint64_t
 
 from upid cimport uintr_block_t
 
@@ -14,3 +14,4 @@ cdef extern from "preempt.h" nogil:
     int uintr_preempt_uses_timer()
     void uintr_preempt_watch(uintr_block_t *b, uint64_t mask)
     void uintr_preempt_unwatch(uintr_block_t *b)
+    intptr_t uintr_signal_disposition(int signum)

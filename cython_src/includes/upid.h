@@ -77,10 +77,10 @@
  * can die between two steps. Killed after its successful CAS of ON and
  * before it notifies, it leaves ON set with no notification on the way, and
  * later posts coalesce on it. Nothing is lost (the bits are in PIR), but
- * nobody is woken; the loop repairs this on a timer (vectorfd.pxi), by doing
- * what the missing notification would have done (C then X), which the
- * argument above shows is always safe: at worst a later notification finds
- * PIR empty and is counted as spurious.
+ * nobody is woken; the loop repairs this when it learns that the process
+ * died (its pidfd, vectorfd.pxi), by doing what the missing notification
+ * would have done (C then X), which the argument above shows is always safe:
+ * at worst a later notification finds PIR empty and is counted as spurious.
  */
 #ifndef UINTR_LOOP_UPID_H
 #define UINTR_LOOP_UPID_H
@@ -111,7 +111,10 @@ typedef struct {
     _Atomic uint64_t coalesced;
     _Atomic uint64_t suppressed;
     _Atomic uint64_t refused;
-    uint64_t _reserved[2];
+    /* block 0 only: non-zero once a sender process could not register
+     * itself with the owner (vectorfd.h), which then repairs on a timer */
+    _Atomic uint64_t unwatched;
+    uint64_t _reserved;
 } __attribute__((aligned(64))) uintr_block_t;
 
 typedef struct {

@@ -12,7 +12,7 @@
  *
  *     data:        uintr_vfd_header_t (magic, version, block index, vector,
  *                  table size, the owner's start time)
- *     SCM_RIGHTS:  [table memfd, notification eventfd]
+ *     SCM_RIGHTS:  [table memfd, notification eventfd, registration socket]
  *
  * Opening a sender peeks the capsule (recvmsg with MSG_PEEK): the kernel
  * installs fresh copies of both fds and leaves the message queued, so every
@@ -32,6 +32,20 @@
  * socketpair's peer credentials (SO_PEERPIDFD, or SO_PEERCRED + pidfd_open
  * checked against the start time recorded in the capsule, so a recycled pid
  * is never taken for the owner). liveness.h watches that pidfd.
+ *
+ * The registration socket
+ * -----------------------
+ * A process killed half way through a post leaves ON set with no
+ * notification on the way (upid.h); the owner repairs that when it learns the
+ * process died. To learn it, each process that opens a sender of the table
+ * registers once (per table, and again in each fork child): it sends a pidfd
+ * of itself through the registration socket, the client end of a datagram
+ * socketpair whose other end the owner's loop watches (vectorfd.pxi). The
+ * owner then watches that pidfd: it becomes readable when the process exits,
+ * however it exits. A process that cannot register (no pidfd_open, the
+ * owner's queue full) says so in the table instead (uintr_register_self) and
+ * the owner falls back to looking on a timer. Senders of the owner's own
+ * process never register: they cannot die without the loop dying with them.
  *
  * Trust: see docs/design/vector-fds.md ("Trust model of software mode").
  */
@@ -68,7 +82,7 @@
 #endif
 
 #define UINTR_VFD_MAGIC 0x46567455u /* "UtVF" */
-#define UINTR_VFD_VERSION 1u
+#define UINTR_VFD_VERSION 2u
 
 typedef struct {
     uint32_t magic;
@@ -89,6 +103,7 @@ typedef struct {
     int event_fd;   /* the notification eventfd */
     int pidfd;      /* the owner's pidfd; -1 when the owner is this process */
     int keep_fd;    /* a copy of the vector fd, held while the sender lives */
+    int reg_fd;     /* the owner's registration socket (client end) */
     int owner_pid;
 } uintr_vfd_opened_t;
 
@@ -126,10 +141,10 @@ static inline uint64_t uintr_proc_start_time(int pid)
 
 /* Owner side: make a vector fd for (index, vector) of a table. Returns the
  * fd to hand out, and the peer the owner keeps in *peer_out; or -errno. */
-static inline int uintr_vfd_create(int table_fd, int event_fd, uint32_t index,
+static inline int uintr_vfd_create(int table_fd, int event_fd, int reg_fd, uint32_t index,
                                    uint32_t vector, uint64_t table_size, int *peer_out)
 {
-    int sv[2], fds[2] = {table_fd, event_fd};
+    int sv[2], fds[3] = {table_fd, event_fd, reg_fd};
     uintr_vfd_header_t hdr;
     struct iovec iov;
     struct msghdr msg;
@@ -257,7 +272,7 @@ check:
 static inline int uintr_vfd_open(int fd, uint64_t table_size, uintr_vfd_opened_t *out)
 {
     struct stat st;
-    int type = 0, domain = 0, got[2] = {-1, -1}, nfds = 0, rc;
+    int type = 0, domain = 0, got[3] = {-1, -1, -1}, nfds = 0, rc;
     socklen_t len = sizeof type;
     struct iovec iov;
     struct msghdr msg;
@@ -268,7 +283,7 @@ static inline int uintr_vfd_open(int fd, uint64_t table_size, uintr_vfd_opened_t
     ssize_t n;
 
     memset(out, 0, sizeof *out);
-    out->table_fd = out->event_fd = out->pidfd = out->keep_fd = -1;
+    out->table_fd = out->event_fd = out->pidfd = out->keep_fd = out->reg_fd = -1;
     if (fstat(fd, &st) < 0)
         return -errno;
     if (!S_ISSOCK(st.st_mode))
@@ -301,13 +316,13 @@ static inline int uintr_vfd_open(int fd, uint64_t table_size, uintr_vfd_opened_t
             size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
             int *fds = (int *)CMSG_DATA(c);
             for (size_t i = 0; i < k; i++) {
-                if (nfds < 2)
+                if (nfds < 3)
                     got[nfds] = fds[i];
                 nfds++;
             }
         }
     }
-    if (n == (ssize_t)sizeof out->hdr && (msg.msg_flags & MSG_CTRUNC) && nfds < 2 &&
+    if (n == (ssize_t)sizeof out->hdr && (msg.msg_flags & MSG_CTRUNC) && nfds < 3 &&
         out->hdr.magic == UINTR_VFD_MAGIC && out->hdr.version == UINTR_VFD_VERSION) {
         /* A capsule whose fds the kernel could not all install here: it
          * stops at the first it cannot (fd table full: EMFILE) and reports
@@ -321,22 +336,24 @@ static inline int uintr_vfd_open(int fd, uint64_t table_size, uintr_vfd_opened_t
         return (e == EMFILE || e == ENFILE) ? -e : -EPROTO;
     }
     if (n != (ssize_t)sizeof out->hdr || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-        nfds != 2 || out->hdr.magic != UINTR_VFD_MAGIC ||
+        nfds != 3 || out->hdr.magic != UINTR_VFD_MAGIC ||
         out->hdr.version != UINTR_VFD_VERSION || out->hdr.size != sizeof out->hdr ||
         out->hdr.vector >= 64 || out->hdr.index >= 64 || out->hdr.table_size != table_size) {
         uintr_close_received(&msg);
         return -EPROTO;
     }
     /* The table must be a memfd that nobody can shrink (a shrunk shared
-     * mapping raises SIGBUS on access), and the channel an eventfd. */
+     * mapping raises SIGBUS on access), the channel an eventfd and the
+     * registration end a socket. */
     if (fstat(got[0], &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < table_size ||
         (rc = fcntl(got[0], F_GET_SEALS)) < 0 || !(rc & F_SEAL_SHRINK) ||
-        !uintr_fd_is_eventfd(got[1])) {
+        !uintr_fd_is_eventfd(got[1]) || fstat(got[2], &st) < 0 || !S_ISSOCK(st.st_mode)) {
         uintr_close_received(&msg);
         return -EPROTO;
     }
     out->table_fd = got[0];
     out->event_fd = got[1];
+    out->reg_fd = got[2];
     rc = uintr_vfd_owner(fd, &out->hdr, &out->owner_pid, &out->pidfd);
     if (rc == 0) {
         out->keep_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -346,12 +363,110 @@ static inline int uintr_vfd_open(int fd, uint64_t table_size, uintr_vfd_opened_t
     if (rc < 0) {
         close(got[0]);
         close(got[1]);
+        close(got[2]);
         if (out->pidfd >= 0)
             close(out->pidfd);
-        out->table_fd = out->event_fd = out->pidfd = -1;
+        out->table_fd = out->event_fd = out->pidfd = out->reg_fd = -1;
         return rc;
     }
     return 0;
+}
+
+#define UINTR_REG_MAGIC 0x47655455u /* "UTeG" */
+
+/* Owner side: the registration socketpair, [0] the owner's end, [1] the
+ * client end every capsule carries. A stream, not datagrams: a Unix datagram
+ * or seqpacket receiver queues at most net.unix.max_dgram_qlen messages (10
+ * by default), too few for a burst of sender processes starting before the
+ * owner's loop runs; a stream is bounded by the socket buffer (hundreds of
+ * 8-byte records). Each record goes in one sendmsg, with its pidfd, and the
+ * kernel never merges a record carrying fds with the next on receipt. */
+static inline int uintr_reg_open(int fds[2])
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0)
+        return -errno;
+    shutdown(fds[0], SHUT_WR);  /* the owner only reads */
+    shutdown(fds[1], SHUT_RD);  /* the holders only write */
+    return 0;
+}
+
+/* Owner side: the pid a pidfd refers to (its fdinfo), -1 if the process
+ * has exited (Linux >= 5.17 says so there), 0 if the kernel does not say. */
+static inline int uintr_pidfd_pid(int pidfd)
+{
+    char path[64], buf[512];
+    int fd, pid = 0;
+    ssize_t n;
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *p = strstr(buf, "\nPid:");
+    if (!p || sscanf(p + 5, "%d", &pid) != 1)
+        return 0;
+    return pid;
+}
+
+/* Owner side: take one registration message. Returns 1 with a pidfd in
+ * *pidfd_out (the sender process's) and its pid in *pid_out (-1: already
+ * exited), 2 for a message without one (a process that could not register,
+ * or anything that is not a pidfd: the owner falls back to its timer), 0
+ * when nothing is queued, or -errno. */
+static inline int uintr_reg_take(int fd, int *pidfd_out, int *pid_out)
+{
+    int32_t data[2];
+    struct iovec iov = {data, sizeof data};   /* one record: a stream (see uintr_reg_open) */
+    struct msghdr msg;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+    } ctl;
+    ssize_t n;
+    int got = -1, extra = 0;
+    *pidfd_out = -1;
+    *pid_out = 0;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = sizeof ctl.buf;
+    do {
+        n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    if (n == 0)
+        return -EPIPE;  /* every client end closed: cannot happen while we hold one */
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            int *fds = (int *)CMSG_DATA(c);
+            for (size_t i = 0; i < k; i++) {
+                if (got < 0)
+                    got = fds[i];
+                else {
+                    close(fds[i]);
+                    extra = 1;
+                }
+            }
+        }
+    }
+    if (n != (ssize_t)sizeof data || data[0] != (int32_t)UINTR_REG_MAGIC)
+        extra = 1;      /* a torn or foreign record: trust nothing, poll */
+    /* only a pidfd's fdinfo has a Pid: line */
+    if (got >= 0 && (extra || (*pid_out = uintr_pidfd_pid(got)) == 0)) {
+        close(got);     /* not what a sender sends: treat as "watch me on a timer" */
+        got = -1;
+    }
+    if (got < 0)
+        return 2;
+    *pidfd_out = got;
+    return 1;
 }
 
 /* The owner's record of the peers of the vector fds it made, per block. */

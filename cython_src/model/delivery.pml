@@ -28,6 +28,13 @@
  *              receiver: send.h's uintr_sender_send, that is the post to the
  *              receiver's block, then (if it set ON) its NV to the loop's
  *              block, then (if that set ON) the eventfd write.
+ *              With -DKILL the second sender is a process of its own that
+ *              may die (SIGKILL) after either CAS that obliges it to
+ *              notify, before it does: ON is left set with nothing on the
+ *              way. It registered before its first post (vectorfd.h), so
+ *              its exit wakes the loop (its pidfd, in the loop's epoll set),
+ *              and the loop's callback repairs: it takes the receiver's
+ *              block if ON is set there (step K), as a notification would.
  *   Poster     a third thread, calling call_soon_threadsafe: on the asyncio
  *              base asyncio's ready-deque append then our wakeup post; on
  *              the uvloop base (-DUVLOOP) the mailbox of mailbox.pxi, under
@@ -110,6 +117,7 @@
 byte status[2];          /* ON | SN | SHUT, per block */
 byte pir[2];             /* pending vectors as bits, per block */
 bool efd;                /* an eventfd edge epoll has not consumed */
+bool dead;               /* KILL: the sender process exited (its pidfd is readable) */
 
 byte ready;              /* asyncio base: callbacks in the ready deque */
 byte mbox;               /* uvloop base: handles in the mailbox */
@@ -193,6 +201,16 @@ inline post(b, vb, r, s, sb)
     assert(SKIP(refused_after_close) || !sb || r == REFUSED)
 }
 
+#ifdef KILL
+/* The second sender may be killed where it must notify next (the kernel
+ * then makes its pidfd readable: dead). */
+#define KILLABLE (vb == 4 && !dead)
+#define DIE { dead = true; break }
+#else
+#define KILLABLE false
+#define DIE skip
+#endif
+
 proctype Sender(byte vb)
 {
     byte r, s, sb, n;
@@ -200,9 +218,11 @@ proctype Sender(byte vb)
     :: n < POSTS ->
         post(RCV, vb, r, s, sb);
         if
+        :: r == NOTIFY && KILLABLE -> DIE
         :: r == NOTIFY ->
             post(LOOP, NVBIT, r, s, sb);
             if
+            :: r == NOTIFY && KILLABLE -> DIE
             :: r == NOTIFY -> efd = true                    /* step W */
             :: else -> skip
             fi
@@ -556,6 +576,32 @@ inline run_callbacks(v, w, rb, had_on, pending)
     };
 #endif
     assert(SKIP(callbacks_once) || calls_run <= CALLS);
+#ifdef KILL
+    if      /* SenderWatch.sender_exited: the pidfd's reader callback */
+    :: repair_due ->
+        repair_due = false;
+        repaired = true;
+#ifndef BUG_NO_REPAIR
+        if
+        :: (status[RCV] & ON) && !closed ->                 /* step K */
+            take_pir(rb, had_on);
+#ifdef TASK
+            if
+            :: uirr && waiting -> woken = true
+            :: else -> skip
+            fi
+#else
+            if
+            :: uirr && mask_depth == 0 && !in_handler -> scheduled = true
+            :: else -> skip
+            fi
+#endif
+        :: else -> skip
+        fi
+#endif
+    :: else -> skip
+    fi;
+#endif
 #ifdef TASK
     if
     :: woken || (ops < OPS && !waiting) -> task_step(v, w, rb, had_on, pending)
@@ -627,6 +673,8 @@ proctype Loop()
     bool closed;
     byte ops;                /* receiver-side operations so far (bounded) */
     bool drain_scheduled;    /* uvloop base: Mailbox.drain is queued */
+    bool repair_due;         /* KILL: the dead sender's pidfd woke the loop */
+    bool repaired;           /* KILL: its reader callback has run (once) */
     byte calls_run;          /* call_soon_threadsafe callbacks run */
 #ifdef TASK
     bool running;            /* the task's step runs (switched in) */
@@ -657,6 +705,8 @@ proctype Loop()
                 :: else ->          /* epoll_wait sleeps */
                     if
                     :: efd -> efd = false                   /* step E */
+                    :: dead && !repaired && !repair_due ->
+                        repair_due = true   /* the pidfd is readable */
                     :: timeout -> quiesce(v, w, rb, had_on, pending, finished)
                     fi
                 fi;

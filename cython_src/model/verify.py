@@ -61,6 +61,9 @@ CONFIGURATIONS = (
     Run("uvloop base (mailbox), loop receiver", ("UVLOOP", "POSTS=1", "CALLS=2", "OPS=1")),
     Run("asyncio base, task receiver", ("TASK", "POSTS=1", "CALLS=1", "OPS=2")),
     Run("uvloop base (mailbox), task receiver", ("TASK", "UVLOOP", "POSTS=1", "CALLS=1", "OPS=2")),
+    Run("asyncio base, a sender process killed mid-post", ("KILL", "POSTS=1", "CALLS=1", "OPS=1")),
+    Run("uvloop base (mailbox), a sender process killed mid-post",
+        ("KILL", "UVLOOP", "POSTS=1", "CALLS=1", "OPS=0")),
 )
 
 # One broken core per way the protocol could go wrong; each must be caught
@@ -80,6 +83,8 @@ BROKEN = (
     Run("lowest vector first", ("BUG_LOWEST_FIRST",), "highest_first"),
     Run("ready callbacks left in the queue after running",
         ("BUG_READY_KEPT",), "callbacks_once"),
+    Run("no repair when a sender process dies mid-post",
+        ("KILL", "BUG_NO_REPAIR"), "no_lost_wakeup"),
 )
 BROKEN_BOUNDS = ("POSTS=1", "CALLS=2", "OPS=1")
 

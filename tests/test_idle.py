@@ -1,0 +1,229 @@
+"""An idle loop sleeps: the half-done-post repair costs no wakeup while idle.
+
+The wakeup counts are counts, not timings: each case runs in its own child
+interpreter (benchmarks/idle_wakeups.py, which `make bench` also runs) and
+counts the loop thread's voluntary context switches over 5 idle seconds,
+each of which is one epoll_wait that slept and returned, and (where strace
+is installed) every epoll call of that thread that returned. Before the
+repair was tied to sender processes' exits, each case with a vector fd cost
+100 sleeps and 103 (asyncio base) or 201 (uvloop base) epoll returns; the
+target is at most 10.
+
+The rest shows the repair still happens in every way a sender process can
+leave a post half done: killed after registering by opening a vector fd, a
+fork child of the owner sending through an inherited Sender, a fork child
+of a sender process, and the timer fallback for a process the loop does not
+watch.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import uintr_loop
+from _support import HANG_GUARD, REPO_ROOT, child_env, guarded
+from _xproc import kill
+from uintr_loop import _core
+from uintr_loop._core import repair_count, sender_watch_state
+from _testcore._cells import half_post
+
+VECTOR = 7
+IDLE_SECONDS = 5.0
+MAX_WAKEUPS = 10
+
+
+def _idle_bench():
+    spec = importlib.util.spec_from_file_location(
+        "idle_wakeups", REPO_ROOT / "benchmarks" / "idle_wakeups.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(180)
+def test_an_idle_loop_wakes_at_most_10_times_in_5_seconds() -> None:
+    """Every case on both bases, side by side (the children idle at once)."""
+    bench = _idle_bench()
+    cases = [(case, base) for case in bench.CASES for base in bench.BASES]
+    with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
+        results = list(pool.map(lambda cb: bench.measure(cb[0], cb[1], IDLE_SECONDS), cases))
+    for (case, base), r in zip(cases, results):
+        assert r["wakeups"] <= MAX_WAKEUPS, (case, base, r)
+        if case == "killed":        # the half-done post was repaired, before the window
+            assert r["repairs"] == 1 and r["delivered"] == 1, (case, base, r)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(shutil.which("strace") is None,
+                    reason="counting epoll returns needs strace (probed shutil.which)")
+def test_an_idle_loop_returns_from_epoll_at_most_10_times_in_5_seconds() -> None:
+    """The same cases, counted the other way: every epoll_wait/epoll_pwait of
+    the loop thread that returned in the window, polls with timeout 0
+    included, as strace sees them."""
+    bench = _idle_bench()
+    cases = [(case, base) for case in bench.CASES for base in bench.BASES]
+    with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
+        results = list(pool.map(
+            lambda cb: bench.measure(cb[0], cb[1], IDLE_SECONDS, use_strace=True), cases))
+    for (case, base), r in zip(cases, results):
+        assert r["epoll"] <= MAX_WAKEUPS, (case, base, r)
+
+
+HOLDER = r"""
+import os, sys, time
+import uintr_loop
+from _testcore._cells import half_post
+sender = uintr_loop.Sender(int(sys.argv[1]))
+pid = os.fork()
+if pid == 0:                 # the grandchild: registered by the fork, not by an open
+    half_post(sender)
+    print("ready", flush=True)
+    time.sleep(600)
+    os._exit(0)
+print(pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _run(loop: asyncio.AbstractEventLoop, coro) -> None:  # type: ignore[no-untyped-def]
+    loop.run_until_complete(guarded(coro, HANG_GUARD * 2))
+
+
+async def _until_delivered(got: list[int]) -> None:
+    while not got:
+        await asyncio.sleep(0.01)
+
+
+def test_a_fork_child_of_a_sender_process_is_watched_too(uintr_only_loop) -> None:
+    """A sender process forks; the grandchild, killed half way through a post
+    through the inherited Sender while its parent lives on, is repaired."""
+    loop = uintr_only_loop
+    got: list[int] = []
+    receiver = uintr_loop.Receiver(got.append, loop=loop)
+    vfd = receiver.vector_fd(VECTOR)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(vfd.fileno())],
+                            pass_fds=(vfd.fileno(),), env=child_env(),
+                            stdout=subprocess.PIPE, text=True)
+    grandchild = 0
+
+    async def main() -> None:
+        nonlocal grandchild
+        assert proc.stdout is not None
+        lines = [await asyncio.to_thread(proc.stdout.readline) for _ in range(2)]
+        grandchild = int(next(ln for ln in lines if ln.strip() != "ready"))
+        assert "ready\n" in lines, lines
+        while sender_watch_state(loop)["watched"] < 2:     # the child and the grandchild
+            await asyncio.sleep(0.01)
+        os.kill(grandchild, signal.SIGKILL)
+        await _until_delivered(got)
+
+    try:
+        _run(loop, main())
+    finally:
+        if grandchild:
+            try:
+                os.kill(grandchild, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        kill(proc)
+    assert got == [VECTOR] and repair_count(loop) == 1
+    assert proc.returncode is not None
+
+
+def test_a_fork_child_of_the_owner_is_watched(uintr_only_loop) -> None:
+    """The owner forks; the child sends through a Sender made before the fork
+    (no vector fd is opened there) and is killed half way: repaired."""
+    loop = uintr_only_loop
+    got: list[int] = []
+    receiver = uintr_loop.Receiver(got.append, loop=loop)
+    sender = uintr_loop.Sender(receiver.vector_fd(VECTOR))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                        # the child: never returns
+        try:
+            os.close(r)
+            half_post(sender)
+            os.write(w, b"r")
+            signal.pause()
+        finally:
+            os._exit(0)
+    os.close(w)
+
+    async def main() -> None:
+        assert await asyncio.to_thread(os.read, r, 1) == b"r"
+        while sender_watch_state(loop)["watched"] < 1:
+            await asyncio.sleep(0.01)
+        os.kill(pid, signal.SIGKILL)
+        await _until_delivered(got)
+
+    try:
+        _run(loop, main())
+    finally:
+        os.close(r)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+    assert got == [VECTOR] and repair_count(loop) == 1
+
+
+HALF = r"""
+import sys, time
+import uintr_loop
+from _testcore._cells import half_post
+half_post(uintr_loop.Sender(int(sys.argv[1])))
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_an_unwatched_sender_process_falls_back_to_the_timer(uintr_only_loop,
+                                                             monkeypatch) -> None:
+    """Beyond MAX_WATCHED processes the loop does not watch a process: it
+    looks on a timer instead, and still repairs its half-done post."""
+    monkeypatch.setattr(_core, "MAX_WATCHED", 0)
+    loop = uintr_only_loop
+    got: list[int] = []
+    receiver = uintr_loop.Receiver(got.append, loop=loop)
+    vfd = receiver.vector_fd(VECTOR)
+    proc = subprocess.Popen([sys.executable, "-c", HALF, str(vfd.fileno())],
+                            pass_fds=(vfd.fileno(),), env=child_env(),
+                            stdout=subprocess.PIPE, text=True)
+
+    async def main() -> None:
+        assert proc.stdout is not None
+        assert (await asyncio.to_thread(proc.stdout.readline)).strip() == "ready"
+        while not sender_watch_state(loop)["polling"]:
+            await asyncio.sleep(0.01)
+        assert sender_watch_state(loop)["watched"] == 0
+        await _until_delivered(got)          # repaired while the process still lives
+
+    try:
+        _run(loop, main())
+    finally:
+        kill(proc)
+    assert got == [VECTOR] and repair_count(loop) == 1
+
+
+def test_in_process_senders_register_nothing(uintr_only_loop) -> None:
+    """Senders of the loop's own process (also opened from the fd number)
+    are not watched and start no timer."""
+    loop = uintr_only_loop
+    receiver = uintr_loop.Receiver(lambda v: None, loop=loop)
+    vfd = receiver.vector_fd(VECTOR)
+    senders = [uintr_loop.Sender(vfd), uintr_loop.Sender(vfd.fileno())]
+    for s in senders:
+        s.send()
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert sender_watch_state(loop) == {"watched": 0, "exits": 0, "repairs": 0,
+                                        "polling": False}
