@@ -82,7 +82,7 @@ bench: bench-here
 	$(PY) benchmarks/metrics_overhead.py
 	$(PY) benchmarks/idle_wakeups.py --strace
 
-bench-here: build $(BENCH_VENV)/.deps
+bench-here: build testcore $(BENCH_VENV)/.deps
 	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
 
 $(BENCH_VENV)/.deps:

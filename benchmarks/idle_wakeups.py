@@ -53,7 +53,7 @@ import sys, time
 import uintr_loop
 sender = uintr_loop.Sender(int(sys.argv[1]))
 if sys.argv[2] == "half":
-    from uintr_loop._native import half_post
+    from _testcore._cells import half_post  # test-only extension (make test builds it)
     assert half_post(sender) == 0        # ON set, no notification: killed here
 print("ready", flush=True)
 time.sleep(600)
@@ -113,7 +113,7 @@ def measure(case: str, base: str, seconds: float = 5.0, use_strace: bool = False
     """One child run of ``case`` on ``base``: a dict with wakeups, cpu_ms,
     repairs, delivered, and epoll (returns counted by strace) if asked."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(REPO / "tests"), env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-c", CHILD, case, base, str(seconds)]
     trace = None
     if use_strace:
