@@ -30,7 +30,15 @@
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdlib cimport calloc, free
-from posix.unistd cimport read as posix_read
+from posix.unistd cimport read as posix_read, close
+from posix.fcntl cimport O_CLOEXEC
+
+cdef extern from "<sys/epoll.h>" nogil:
+    int epoll_create1(int flags)
+    int EPOLL_CLOEXEC
+
+cdef extern from "<unistd.h>" nogil:
+    int dup3(int oldfd, int newfd, int flags)
 
 from uvapi cimport *
 from uvmetrics cimport uintr_loopstats_iteration_uv, uintr_uv_idle_time_fn, uintr_uv_metrics_enable
@@ -55,6 +63,27 @@ cdef struct uvhook_c:
     void *check
     void *idle
     void *poll
+
+
+cdef int forget_parent_epoll(uvhook_c *h) noexcept:
+    """In a fork child: libuv's epoll set is the parent's too (fork shares it),
+    and closing the copy of the loop (our poll handle on the port's eventfd,
+    uvloop's own handles) does EPOLL_CTL_DEL on it: the parent's eventfd then
+    leaves its epoll set and a later wakeup never ends its epoll_wait. Put a
+    private, empty epoll object at the backend fd's number first (dup3: only
+    the child's fd table changes); libuv ignores the DELs' ENOENT."""
+    cdef int fd = h.api.backend_fd(h.uvloop)
+    cdef int fresh
+    if fd < 0:
+        return 0
+    fresh = epoll_create1(EPOLL_CLOEXEC)
+    if fresh < 0:
+        return -1
+    if dup3(fresh, fd, O_CLOEXEC) < 0:
+        close(fresh)
+        return -1
+    close(fresh)
+    return 0
 
 
 cdef inline uvhook_c *hook_of(void *handle) noexcept nogil:
@@ -246,6 +275,8 @@ cdef class UVHook:
         self.closed = True
         Py_XDECREF(h.port)
         h.port = NULL
+        if hook_forked(h):
+            forget_parent_epoll(h)
         if h.open_handles == 0:
             free(h)
             return

@@ -734,3 +734,41 @@ def test_uvloop_spawning_a_subprocess_in_a_sender_process() -> None:
                          capture_output=True, text=True, timeout=HANG_GUARD * 6)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "exit 0", (out.stdout, out.stderr[-3000:])
+
+
+# The parent blocks with nothing scheduled (no timer wakes it), after a fork
+# child closed its copy of the loop; prints what woke it.
+CLOSED_COPY_CHILD = r"""
+import asyncio, os, sys, threading, time
+import uintr_loop
+loop = uintr_loop.new_event_loop(base=sys.argv[1])
+loop.run_until_complete(asyncio.sleep(0))
+pid = os.fork()
+if pid == 0:
+    loop.close()
+    os._exit(0)
+os.waitpid(pid, 0)
+async def main():
+    fired = []
+    guard = loop.call_later(5, fired.append, "guard")   # hang guard: says it woke the loop
+    fut = loop.create_future()
+    threading.Thread(target=lambda: (time.sleep(0.05),
+                                     loop.call_soon_threadsafe(fut.set_result, "cst"))).start()
+    woken = await fut
+    guard.cancel()
+    return " ".join([woken] + fired)
+print(loop.run_until_complete(main()), flush=True)
+loop.close()
+"""
+
+
+@pytest.mark.parametrize("base", ["asyncio", "uvloop"])
+def test_fork_child_closing_its_copy_keeps_the_parents_wakeup(base: str) -> None:
+    """Regression: on uvloop, closing a fork child's copy of the loop did
+    EPOLL_CTL_DEL of the port's eventfd on libuv's epoll set, which the
+    parent shares: the parent, blocked with no timer due, was never woken by
+    call_soon_threadsafe (only the hang guard's timer woke it)."""
+    out = subprocess.run([sys.executable, "-c", CLOSED_COPY_CHILD, base], env=child_env(),
+                         capture_output=True, text=True, timeout=HANG_GUARD * 6)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "cst", (out.stdout, out.stderr[-3000:])
