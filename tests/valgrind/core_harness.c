@@ -251,13 +251,15 @@ static void check_vector_fds(void)
 {
     port_t p;
     uintr_peer_set_t peers;
+    int reg[2];                              /* the sender registration socket */
     memset(&peers, 0, sizeof peers);
     port_open(&p);
+    CHECK(uintr_reg_open(reg) == 0);
     uintr_upid_init(&p.table->block[1], 1, 0);
     uintr_upid_restore(&p.table->block[1]);
     for (int i = 0; i < 100; i++) {
         int peer = -1;
-        int vfd = uintr_vfd_create(p.memfd, p.channel.fd, 1, 5, TABLE_SIZE, &peer);
+        int vfd = uintr_vfd_create(p.memfd, p.channel.fd, reg[1], 1, 5, TABLE_SIZE, &peer);
         CHECK(vfd >= 0 && peer >= 0);
         CHECK(uintr_peers_add(&peers, 1, peer) == 0);
         CHECK(uintr_peers_hold(&peers, 1) == 1);
@@ -266,11 +268,11 @@ static void check_vector_fds(void)
         CHECK(o.pidfd == -1 && o.keep_fd >= 0 && o.owner_pid == getpid());
         CHECK(o.hdr.index == 1 && o.hdr.vector == 5);
         int err = 0;
-        uintr_lease_t *l = uintr_lease_acquire(o.table_fd, TABLE_SIZE, o.pidfd, -1, &err);
+        uintr_lease_t *l = uintr_lease_acquire(o.table_fd, TABLE_SIZE, o.pidfd, -1, o.reg_fd, &err);
         CHECK(l != NULL && err == 0);
         /* a second sender of the same table shares the lease */
         int dup_table = fcntl(o.table_fd, F_DUPFD_CLOEXEC, 0);
-        uintr_lease_t *l2 = uintr_lease_acquire(dup_table, TABLE_SIZE, -1, -1, &err);
+        uintr_lease_t *l2 = uintr_lease_acquire(dup_table, TABLE_SIZE, -1, -1, -1, &err);
         CHECK(l2 == l && l->refs == 2);
         close(dup_table);
         close(o.table_fd);                   /* the mapping keeps the table */
@@ -304,13 +306,15 @@ static void check_vector_fds(void)
     /* peers still held at close are closed with the port */
     for (int i = 0; i < 40; i++) {
         int peer = -1;
-        int vfd = uintr_vfd_create(p.memfd, p.channel.fd, 1 + (unsigned)i % 3, 7, TABLE_SIZE, &peer);
+        int vfd = uintr_vfd_create(p.memfd, p.channel.fd, reg[1], 1 + (unsigned)i % 3, 7, TABLE_SIZE, &peer);
         CHECK(vfd >= 0);
         CHECK(uintr_peers_add(&peers, 1 + (unsigned)i % 3, peer) == 0);
         close(vfd);
     }
     uintr_peers_close(&peers);
     CHECK(peers.n == 0 && peers.fd == NULL);
+    close(reg[0]);
+    close(reg[1]);
     port_close(&p);
     printf("vector fds: 100 created, opened, leased, sent through, released; 40 peers closed with the port\n");
 }
@@ -431,7 +435,10 @@ static void check_cross_process(void)
         port_open(&p);
         uintr_upid_init(&p.table->block[3], 3, 0);
         uintr_upid_restore(&p.table->block[3]);
-        int vfd = uintr_vfd_create(p.memfd, p.channel.fd, 3, 9, TABLE_SIZE, &peer);
+        int reg[2];                          /* the sender registration socket */
+        if (uintr_reg_open(reg) < 0)
+            _exit(2);
+        int vfd = uintr_vfd_create(p.memfd, p.channel.fd, reg[1], 3, 9, TABLE_SIZE, &peer);
         if (vfd < 0)
             _exit(2);
         union {
@@ -480,7 +487,7 @@ static void check_cross_process(void)
     CHECK(o.pidfd >= 0 && o.owner_pid == pid && o.hdr.index == 3);
     int err = 0;
     int hupfd = fcntl(o.keep_fd, F_DUPFD_CLOEXEC, 0);
-    uintr_lease_t *l = uintr_lease_acquire(o.table_fd, TABLE_SIZE, o.pidfd, hupfd, &err);
+    uintr_lease_t *l = uintr_lease_acquire(o.table_fd, TABLE_SIZE, o.pidfd, hupfd, o.reg_fd, &err);
     CHECK(l != NULL && err == 0);
     close(o.table_fd);
     uint64_t st[4];
