@@ -8,6 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from _support import child_env
 
 
@@ -110,6 +112,11 @@ print(len(new), all(blocked))
     assert out.stdout.split() == ["1", "True"], (out.stdout, out.stderr)
 
 
+@pytest.mark.xfail(
+    sys.version_info >= (3, 14), strict=True,
+    reason="known bug, open: on Python 3.14+ a deadline in a child forked from a non-main thread "
+    "does not fire (the child spins its whole 20 s; seen on 3.14.10 and 3.15.2, before and after "
+    "the fork hardening)")
 def test_forks_racing_with_the_timer_leave_children_working() -> None:
     """A thread forks over and over while the main thread arms and disarms
     deadlines (each disarm takes the timer's mutex) and the timer thread
@@ -136,6 +143,8 @@ def forker():
             os._exit(0 if spin_once(0.005) else 3)
         _, status = os.waitpid(pid, 0)
         results.append(os.waitstatus_to_exitcode(status))
+        if results[-1] != 0:
+            break                        # one child not preempted is the failure
 t = threading.Thread(target=forker)
 t.start()
 while t.is_alive():
