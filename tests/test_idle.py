@@ -139,6 +139,9 @@ def test_a_fork_child_of_a_sender_process_is_watched_too(uintr_only_loop) -> Non
     assert proc.returncode is not None
 
 
+# The owner forks while its sender watch's thread runs: CPython (3.12+) warns
+# about any fork of a multi-threaded process; the child here only posts and exits.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 def test_a_fork_child_of_the_owner_is_watched(uintr_only_loop) -> None:
     """The owner forks; the child sends through a Sender made before the fork
     (no vector fd is opened there) and is killed half way: repaired."""
