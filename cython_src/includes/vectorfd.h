@@ -107,23 +107,30 @@ typedef struct {
     int owner_pid;
 } uintr_vfd_opened_t;
 
+/* Read a small /proc file into buf (NUL-terminated): its length, or <= 0
+ * if it cannot be read. */
+static inline ssize_t uintr_read_proc(const char *path, char *buf, size_t size)
+{
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    n = read(fd, buf, size - 1);
+    close(fd);
+    if (n > 0)
+        buf[n] = 0;
+    return n;
+}
+
 /* Start time of a process (clock ticks after boot), 0 if unreadable. */
 static inline uint64_t uintr_proc_start_time(int pid)
 {
     char path[64], buf[1024];
     unsigned long long start = 0;
-    ssize_t n;
-    int fd;
     char *p;
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (uintr_read_proc(path, buf, sizeof buf) <= 0)
         return 0;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
     p = strrchr(buf, ')');     /* the command name may hold spaces and ')' */
     if (!p)
         return 0;
@@ -395,17 +402,10 @@ static inline int uintr_reg_open(int fds[2])
 static inline int uintr_pidfd_pid(int pidfd)
 {
     char path[64], buf[512];
-    int fd, pid = 0;
-    ssize_t n;
+    int pid = 0;
     snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (uintr_read_proc(path, buf, sizeof buf) <= 0)
         return 0;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
     char *p = strstr(buf, "\nPid:");
     if (!p || sscanf(p + 5, "%d", &pid) != 1)
         return 0;
