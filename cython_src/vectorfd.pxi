@@ -204,7 +204,7 @@ cdef class SenderWatch:
     cdef object loop_ref
     cdef dict pidfds                # pid -> pidfd, each in the epoll set
     cdef object epoll
-    cdef int stop_fds[2]            # a pipe that ends the thread
+    cdef object fds                 # _WatchFds: the epoll set and the stop pipe
     cdef object thread
     cdef bint started
     cdef bint closed
@@ -219,7 +219,6 @@ cdef class SenderWatch:
         self.port = port
         self.loop_ref = weakref.ref(loop)    # the loop owns the port: no cycle
         self.pidfds = {}
-        self.stop_fds[0] = self.stop_fds[1] = -1
 
     cdef object live_loop(self):
         loop = self.loop_ref()
@@ -232,14 +231,13 @@ cdef class SenderWatch:
         if loop is None or self.started or not self.port.owned():
             return
         self.started = True
-        self.epoll = select.epoll()
-        self.stop_fds[0], self.stop_fds[1] = os.pipe2(os.O_CLOEXEC)
-        self.epoll.register(self.stop_fds[0], select.EPOLLIN)
+        self.fds = _WatchFds()
+        self.epoll = self.fds.epoll
+        self.epoll.register(self.fds.stop_r, select.EPOLLIN)
         self.epoll.register(self.port.reg_fds[0], select.EPOLLIN | select.EPOLLONESHOT)
         self.thread = threading.Thread(
             target=_watch_thread,
-            args=(self.epoll, self.stop_fds[0], self.stop_fds[1], self.loop_ref,
-                  weakref.WeakMethod(self.on_event)),
+            args=(self.fds, self.loop_ref, weakref.WeakMethod(self.on_event)),
             name="uintr_loop sender watch", daemon=True)
         self.thread.start()
         self.take_registrations()
@@ -355,8 +353,8 @@ cdef class SenderWatch:
     cdef close(self):
         """With the port: stop watching (the loop is closed or closing). In
         a fork child only our copies of the fds close: the epoll set is the
-        parent's too. The registration socket stays open with the port
-        (capsules name it)."""
+        parent's too, and no thread runs here. The registration socket stays
+        open with the port (capsules name it)."""
         cdef int fd
         if self.closed:
             return
@@ -364,30 +362,79 @@ cdef class SenderWatch:
         for fd in self.pidfds.values():
             close(fd)
         self.pidfds.clear()
-        if self.started and self.port.owned():
-            os.write(self.stop_fds[1], b"x")    # the thread returns, closing the rest
-            if self.thread is not threading.current_thread():
-                self.thread.join(5.0)           # fds closed when the loop is
+        if self.fds is None:
             return
-        if self.epoll is not None:
+        if not self.port.owned():
+            (<_WatchFds>self.fds).close_copies()
+        elif (<_WatchFds>self.fds).stop() and self.thread is not threading.current_thread():
+            self.thread.join(5.0)
+            if not self.thread.is_alive():
+                (<_WatchFds>self.fds).close()
+
+
+cdef class _WatchFds:
+    """The watch thread's epoll set and the pipe that stops it, closed once.
+
+    Two parties may end the thread, and either may come first: close() above
+    (the loop closes its port) writes to the pipe; the thread itself returns
+    when it cannot post to the loop any more, which happens as soon as the
+    loop marks itself closed, before the port closes (a sender process may
+    exit in between). So the write and the closing of the fds take one lock
+    and a flag: the write happens only while the fds are open, each fd closes
+    once, and whoever is last closes them (the thread, if close() gave up
+    waiting for it). No number is ever written to or closed after it may
+    have been reused for another file."""
+    cdef readonly object epoll
+    cdef readonly int stop_r
+    cdef int stop_w
+    cdef object lock
+    cdef bint closed
+
+    def __cinit__(self):
+        self.stop_r = self.stop_w = -1
+        self.lock = threading.Lock()
+        self.epoll = select.epoll()
+        self.stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC)
+
+    cdef bint stop(self) except -1:
+        """Ask the thread to return; False if it has closed the fds already."""
+        with self.lock:
+            if self.closed:
+                return False
+            os.write(self.stop_w, b"x")
+            return True
+
+    def close(self):
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
             self.epoll.close()
-        for fd in (self.stop_fds[0], self.stop_fds[1]):
-            if fd >= 0:
-                close(fd)
+            close(self.stop_r)
+            close(self.stop_w)
+
+    cdef close_copies(self):
+        """In a fork child: no thread, and the lock may have been held at
+        the fork by the parent's; close our copies without it."""
+        if not self.closed:
+            self.closed = True
+            self.epoll.close()
+            close(self.stop_r)
+            close(self.stop_w)
 
 
-def _watch_thread(ep, int stop_r, int stop_w, loop_ref, on_event_ref):
+def _watch_thread(_WatchFds fds, loop_ref, on_event_ref):
     """The watch thread (see SenderWatch): wait, hand each event to the loop.
-    It owns the epoll set and the stop pipe once started, and closes them."""
+    On its way out it closes the fds unless close() has (see _WatchFds)."""
     try:
         while True:
             try:
-                events = ep.poll()
+                events = fds.epoll.poll()
             except InterruptedError:
                 continue
             for fd, _ in events:
                 loop, on_event = loop_ref(), on_event_ref()
-                if fd == stop_r or loop is None or on_event is None:
+                if fd == fds.stop_r or loop is None or on_event is None:
                     return
                 try:
                     loop.call_soon_threadsafe(on_event, fd)
@@ -395,9 +442,7 @@ def _watch_thread(ep, int stop_r, int stop_w, loop_ref, on_event_ref):
                     return
                 del loop, on_event
     finally:
-        ep.close()
-        close(stop_r)
-        close(stop_w)
+        fds.close()
 
 
 cdef arm_watch(Port port, loop):

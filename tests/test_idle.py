@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -230,3 +231,52 @@ def test_in_process_senders_register_nothing(uintr_only_loop) -> None:
     loop.run_until_complete(asyncio.sleep(0.05))
     assert sender_watch_state(loop) == {"watched": 0, "exits": 0, "repairs": 0,
                                         "polling": False}
+
+
+class _ExecutorThatKillsOnShutdown(concurrent.futures.ThreadPoolExecutor):
+    """A default executor whose shutdown, which the loop's close() calls after
+    it marked itself closed and before it closes its port, ends a sender
+    process and waits until the sender watch's thread has seen it."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        super().__init__(1)
+        self.proc = proc
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait, cancel_futures=cancel_futures)
+        kill(self.proc)
+        for thread in threading.enumerate():
+            if thread.name == "uintr_loop sender watch":
+                thread.join(HANG_GUARD)
+                assert not thread.is_alive(), "the watch thread did not end"
+
+
+def test_a_sender_process_exiting_while_the_loop_closes_is_harmless(uintr_only_loop) -> None:
+    """The race between the watch thread and close(): a sender process exits
+    after the loop marked itself closed and before its port closes, so the
+    thread, unable to post to the loop, ends on its own; close() then stops a
+    thread that is gone and closes each fd exactly once."""
+    loop = uintr_only_loop
+    receiver = uintr_loop.Receiver(lambda v: None, loop=loop)
+    vfd = receiver.vector_fd(VECTOR)
+    proc = subprocess.Popen([sys.executable, "-c", HALF, str(vfd.fileno())],
+                            pass_fds=(vfd.fileno(),), env=child_env(),
+                            stdout=subprocess.PIPE, text=True)
+
+    async def main() -> None:
+        assert proc.stdout is not None
+        assert (await asyncio.to_thread(proc.stdout.readline)).strip() == "ready"
+        while sender_watch_state(loop)["watched"] < 1:
+            await asyncio.sleep(0.01)
+
+    try:
+        _run(loop, main())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.set_default_executor(_ExecutorThatKillsOnShutdown(proc))
+        fds_before = set(os.listdir("/proc/self/fd"))
+        loop.close()                                    # no EBADF, no stray write
+        assert proc.returncode is not None
+        leaked = set(os.listdir("/proc/self/fd")) - fds_before
+        assert not leaked, leaked
+    finally:
+        kill(proc)
