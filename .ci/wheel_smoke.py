@@ -24,7 +24,9 @@ print(uintr_loop.capabilities().describe().splitlines()[0])
 # The product ships no test scaffolding (tests/_testcore holds it).
 from uintr_loop import _core  # noqa: E402
 
-leaked = [n for n in ("UpidCell", "PacedPoster", "half_post") if hasattr(_core, n)]
+TEST_ONLY = ("UpidCell", "PacedPoster", "half_post", "repair_count", "sender_watch_state",
+             "liveness_state", "preempt_thread_only")
+leaked = [n for n in TEST_ONLY if hasattr(_core, n)]
 leaked += sorted(p.name for p in where.parent.iterdir() if "fake" in p.name or "testcore" in p.name)
 assert not leaked, f"the installed package ships test-only code: {leaked}"
 

@@ -93,3 +93,15 @@ cdef int uintr_check_vector(object vector) except -1:
 
 cdef object uintr_block_statistics(const void *block):
     return block_statistics(<uintr_block_t *>block, "software", 0, 0)
+
+
+cdef object uintr_sender_watch_figures(object loop):
+    return sender_watch_figures(loop)
+
+
+cdef object uintr_liveness_figures():
+    return liveness_figures()
+
+
+cdef void uintr_preempt_force_thread(bint on) noexcept:
+    uintr_preempt_thread_only(on)

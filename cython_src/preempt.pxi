@@ -44,12 +44,6 @@ def monotonic_ns():
     return uintr_monotonic_ns()
 
 
-def preempt_thread_only(bint on):
-    """Deliver deadlines through the pthread instead of the kernel timer
-    (the fallback path), from the next start on. For tests and benchmarks."""
-    uintr_preempt_thread_only(on)
-
-
 def preempt_uses_timer():
     """True if deadlines currently ride the kernel (POSIX) timer."""
     return bool(uintr_preempt_uses_timer())

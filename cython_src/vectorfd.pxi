@@ -478,19 +478,10 @@ cdef register_fork_child():
 
 
 
-def repair_count(loop):
-    """How many half-done posts the loop has completed."""
-    port = loop._uintr_port
-    if port is None or (<Port>port).repair is None:
-        return 0
-    return (<SenderWatch>(<Port>port).repair).repairs
-
-
-def sender_watch_state(loop):
-    """The loop's watch over sender processes (see vectorfd.pxi): a dict of
-    watched (processes), exits (seen), repairs and polling (the timer
-    fallback runs)."""
-    port = loop._uintr_port
+cdef object sender_watch_figures(object loop):
+    """The loop's watch over sender processes (see the top), for the test
+    extension: watched (processes), exits (seen), repairs and polling."""
+    port = getattr(loop, "_uintr_port", None)
     if port is None or (<Port>port).repair is None:
         return {"watched": 0, "exits": 0, "repairs": 0, "polling": False}
     w = <SenderWatch>(<Port>port).repair
@@ -498,10 +489,8 @@ def sender_watch_state(loop):
             "polling": w.polling}
 
 
-def liveness_state():
-    """This process's view of other processes' tables: a dict of leases
-    (tables mapped), watched (owners watched), owner_deaths (tables the
-    watcher shut down) and watcher_running."""
+cdef object liveness_figures():
+    """This process's view of other processes' tables (includes/liveness.h)."""
     cdef uint64_t s[4]
     uintr_liveness_state(s)
     return {"leases": s[0], "watched": s[1], "owner_deaths": s[2],

@@ -61,6 +61,7 @@ if str(REPO_ROOT) not in sys.path:          # as a script, before the package is
 
 import uintr_loop  # noqa: E402
 from uintr_loop import _core  # noqa: E402
+from _testcore._state import repair_count  # noqa: E402
 
 GUARD = 20.0
 """Default seconds a ping-pong round, a blocked phase or the final drain may take before
@@ -771,7 +772,7 @@ class Soak:
         for name, st in (*stats.items(), ("loop", loop_st)):
             if st.spurious > st.notifications:
                 problems.append(f"{name}: more spurious notifications than notifications: {st}")
-        repairs = _core.repair_count(self.loop)
+        repairs = repair_count(self.loop)
         if repairs:
             problems.append(f"the repair completed {repairs} posts (it was off, no sender was killed)")
         if problems:
@@ -800,7 +801,7 @@ class Soak:
             | {"loop": dataclasses.asdict(loop_st)},
             "loop phases": dict(self.loop_phases), "task phases": dict(self.task_phases),
             "storms": self.storms, "solos": dict(self.solos), "native bursts": self.native_bursts,
-            "repairs": _core.repair_count(self.loop),
+            "repairs": repair_count(self.loop),
         }
 
 

@@ -35,7 +35,7 @@ import uintr_loop
 from _fault_children import EMFILE_CHILD, FORK_CHILD, SPAWN_IN_SENDER
 from _support import HANG_GUARD, child_env, guarded
 from _xproc import SharedCounter, finish, kill, spawn_owner, spawn_sender
-from uintr_loop._core import repair_count
+from _testcore._state import repair_count
 from uintr_loop._native import NativeSender
 
 

@@ -33,7 +33,7 @@ import uintr_loop
 from _support import HANG_GUARD, REPO_ROOT, child_env, guarded
 from _xproc import kill
 from uintr_loop import _core
-from uintr_loop._core import repair_count, sender_watch_state
+from _testcore._state import repair_count, sender_watch_state
 from _testcore._cells import half_post
 
 VECTOR = 7
@@ -99,6 +99,15 @@ def _run(loop: asyncio.AbstractEventLoop, coro) -> None:  # type: ignore[no-unty
     loop.run_until_complete(guarded(coro, HANG_GUARD * 2))
 
 
+def _sender_process(script: str, receiver: uintr_loop.Receiver) -> subprocess.Popen[str]:
+    """A child interpreter running ``script`` with a vector fd of ``receiver``
+    as its first argument; its stdout is a text pipe."""
+    vfd = receiver.vector_fd(VECTOR)
+    return subprocess.Popen([sys.executable, "-c", script, str(vfd.fileno())],
+                            pass_fds=(vfd.fileno(),), env=child_env(),
+                            stdout=subprocess.PIPE, text=True)
+
+
 async def _until_delivered(got: list[int]) -> None:
     while not got:
         await asyncio.sleep(0.01)
@@ -110,10 +119,7 @@ def test_a_fork_child_of_a_sender_process_is_watched_too(uintr_only_loop) -> Non
     loop = uintr_only_loop
     got: list[int] = []
     receiver = uintr_loop.Receiver(got.append, loop=loop)
-    vfd = receiver.vector_fd(VECTOR)
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(vfd.fileno())],
-                            pass_fds=(vfd.fileno(),), env=child_env(),
-                            stdout=subprocess.PIPE, text=True)
+    proc = _sender_process(HOLDER, receiver)
     grandchild = 0
 
     async def main() -> None:
@@ -199,10 +205,7 @@ def test_an_unwatched_sender_process_falls_back_to_the_timer(uintr_only_loop,
     loop = uintr_only_loop
     got: list[int] = []
     receiver = uintr_loop.Receiver(got.append, loop=loop)
-    vfd = receiver.vector_fd(VECTOR)
-    proc = subprocess.Popen([sys.executable, "-c", HALF, str(vfd.fileno())],
-                            pass_fds=(vfd.fileno(),), env=child_env(),
-                            stdout=subprocess.PIPE, text=True)
+    proc = _sender_process(HALF, receiver)
 
     async def main() -> None:
         assert proc.stdout is not None
@@ -258,10 +261,7 @@ def test_a_sender_process_exiting_while_the_loop_closes_is_harmless(uintr_only_l
     thread that is gone and closes each fd exactly once."""
     loop = uintr_only_loop
     receiver = uintr_loop.Receiver(lambda v: None, loop=loop)
-    vfd = receiver.vector_fd(VECTOR)
-    proc = subprocess.Popen([sys.executable, "-c", HALF, str(vfd.fileno())],
-                            pass_fds=(vfd.fileno(),), env=child_env(),
-                            stdout=subprocess.PIPE, text=True)
+    proc = _sender_process(HALF, receiver)
 
     async def main() -> None:
         assert proc.stdout is not None

@@ -50,7 +50,7 @@ import pytest
 import uintr_loop
 from _support import HANG_GUARD
 from _xproc import kill, spawn_owner
-from uintr_loop._core import liveness_state
+from _testcore._state import liveness_state
 from uintr_loop._native import NativeSender
 
 BASES = ["uvloop", "asyncio"]

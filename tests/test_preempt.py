@@ -373,7 +373,8 @@ def test_thread_fallback_delivers_deadlines_too() -> None:
         "        return 'preempted'\n"
         "    return 'not preempted'\n"
         "print(once(), _core.preempt_uses_timer())\n"
-        "_core.preempt_thread_only(True)\n"
+        "from _testcore._state import preempt_thread_only\n"
+        "preempt_thread_only(True)\n"
         "print(once(), _core.preempt_uses_timer(), _core.preempt_counters()[0] >= 1)\n"
     )
     out = run_child(code)

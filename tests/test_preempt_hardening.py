@@ -123,8 +123,8 @@ def test_forks_racing_with_the_timer_leave_children_working() -> None:
     runs: every child can still start its own timer and be preempted."""
     code = r"""
 import os, threading, time, uintr_loop
-from uintr_loop import _core
-_core.preempt_thread_only(True)        # deadlines through the thread: its mutex on every arm
+from _testcore._state import preempt_thread_only
+preempt_thread_only(True)        # deadlines through the thread: its mutex on every arm
 def spin_once(seconds):
     try:
         with uintr_loop.deadline(seconds):

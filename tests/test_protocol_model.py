@@ -55,7 +55,7 @@ from protocol_reference import (
     highest,
 )
 from _testcore._cells import PacedPoster, UpidCell
-from uintr_loop._core import repair_count
+from _testcore._state import repair_count
 from uintr_loop._native import NativeSender
 
 MACHINE_SETTINGS = settings(

@@ -18,7 +18,7 @@ from _support import child_env
 SCRIPT = r"""
 import asyncio, socket, subprocess, sys
 import uintr_loop
-from uintr_loop._core import liveness_state
+from _testcore._state import liveness_state
 
 OWNER = '''
 import socket, sys, uintr_loop

@@ -14,7 +14,7 @@ import stat
 import pytest
 
 import uintr_loop
-from uintr_loop._core import liveness_state
+from _testcore._state import liveness_state
 
 
 def run_iterations(loop: asyncio.AbstractEventLoop, n: int = 3) -> None:

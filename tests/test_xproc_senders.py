@@ -19,7 +19,7 @@ import pytest
 import uintr_loop
 from _support import HANG_GUARD, child_env, guarded
 from _xproc import SharedCounter, finish, kill, spawn_owner, spawn_sender
-from uintr_loop._core import liveness_state, repair_count
+from _testcore._state import liveness_state, repair_count
 from _testcore._cells import half_post
 from uintr_loop._native import NativeSender
 
@@ -109,7 +109,7 @@ def test_native_sender_in_another_process(uintr_only_loop):
 
 FORK_SCRIPT = r"""
 import asyncio, ctypes, json, mmap, os, uintr_loop
-from uintr_loop._core import liveness_state
+from _testcore._state import liveness_state
 
 loop = uintr_loop.new_event_loop()
 shared = mmap.mmap(-1, 8)                       # anonymous, shared with the child

@@ -22,3 +22,6 @@ cdef int uintr_send(const void *handle) noexcept nogil
 # release.
 cdef int uintr_check_vector(object vector) except -1
 cdef object uintr_block_statistics(const void *block)
+cdef object uintr_sender_watch_figures(object loop)
+cdef object uintr_liveness_figures()
+cdef void uintr_preempt_force_thread(bint on) noexcept

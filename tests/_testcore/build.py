@@ -39,6 +39,11 @@ def main() -> None:
             extra_compile_args=product.CFLAGS,
             depends=[os.path.join(here, "pacedpost.h")],
         ),
+        Extension(
+            "_testcore._state",
+            [os.path.join(here, "_state.pyx")],
+            extra_compile_args=product.CFLAGS,
+        ),
         product.hardware_extension(
             "_testcore._hardware_fake", os.path.join(here, "_hardware_fake.pyx"), [],
             [("UINTR_FAKE_ABI", "1")], includes=[here], headers=[os.path.join(here, "fake_abi.h")],

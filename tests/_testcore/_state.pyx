@@ -1,0 +1,33 @@
+# cython: language_level=3, freethreading_compatible=True
+"""_testcore._state: TEST-ONLY, built by `make test` from tests/_testcore,
+never shipped. The core's private state that tests and benchmarks read or
+switch, reached through uintr_loop/_core.pxd: the sender watch's figures,
+the liveness watcher's, and the deadline timer's fallback switch."""
+
+from uintr_loop._core cimport (uintr_liveness_figures, uintr_preempt_force_thread,
+                               uintr_sender_watch_figures)
+
+
+def sender_watch_state(loop):
+    """The loop's watch over sender processes (vectorfd.pxi): a dict of
+    watched (processes), exits (seen), repairs and polling (the timer
+    fallback runs)."""
+    return uintr_sender_watch_figures(loop)
+
+
+def repair_count(loop):
+    """How many half-done posts the loop has completed."""
+    return uintr_sender_watch_figures(loop)["repairs"]
+
+
+def liveness_state():
+    """This process's view of other processes' tables: a dict of leases
+    (tables mapped), watched (owners watched), owner_deaths (tables the
+    watcher shut down) and watcher_running."""
+    return uintr_liveness_figures()
+
+
+def preempt_thread_only(bint on):
+    """Deliver deadlines through the pthread instead of the kernel timer
+    (the fallback path), from the next start on."""
+    uintr_preempt_force_thread(on)
