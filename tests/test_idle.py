@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import importlib.util
 import os
 import shutil
@@ -280,3 +281,26 @@ def test_a_sender_process_exiting_while_the_loop_closes_is_harmless(uintr_only_l
         assert not leaked, leaked
     finally:
         kill(proc)
+
+
+@pytest.mark.filterwarnings("ignore:unclosed event loop:ResourceWarning")
+def test_the_watch_thread_of_a_loop_dropped_unclosed_ends() -> None:
+    """A loop with a sender watch, dropped without close(): once it is
+    collected, its watch thread ends and no fd of the watch stays open.
+    The asyncio base only: uvloop never collects a loop that was not closed
+    (its own handles keep it alive), so neither loop nor watch ends there."""
+    base = "asyncio"
+    fds_before = set(os.listdir("/proc/self/fd"))
+    threads_before = set(threading.enumerate())
+    loop = uintr_loop.new_event_loop(base=base)
+    receiver = uintr_loop.Receiver(lambda v: None, loop=loop)
+    vfd = receiver.vector_fd(VECTOR)
+    loop.run_until_complete(asyncio.sleep(0.01))       # the watch starts
+    (thread,) = [t for t in set(threading.enumerate()) - threads_before
+                 if t.name == "uintr_loop sender watch"]
+    del loop, receiver, vfd
+    gc.collect()
+    thread.join(HANG_GUARD)
+    assert not thread.is_alive(), "the watch thread of a dropped loop still waits"
+    leaked = set(os.listdir("/proc/self/fd")) - fds_before
+    assert not leaked, leaked
