@@ -88,10 +88,10 @@ sender = uintr_loop.Sender(int(sys.argv[1]))
 pid = os.fork()
 if pid == 0:                 # the grandchild: registered by the fork, not by an open
     half_post(sender)
-    print("ready", flush=True)
+    os.write(1, b"ready\n")   # one write each: the two processes share the pipe
     time.sleep(600)
     os._exit(0)
-print(pid, flush=True)
+os.write(1, b"%d\n" % pid)
 time.sleep(600)
 """
 
@@ -102,11 +102,12 @@ def _run(loop: asyncio.AbstractEventLoop, coro) -> None:  # type: ignore[no-unty
 
 def _sender_process(script: str, receiver: uintr_loop.Receiver) -> subprocess.Popen[str]:
     """A child interpreter running ``script`` with a vector fd of ``receiver``
-    as its first argument; its stdout is a text pipe."""
+    as its first argument; its stdout is a text pipe. It leads a process
+    group of its own, so that its children can be killed with it."""
     vfd = receiver.vector_fd(VECTOR)
     return subprocess.Popen([sys.executable, "-c", script, str(vfd.fileno())],
                             pass_fds=(vfd.fileno(),), env=child_env(),
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
 
 
 async def _until_delivered(got: list[int]) -> None:
@@ -121,10 +122,8 @@ def test_a_fork_child_of_a_sender_process_is_watched_too(uintr_only_loop) -> Non
     got: list[int] = []
     receiver = uintr_loop.Receiver(got.append, loop=loop)
     proc = _sender_process(HOLDER, receiver)
-    grandchild = 0
 
     async def main() -> None:
-        nonlocal grandchild
         assert proc.stdout is not None
         lines = [await asyncio.to_thread(proc.stdout.readline) for _ in range(2)]
         grandchild = int(next(ln for ln in lines if ln.strip() != "ready"))
@@ -137,11 +136,7 @@ def test_a_fork_child_of_a_sender_process_is_watched_too(uintr_only_loop) -> Non
     try:
         _run(loop, main())
     finally:
-        if grandchild:
-            try:
-                os.kill(grandchild, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        os.killpg(proc.pid, signal.SIGKILL)     # the grandchild too, if it was not
         kill(proc)
     assert got == [VECTOR] and repair_count(loop) == 1
     assert proc.returncode is not None
