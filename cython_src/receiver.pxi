@@ -138,34 +138,63 @@ cdef class Receiver:
 
     def _deliver(self):
         """Loop callback: hand each pending vector to the handler."""
-        cdef unsigned vector
         self.delivery_scheduled = False
         if self.in_handler:
             return
         try:
-            while self.uirr and self.mask_depth == 0 and not self.closed:
-                vector = uintr_highest(self.uirr)
-                self.uirr &= ~((<uint64_t>1) << vector)
-                self.delivered += 1
-                self.in_handler = True
-                try:
-                    self.handler(vector)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self.loop.call_exception_handler({
-                        "message": "Exception in user-interrupt handler for vector %d"
-                                   % vector,
-                        "exception": exc,
-                        "receiver": self,
-                    })
-                finally:
-                    self.in_handler = False
+            self.run_handlers(UINT64_MAX, 0)
         finally:
             # Only after SystemExit/KeyboardInterrupt escaped a handler can
             # vectors be left here unmasked: they wait for the next iteration.
             if self.uirr and self.mask_depth == 0 and not self.closed:
                 self.schedule_delivery()
+
+    cdef int run_handlers(self, uint64_t allowed, uint64_t propagate) except -1:
+        """The delivery loop of every receiver: while open and unmasked, take
+        the highest pending vector in ``allowed`` out of UIRR and run the
+        handler on it, one at a time (never nested: in_handler). A handler's
+        SystemExit/KeyboardInterrupt, and any exception of a vector in
+        ``propagate``, is raised to the caller; any other exception goes to
+        the loop's exception handler and delivery goes on."""
+        cdef unsigned vector
+        cdef uint64_t bits
+        while not self.closed and self.mask_depth == 0:
+            bits = self.uirr & allowed
+            if not bits:
+                break
+            vector = uintr_highest(bits)
+            self.uirr &= ~((<uint64_t>1) << vector)
+            self.delivered += 1
+            self.on_delivery(vector)
+            self.in_handler = True
+            try:
+                self.handler(vector)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                if (propagate >> vector) & 1:
+                    raise
+                # "receiver", not the task of a task receiver: 3.12+ would
+                # re-enter its context (the handler runs inside it)
+                self.loop.call_exception_handler({
+                    "message": "Exception in user-interrupt handler for vector %d"
+                               % vector,
+                    "exception": exc,
+                    "receiver": self,
+                })
+            finally:
+                self.in_handler = False
+        return 0
+
+    cdef int on_delivery(self, unsigned vector) except -1:
+        return 0    # a task receiver records what a wake-up delivered
+
+    cdef int unmask(self) except -1:
+        """STUI at the end of the outermost masked section: what is pending
+        is taken right away."""
+        if self.uirr:
+            self._deliver()
+        return 0
 
 
 cdef bint close_once(Receiver r):
@@ -178,6 +207,7 @@ cdef bint close_once(Receiver r):
 
 
 cdef class MaskedSection:
+    """``with receiver.masked():`` (CLUI ... STUI), for both kinds of receiver."""
     cdef Receiver receiver
 
     def __cinit__(self, Receiver receiver not None):
@@ -190,8 +220,8 @@ cdef class MaskedSection:
     def __exit__(self, *exc_info):
         cdef Receiver r = self.receiver
         r.mask_depth -= 1
-        if r.mask_depth == 0 and r.uirr and not r.in_handler:
-            r._deliver()    # STUI: what is pending is taken right away
+        if r.mask_depth == 0 and not r.in_handler and not r.closed:
+            r.unmask()
         return False
 
 

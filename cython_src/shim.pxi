@@ -317,32 +317,17 @@ cdef class TaskReceiver(Receiver):
         # urgent_only: an urgent interruption delivers only urgent vectors.
         # propagate_urgent: in the task's own code (an interruption, the end
         # of a masked section) an urgent handler's exception is raised there.
-        cdef unsigned vector
-        cdef uint64_t bits
-        while not self.closed and self.mask_depth == 0:
-            bits = self.uirr & self.urgent_mask if urgent_only else self.uirr
-            if not bits:
-                break
-            vector = uintr_highest(bits)
-            self.uirr &= ~((<uint64_t>1) << vector)
-            self.delivered += 1
-            self.last_delivered.append(vector)
-            self.in_handler = True
-            try:
-                self.handler(vector)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                if propagate_urgent and (self.urgent_mask >> vector) & 1:
-                    raise
-                self.loop.call_exception_handler({
-                    "message": "Exception in user-interrupt handler for vector %d"
-                               % vector,
-                    "exception": exc,
-                    "receiver": self,     # not "task": 3.12+ would re-enter
-                })                        # its context (we run inside it)
-            finally:
-                self.in_handler = False
+        return self.run_handlers(self.urgent_mask if urgent_only else UINT64_MAX,
+                                 self.urgent_mask if propagate_urgent else 0)
+
+    cdef int on_delivery(self, unsigned vector) except -1:
+        self.last_delivered.append(vector)
+        return 0
+
+    cdef int unmask(self) except -1:
+        self.take_pir()
+        if self.uirr:
+            self.deliver_now(False, True)   # taken right away, in the task
         return 0
 
     def _deliver(self):
@@ -381,7 +366,7 @@ cdef class TaskReceiver(Receiver):
         """Defer delivery to this task (CLUI) inside the block; what arrived
         is delivered on exit (STUI), in the task. Nests. Only from the task."""
         self.check_task("masked")
-        return TaskMaskedSection(self)
+        return MaskedSection(self)
 
     def wait(self, timeout=None):
         """``await receiver.wait(timeout=None)``: uintr_wait. Suspend the task
@@ -424,26 +409,6 @@ cdef class TaskReceiver(Receiver):
         state = "closed" if self.closed else "open"
         return "<TaskReceiver nv=%d %s task=%r>" % (
             self.slot, state, getattr(self.task, "get_name", lambda: "?")())
-
-
-cdef class TaskMaskedSection:
-    cdef TaskReceiver receiver
-
-    def __cinit__(self, TaskReceiver receiver not None):
-        self.receiver = receiver
-
-    def __enter__(self):
-        self.receiver.mask_depth += 1
-        return self.receiver
-
-    def __exit__(self, *exc_info):
-        cdef TaskReceiver r = self.receiver
-        r.mask_depth -= 1
-        if r.mask_depth == 0 and not r.in_handler and not r.closed:
-            r.take_pir()
-            if r.uirr:
-                r.deliver_now(False, True)   # STUI: taken right away, in the task
-        return False
 
 
 cdef object check_wait_timeout(timeout):
