@@ -69,6 +69,7 @@ def register_value_types(receiver_statistics, loop_statistics, wake_latency):
     WakeLatency = wake_latency
 
 include "errors.pxi"
+include "duration.pxi"
 include "sender.pxi"
 include "port.pxi"
 include "receiver.pxi"

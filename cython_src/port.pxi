@@ -355,13 +355,9 @@ cdef object block_statistics(uintr_block_t *b, str mode, uint64_t delivered,
 cdef uint64_t check_busy_poll(microseconds) except? 0:
     if isinstance(microseconds, str) and microseconds == "auto":
         return UINTR_BUSY_POLL_ADAPTIVE
-    if isinstance(microseconds, bool) or not isinstance(microseconds, (int, float)):
-        raise TypeError("busy_poll must be a number of microseconds or 'auto', got %r"
-                        % (microseconds,))
-    if not 0 <= microseconds <= 1_000_000:
-        raise ValueError("busy_poll must be between 0 and 1000000 microseconds, "
-                         "got %r" % (microseconds,))
-    return <uint64_t>(microseconds * 1000)
+    return <uint64_t>(check_duration(microseconds, "busy_poll", "microseconds",
+                                     alternative="'auto'", minimum=0,
+                                     maximum=1_000_000) * 1000)
 
 
 def validate_busy_poll(microseconds):

@@ -414,14 +414,7 @@ cdef class TaskReceiver(Receiver):
 cdef object check_wait_timeout(timeout):
     """``timeout`` as wait() uses it: None (forever; also for +inf) or a
     number of seconds (<= 0: do not wait)."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        raise TypeError("timeout must be a number of seconds or None, got %s"
-                        % type(timeout).__name__)
-    timeout = float(timeout)
-    if timeout != timeout:
-        raise ValueError("timeout must be a number of seconds or None, got nan")
+    timeout = check_duration(timeout, "timeout", none=True)
     return None if timeout == float("inf") else timeout
 
 

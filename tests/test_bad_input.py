@@ -39,6 +39,8 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -404,7 +406,7 @@ async def wait_with(c: Ctx, timeout: Any) -> None:
         r.close()
 
 
-each("TaskReceiver.wait", "timeout=", [True, "3", object()],
+each("TaskReceiver.wait", "timeout=", [True, "3", object(), Decimal(1)],
      lambda c, v: c.run(lambda c: wait_with(c, v)), TypeError, "timeout must be a number")
 row("TaskReceiver.wait", "timeout=nan", lambda c: c.run(lambda c: wait_with(c, math.nan)),
     ValueError, "got nan")
@@ -528,10 +530,16 @@ row("C:uintr_send", "closed receiver: -ESHUTDOWN, nothing sent",
 
 # -- the loops' own additions (both bases) ---------------------------------------
 
-each("loop.busy_poll", "=", [None, True, "3", object()],
+each("loop.busy_poll", "=", [None, True, "3", object(), Decimal(1)],
      lambda c, v: setattr(c.loop, "busy_poll", v), TypeError, "busy_poll must be a number")
 each("loop.busy_poll", "=", [-1, 1_000_001, 2**64, math.nan, math.inf],
      lambda c, v: setattr(c.loop, "busy_poll", v), ValueError, "between 0 and 1000000")
+# every duration is a real number: a Fraction is one (a Decimal is not, above)
+row("loop.busy_poll", "= Fraction(5, 2): 2.5 microseconds",
+    lambda c: (setattr(c.loop, "busy_poll", Fraction(5, 2)), c.loop.busy_poll)[1], None,
+    result=2.5)
+row("deadline", "seconds=Fraction(1, 2)", lambda c: uintr_loop.deadline(Fraction(1, 2)).seconds,
+    None, result=0.5)
 row("loop.busy_poll", "set on a closed loop", lambda c: setattr(c.closed_loop(), "busy_poll", 1),
     RuntimeError, "Event loop is closed")
 row("loop.delivery_mode", "assigning", lambda c: setattr(c.loop, "delivery_mode", "hardware"),
@@ -545,10 +553,10 @@ row("loop.delivery_mode", "after close: no error", lambda c: c.closed_loop().del
     result="software")
 row("loop.busy_poll", "read after close: 0, no error", lambda c: c.closed_loop().busy_poll, None,
     result=0.0)
-each("loop.set_hog_watchdog", "threshold", [True, "3", object()],
+each("loop.set_hog_watchdog", "threshold", [True, "3", object(), Decimal(1)],
      lambda c, v: c.loop.set_hog_watchdog(v), TypeError, "threshold must be a number")
 each("loop.set_hog_watchdog", "threshold", [0, -1, math.nan, math.inf, 1e300, 2**64],
-     lambda c, v: c.loop.set_hog_watchdog(v), ValueError, "finite number of seconds > 0")
+     lambda c, v: c.loop.set_hog_watchdog(v), ValueError, r"threshold must be > 0 and <= \S+ seconds")
 each("loop.set_hog_watchdog", "callback", [True, "3", 42],
      lambda c, v: c.loop.set_hog_watchdog(1.0, v), TypeError, "callback must be callable")
 row("loop.set_hog_watchdog", "start on a closed loop",
@@ -719,7 +727,7 @@ row("run", "loop_factory and base", lambda c: uintr_loop.run(
 row("run", "inside a running loop", lambda c: c.in_task(lambda c: uintr_loop.run(c.coro())),
     RuntimeError, "running event loop")
 
-each("deadline", "seconds", [True, "3", object(), 1j],
+each("deadline", "seconds", [True, "3", object(), 1j, Decimal(1)],
      lambda c, v: uintr_loop.deadline(v), TypeError, "seconds must be a number or None")
 row("deadline", "seconds=nan", lambda c: uintr_loop.deadline(math.nan), ValueError, "nan")
 row("deadline", "entered twice",

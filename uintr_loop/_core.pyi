@@ -81,6 +81,10 @@ REPAIR_ON_EXIT: bool
 
 
 def validate_busy_poll(microseconds: float | str) -> None: ...
+def check_duration(
+    value: object, name: str, unit: str = ..., *, none: bool = ..., alternative: str | None = ...,
+    minimum: float | None = ..., exclusive: bool = ..., maximum: float | None = ...,
+) -> float | None: ...
 
 class ThreadsafeHandle:
     _source_traceback: object

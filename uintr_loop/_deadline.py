@@ -52,7 +52,6 @@ import heapq
 import importlib
 import itertools
 import logging
-import numbers
 import os
 import signal
 import sys
@@ -62,6 +61,7 @@ from types import CodeType, FrameType, TracebackType
 from typing import Any, TypeVar
 
 from . import _core
+from ._core import check_duration
 
 __all__ = [
     "DeadlineExceeded",
@@ -217,17 +217,10 @@ _NEVER_S = 2.0**62 / 1e9
 
 
 def _check_seconds(seconds: object) -> float:
-    """``seconds`` of a deadline as a float (``inf``: none); TypeError for a
-    non-number (a bool included), ValueError for NaN."""
-    if seconds is None:
-        return float("inf")
-    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
-        raise TypeError(
-            f"seconds must be a number or None, got {type(seconds).__name__}")
-    value = float(seconds)
-    if value != value:
-        raise ValueError("seconds must be a number or None, got nan")
-    return float("inf") if value >= _NEVER_S else value
+    """``seconds`` of a deadline as a float (``inf``: none); the errors of
+    ``_core.check_duration``. A deadline in the past fires at once."""
+    value = check_duration(seconds, "seconds", none=True)
+    return float("inf") if value is None or value >= _NEVER_S else value
 
 
 class _Timer:

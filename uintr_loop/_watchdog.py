@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import numbers
 import sys
 import threading
 import time
@@ -30,6 +28,8 @@ import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from ._core import check_duration
 
 __all__ = ["HogReport", "HogWatchdog"]
 
@@ -159,15 +159,11 @@ class HogWatchdog:
 
 
 def _check_threshold(threshold: object) -> float:
-    """A watchdog threshold in seconds: a finite number > 0 (TypeError for a
-    non-number or a bool, ValueError otherwise)."""
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise TypeError(
-            f"threshold must be a number of seconds or None, got {type(threshold).__name__}")
-    value = float(threshold)
-    # the thread waits threshold / 4 at a time: it must be a valid wait
-    if not (value > 0 and math.isfinite(value) and value / 4 <= threading.TIMEOUT_MAX):
-        raise ValueError(f"threshold must be a finite number of seconds > 0, got {threshold!r}")
+    """A watchdog threshold in seconds, > 0; the thread waits threshold / 4
+    at a time, which must be a valid wait (threading.TIMEOUT_MAX)."""
+    value = check_duration(threshold, "threshold", minimum=0, exclusive=True,
+                           maximum=4 * threading.TIMEOUT_MAX)
+    assert value is not None
     return value
 
 
