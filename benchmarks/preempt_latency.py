@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import uintr_loop
-from uintr_loop._deadline import _timer
+from uintr_loop._doorbell import timer as _timer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _testcore._state import preempt_thread_only  # noqa: E402  (test-only extension, built by make bench)

@@ -1,14 +1,14 @@
 # Preemption glue: the native timer (includes/preempt.h, with the essay on
 # why it is safe and why the doorbell is a real-time signal and not
 # Py_AddPendingCall) rings the main thread; the Python policy that raises or
-# defers is uintr_loop._deadline.
+# defers is uintr_loop._doorbell (asking uintr_loop._protection).
 
 
 def preempt_start(int signum):
     """Start the native preemption timer (idempotent); call it from the main
     thread. When an armed deadline passes it sends ``signum`` to that thread:
     the Python handler installed for ``signum`` runs there at the next
-    bytecode boundary. Internal: uintr_loop._deadline owns it."""
+    bytecode boundary. Internal: uintr_loop._doorbell owns it."""
     cdef int rc = uintr_preempt_start(signum)
     if rc != 0:
         raise OSError(rc, "uintr_loop: cannot start the preemption timer")

@@ -591,14 +591,14 @@ cdef class TaskWait:
         return "<TaskWait %s %r>" % (state, self.receiver)
 
 
-# Set by uintr_loop._deadline (set_urgent_hook): readies the doorbell for
+# Set by uintr_loop._doorbell (set_urgent_hook): readies the doorbell for
 # urgent vectors or raises PreemptionUnavailableError; the core cannot import
 # the package, so the package registers it.
 cdef object urgent_hook = None
 
 
 def set_urgent_hook(hook):
-    """The package's doorbell for urgent vectors (uintr_loop._deadline)."""
+    """The package's doorbell for urgent vectors (uintr_loop._doorbell)."""
     global urgent_hook
     if hook is not None and not callable(hook):
         raise TypeError("hook must be callable or None, got %r" % (hook,))

@@ -22,7 +22,7 @@ import pytest
 import uintr_loop
 from _support import HANG_GUARD, child_env, guarded
 from uintr_loop import DeadlineExceeded, PreemptionUnavailableError, deadline, preemptible
-from uintr_loop._deadline import RETRY_PROTECTED_NS, _timer
+from uintr_loop._doorbell import RETRY_PROTECTED_NS, timer as _timer
 
 SAFETY = 20.0   # a spin that lasts this long was not preempted: fail, do not hang
 
@@ -281,7 +281,7 @@ def test_a_user_handler_on_a_realtime_signal_is_never_taken() -> None:
     doorbell is another number, and the user's handler still gets its signal."""
     code = (
         "import asyncio, os, signal, time, uintr_loop\n"
-        "from uintr_loop._deadline import _timer\n"
+        "from uintr_loop._doorbell import timer as _timer\n"
         "got = []\n"
         "signal.signal(signal.SIGRTMAX, lambda s, f: got.append(s))\n"
         "async def main():\n"

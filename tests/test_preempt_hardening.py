@@ -45,7 +45,7 @@ def test_a_handler_installed_from_c_is_never_taken() -> None:
     code = C_HANDLER + r"""
 import time, uintr_loop
 from uintr_loop import _core
-from uintr_loop._deadline import _timer
+from uintr_loop._doorbell import timer as _timer
 address = install_from_c(signal.SIGRTMAX)
 assert signal.getsignal(signal.SIGRTMAX) == signal.SIG_DFL      # Python cannot see it
 def once():
@@ -70,7 +70,7 @@ def test_a_handler_installed_from_c_on_the_doorbell_moves_it() -> None:
     code = C_HANDLER + r"""
 import time, uintr_loop
 from uintr_loop import _core
-from uintr_loop._deadline import _timer
+from uintr_loop._doorbell import timer as _timer
 def once():
     try:
         with uintr_loop.deadline(0.01):
