@@ -2,19 +2,19 @@
  * preempt.h - the preemption timer: a pthread that never takes the GIL,
  * waits for the earliest armed deadline and then makes the main thread run
  * a Python function at its next bytecode boundary. That function
- * (uintr_loop._deadline._Timer.fire) decides, with the GIL, whether the
+ * (uintr_loop._doorbell.Timer.fire) decides, with the GIL, whether the
  * deadline may be raised where the code stands.
  *
- * The doorbell, and what was tried first
- * --------------------------------------
+ * The doorbell: why a signal
+ * --------------------------
  * Py_AddPendingCall needs neither GIL nor thread state, but on CPython
- * 3.10-3.12 it does not make a busy main thread look at its queue when it is
+ * 3.11-3.12 it does not make a busy main thread look at its queue when it is
  * called from another thread: it recomputes the "eval breaker" in the
  * *calling* thread, where "may this thread run pending calls?" is false, so
  * the call waits for the next GIL hand-over, which a lone CPU-bound thread
- * never makes (measured here on 3.11: it ran only when SIGINT came, seconds
- * later). PyErr_SetInterruptEx from the timer thread fails the same way
- * (the handler ran only after the busy function returned). What works is
+ * never makes (on 3.11 it runs only when a real signal comes, seconds
+ * later). PyErr_SetInterruptEx from another thread fails the same way (the
+ * handler runs only after the busy function returns). What works is
  * the path a real signal takes: the kernel runs Python's C-level signal
  * handler *on the main thread* (pthread_kill), which marks the signal
  * tripped and sets the eval breaker there; the main thread then runs the
@@ -25,16 +25,16 @@
  * Deadlines go one step further: a POSIX timer (timer_create with
  * SIGEV_THREAD_ID, CLOCK_MONOTONIC, absolute expiry) makes the kernel itself
  * send the signal to the main thread when the deadline passes, from its
- * timer interrupt: no thread has to be scheduled first, which on a loaded
- * 2-core machine is where the latency tail was (the first version used this
- * file's pthread for deadlines too; its wake-up alone had a millisecond
- * tail under load). The pthread remains for what a timer cannot do, polling
+ * timer interrupt: no thread has to be scheduled first, and on a loaded
+ * 2-core machine a thread's wake-up alone has a millisecond tail
+ * (benchmarks/preempt_latency.py measures both). The pthread does what a
+ * timer cannot do, polling
  * a running task receiver's PIR for urgent vectors, and as the deadline
  * fallback if timer_create fails.
  *
  * So we need one signal, and take one the user is unlikely to use: a
  * real-time signal with no handler installed, searched from SIGRTMAX down at
- * run time (uintr_loop/_deadline.py). It is sent only when a deadline passes.
+ * run time (uintr_loop/_doorbell.py). It is sent only when a deadline passes.
  *
  * Why this is safe
  * ----------------
