@@ -15,9 +15,9 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -27,6 +27,7 @@ if str(REPO) not in sys.path:          # the in-place build, not an installed co
 import uintr_loop  # noqa: E402
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+T = TypeVar("T")
 
 # Peers first, in the order the tables list them; "module" is what must import.
 PEER_MODULES: dict[str, str | None] = {
@@ -148,6 +149,13 @@ def voluntary_switches(exclude_tid: int | None = None) -> int:
         except FileNotFoundError:       # the thread ended meanwhile
             pass
     return total
+
+
+async def with_cpu(aw: Awaitable[T]) -> tuple[T, int]:
+    """``await aw``, and the process's CPU time (every thread, ns) it took."""
+    c0 = time.process_time_ns()
+    result = await aw
+    return result, time.process_time_ns() - c0
 
 
 def run_on(factory: LoopFactory, coro_fn: Callable[[], Any]) -> Any:

@@ -30,12 +30,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from _common import is_uintr, voluntary_switches
 
 WARMUP = 50
 Result = tuple[list[int], int]
+T = TypeVar("T")
 
 
 def noop() -> None:
@@ -58,6 +59,49 @@ async def _timed(n: int, op: Callable[[], Any]) -> Result:
         await op()
         samples.append(clock() - t0)
     return samples, time.process_time_ns() - c0
+
+
+def _timed_blocking(n: int, op: Callable[[], Any]) -> Result:
+    """``_timed`` for a blocking ``op``, on a thread other than the loop's."""
+    for _ in range(WARMUP):
+        op()
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    c0 = time.process_time_ns()
+    for _ in range(n):
+        t0 = clock()
+        op()
+        samples.append(clock() - t0)
+    return samples, time.process_time_ns() - c0
+
+
+async def _on_thread(fn: Callable[[], T]) -> T:
+    """``fn()`` on a thread of its own (not the loop's executor) while the loop
+    waits on a future that the thread resolves with ``call_soon_threadsafe``."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if done.done():
+            return
+        if exc is None:
+            done.set_result(result)
+        else:
+            done.set_exception(exc)
+
+    def body() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (fn(), None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the loop to raise
+            outcome = (None, exc)
+        loop.call_soon_threadsafe(settle, *outcome)
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    try:
+        return await done
+    finally:
+        thread.join()
 
 
 async def to_thread(n: int) -> Result:
@@ -98,31 +142,11 @@ async def worker(n: int) -> Result:
 
 async def rcts(n: int) -> Result:
     loop = asyncio.get_running_loop()
-    done: asyncio.Future[Result] = loop.create_future()
 
-    def body() -> None:
-        try:
-            for _ in range(WARMUP):
-                asyncio.run_coroutine_threadsafe(anoop(), loop).result()
-            samples: list[int] = []
-            clock = time.perf_counter_ns
-            c0 = time.process_time_ns()
-            for _ in range(n):
-                t0 = clock()
-                asyncio.run_coroutine_threadsafe(anoop(), loop).result()
-                samples.append(clock() - t0)
-            result: Any = (samples, time.process_time_ns() - c0)
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
-        except BaseException as exc:  # noqa: BLE001 - handed to the loop to raise
-            err = exc
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(err))
+    def call() -> None:
+        asyncio.run_coroutine_threadsafe(anoop(), loop).result()
 
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    try:
-        return await done
-    finally:
-        thread.join()
+    return await _on_thread(lambda: _timed_blocking(n, call))
 
 
 async def anyio_to(n: int) -> Result:
@@ -135,19 +159,7 @@ async def anyio_from(n: int) -> Result:
     import anyio.from_thread
     import anyio.to_thread
 
-    def body() -> Result:
-        for _ in range(WARMUP):
-            anyio.from_thread.run(anoop)
-        samples: list[int] = []
-        clock = time.perf_counter_ns
-        c0 = time.process_time_ns()
-        for _ in range(n):
-            t0 = clock()
-            anyio.from_thread.run(anoop)
-            samples.append(clock() - t0)
-        return samples, time.process_time_ns() - c0
-
-    return await anyio.to_thread.run_sync(body)
+    return await anyio.to_thread.run_sync(_timed_blocking, n, lambda: anyio.from_thread.run(anoop))
 
 
 ROUND_TRIPS: dict[str, Callable[[int], Any]] = {
@@ -178,9 +190,8 @@ async def idle(window_s: float, with_endpoints: bool, loop_name: str) -> dict[st
             efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             loop.add_reader(efd, lambda: None)
             closers += [lambda: os.close(efd), lambda: loop.remove_reader(efd)]
-    done: asyncio.Future[dict[str, float]] = loop.create_future()
 
-    def measure() -> None:
+    def measure() -> dict[str, float]:
         me = threading.get_native_id()
         time.sleep(min(0.1, window_s / 4))          # let the loop settle into its wait
         c0, m0, w0, t0 = time.process_time_ns(), time.thread_time_ns(), voluntary_switches(me), time.monotonic()
@@ -189,15 +200,11 @@ async def idle(window_s: float, with_endpoints: bool, loop_name: str) -> dict[st
         elapsed = t1 - t0
         # max(): the two clocks are read one after the other, so an idle
         # process can come out a few ns below zero
-        result = {"cpu_pct": max(0.0, 100.0 * ((c1 - c0) - (m1 - m0)) / 1e9 / elapsed),
-                  "wakeups_per_s": (w1 - w0) / elapsed, "window_s": elapsed}
-        loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
+        return {"cpu_pct": max(0.0, 100.0 * ((c1 - c0) - (m1 - m0)) / 1e9 / elapsed),
+                "wakeups_per_s": (w1 - w0) / elapsed, "window_s": elapsed}
 
-    thread = threading.Thread(target=measure, daemon=True)
-    thread.start()
     try:
-        return await done
+        return await _on_thread(measure)
     finally:
-        thread.join()
         for close in reversed(closers):
             close()

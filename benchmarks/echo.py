@@ -15,11 +15,13 @@ per-request round trip, and the server process's CPU time per request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,37 @@ async def client(port: int, conns: int, requests: int, kind: str = "protocol",
     return conns * requests / (time.perf_counter() - t0), lat
 
 
+@contextlib.contextmanager
+def server(loop_name: str, kind: str, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A server process on ``loop_name`` pinned to one CPU, and this process on
+    another, for the ``with`` block: yields the process and its port. The
+    server answers a line on its stdin with its CPU time (every thread, ns)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        portfile = os.path.join(tmp, "port")
+        environ = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]), **env)
+        # Server on one CPU, client on the other: left to the scheduler, the
+        # two processes sometimes share a CPU and sometimes not, and req/s
+        # jumps threefold between runs of the same loop.
+        cpus = sorted(os.sched_getaffinity(0))
+        pin = len(cpus) >= 2
+        with subprocess.Popen([sys.executable, str(Path(__file__)), "server", loop_name, kind, portfile],
+                              env=environ, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              preexec_fn=(lambda: os.sched_setaffinity(0, {cpus[0]})) if pin else None) as proc:
+            try:
+                deadline = time.monotonic() + 20
+                while not (os.path.exists(portfile) and Path(portfile).read_text()):
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"echo server on {loop_name} did not start")
+                    time.sleep(0.01)
+                if pin:
+                    os.sched_setaffinity(0, {cpus[1]})
+                yield proc, int(Path(portfile).read_text())
+            finally:
+                if pin:
+                    os.sched_setaffinity(0, cpus)
+                proc.kill()
+
+
 def run(loop_name: str, kind: str, conns: int, requests: int) -> tuple[float, list[int]]:
     """One server process on ``loop_name``, one client run against it."""
     rate, lat, _ = run_with_cpu(loop_name, kind, conns, requests)
@@ -129,43 +162,19 @@ def run_with_cpu(loop_name: str, kind: str, conns: int, requests: int) -> tuple[
     """Like run(), plus the server's CPU seconds over the measured run."""
     import uvloop
 
-    with tempfile.TemporaryDirectory() as tmp:
-        portfile = os.path.join(tmp, "port")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
-        # Server on one CPU, client on the other: left to the scheduler, the
-        # two processes sometimes share a CPU and sometimes not, and req/s
-        # jumps threefold between runs of the same loop.
-        cpus = sorted(os.sched_getaffinity(0))
-        pin = len(cpus) >= 2
-        server = subprocess.Popen([sys.executable, str(Path(__file__)), "server", loop_name, kind, portfile],
-                                  env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  preexec_fn=(lambda: os.sched_setaffinity(0, {cpus[0]})) if pin else None)
+    with server(loop_name, kind) as (proc, port):
 
         def server_cpu_s() -> float:
-            assert server.stdin is not None and server.stdout is not None
-            server.stdin.write(b"cpu\n")
-            server.stdin.flush()
-            return int(server.stdout.readline()) / 1e9
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(b"cpu\n")
+            proc.stdin.flush()
+            return int(proc.stdout.readline()) / 1e9
 
-        try:
-            deadline = time.monotonic() + 20
-            while not (os.path.exists(portfile) and Path(portfile).read_text()):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"echo server on {loop_name} did not start")
-                time.sleep(0.01)
-            port = int(Path(portfile).read_text())
-            if pin:
-                os.sched_setaffinity(0, {cpus[1]})
-            cpu0: list[float] = []
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                rate, lat = runner.run(client(port, conns, requests, kind,
-                                              on_start=lambda: cpu0.append(server_cpu_s())))
-            return rate, lat, server_cpu_s() - cpu0[0]
-        finally:
-            if pin:
-                os.sched_setaffinity(0, cpus)
-            server.kill()
-            server.wait()
+        cpu0: list[float] = []
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            rate, lat = runner.run(client(port, conns, requests, kind,
+                                          on_start=lambda: cpu0.append(server_cpu_s())))
+        return rate, lat, server_cpu_s() - cpu0[0]
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["server"]:

@@ -32,9 +32,7 @@ import glob
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -81,34 +79,11 @@ def echo_round(base: str, timing: str, conns: int, requests: int) -> dict[str, f
     """One server process (Protocol) on a uintr loop of ``base``, one client run."""
     import uvloop
 
-    loop_name = f"uintr-{base}"
-    with tempfile.TemporaryDirectory() as tmp:
-        portfile = os.path.join(tmp, "port")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]),
-                   UINTR_LOOP_TIMING="1" if timing == "on" else "0")
-        cpus = sorted(os.sched_getaffinity(0))
-        pin = len(cpus) >= 2
-        server = subprocess.Popen(
-            [sys.executable, str(HERE / "echo.py"), "server", loop_name, "protocol", portfile],
-            env=env, preexec_fn=(lambda: os.sched_setaffinity(0, {cpus[0]})) if pin else None)
-        try:
-            deadline = time.monotonic() + 20
-            while not (os.path.exists(portfile) and Path(portfile).read_text()):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"echo server on {loop_name} did not start")
-                time.sleep(0.01)
-            port = int(Path(portfile).read_text())
-            if pin:
-                os.sched_setaffinity(0, {cpus[1]})
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                cpu0 = cpu_ns_of(server.pid)
-                rate, lat = runner.run(echo.client(port, conns, requests))
-                cpu = cpu_ns_of(server.pid) - cpu0
-        finally:
-            if pin:
-                os.sched_setaffinity(0, cpus)
-            server.kill()
-            server.wait()
+    with echo.server(f"uintr-{base}", "protocol", UINTR_LOOP_TIMING="1" if timing == "on" else "0") as (proc, port):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            cpu0 = cpu_ns_of(proc.pid)
+            rate, lat = runner.run(echo.client(port, conns, requests))
+            cpu = cpu_ns_of(proc.pid) - cpu0
     p = percentiles(lat)
     return {"rps": rate, "p50_us": p["p50"], "p99_us": p["p99"],
             "cpu_ns_per_req": cpu / (conns * requests)}

@@ -1,24 +1,25 @@
-"""Thread round trips, the paced one-way wake and the flood, with CPU per op.
+"""The adaptive wakeup's study: thread round trips, the paced one-way wake
+and the flood on busy-poll variants of the uintr loops, with CPU per op and
+the loop's spin counters.
 
 The workloads the adaptive wakeup (docs/design/adaptive-wakeup.md) is for,
-on each loop side by side, in interleaved rounds; medians over rounds.
+on each loop side by side, in interleaved rounds; medians over rounds. They
+are the ones ``make bench`` runs (``benchmarks/run.py``), from the modules
+that own them:
 
-* ``to_thread``: ``await asyncio.to_thread(noop)`` in a loop.
-* ``executor``: ``await loop.run_in_executor(None, noop)``.
-* ``worker``: a dedicated thread takes ``(future, fn)`` from a
-  ``queue.SimpleQueue``, runs ``fn`` and resolves the future with
-  ``call_soon_threadsafe``.
-* ``rcts``: a thread calls ``run_coroutine_threadsafe(coro, loop).result()``
-  in a loop (the loop only runs the coroutines).
-* ``paced``: a thread sleeps 50 us, stamps the clock and calls
-  ``call_soon_threadsafe``; the callback reads the clock (one in flight).
-* ``flood1``/``flood4``: 1 or 4 threads call ``call_soon_threadsafe`` as
-  fast as they can; callbacks run per second.
+* ``to_thread``, ``executor``, ``worker``, ``rcts``: the thread round trips
+  of ``crossthread.py``.
+* ``paced``: the Python sender of ``wake.py`` (one wakeup in flight, 50 us
+  apart).
+* ``flood1``/``flood4``: the flood of ``throughput.py`` from 1 or 4 threads.
 
-Round trips report us per op (wall) and CPU us per op: the process's CPU
-time (every thread, ``time.process_time``) over the run divided by the ops,
-so a spin is never free in these figures. The paced wake reports p50/p99 us
-and CPU us per wakeup. Every loop runs every workload once per round.
+Round trips report us per op (wall, the mean of the timed ops) and CPU us
+per op: the process's CPU time (every thread, ``time.process_time``) over
+the ops divided by their number, so a spin is never free in these figures.
+The paced wake reports p50/p99 us and CPU us per wakeup, the flood callbacks
+per second and CPU us per callback. The spin counters are the loop's
+``statistics()`` after the workload. Every loop runs every workload once per
+round.
 
     python benchmarks/roundtrip.py [--rounds 5] [--loops uvloop,uintr-uvloop,...]
         [--ops 3000] [--json out.json]
@@ -30,188 +31,38 @@ explicit ``busy_poll`` (``uintr-uvloop@0``: never spin).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import functools
 import json
 import os
 import platform
-import queue
 import statistics
 import sys
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
-import uvloop
-
-import uintr_loop
+import crossthread
+import throughput
+import wake
+from _common import loop_factory, percentiles, run_on, with_cpu
 
 PAUSE_S = 50e-6
-
-
-def factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    if name == "asyncio":
-        return asyncio.new_event_loop
-    if name == "uvloop":
-        return uvloop.new_event_loop
-    base_name, _, bp = name.partition("@")
-    base = base_name.split("-", 1)[1]
-    if bp:
-        return functools.partial(uintr_loop.new_event_loop, base=base, busy_poll=float(bp))
-    return functools.partial(uintr_loop.new_event_loop, base=base)
-
-
-def noop() -> None:
-    return None
-
-
-async def to_thread(ops: int) -> int:
-    for _ in range(ops):
-        await asyncio.to_thread(noop)
-    return ops
-
-
-async def executor(ops: int) -> int:
-    loop = asyncio.get_running_loop()
-    for _ in range(ops):
-        await loop.run_in_executor(None, noop)
-    return ops
-
-
-async def worker(ops: int) -> int:
-    loop = asyncio.get_running_loop()
-    jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-
-    def serve() -> None:
-        while True:
-            job = jobs.get()
-            if job is None:
-                return
-            fut, fn = job
-            loop.call_soon_threadsafe(fut.set_result, fn())
-
-    t = threading.Thread(target=serve)
-    t.start()
-    try:
-        for _ in range(ops):
-            fut = loop.create_future()
-            jobs.put((fut, noop))
-            await fut
-    finally:
-        jobs.put(None)
-        t.join()
-    return ops
-
-
-async def rcts(ops: int) -> int:
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-
-    async def coro() -> int:
-        return 1
-
-    def client() -> None:
-        try:
-            for _ in range(ops):
-                asyncio.run_coroutine_threadsafe(coro(), loop).result()
-        finally:
-            loop.call_soon_threadsafe(done.set_result, None)
-
-    t = threading.Thread(target=client)
-    t.start()
-    await done
-    t.join()
-    return ops
-
-
-async def paced(ops: int) -> list[int]:
-    loop = asyncio.get_running_loop()
-    samples: list[int] = []
-    done = loop.create_future()
-    got = threading.Semaphore(0)
-
-    def callback(stamp: int) -> None:
-        samples.append(time.perf_counter_ns() - stamp)
-        got.release()
-        if len(samples) == ops:
-            done.set_result(None)
-
-    def sender() -> None:
-        for _ in range(ops):
-            time.sleep(PAUSE_S)
-            loop.call_soon_threadsafe(callback, time.perf_counter_ns())
-            got.acquire()
-
-    t = threading.Thread(target=sender)
-    t.start()
-    await done
-    t.join()
-    return samples
-
-
-async def flood(senders: int, posts: int) -> int:
-    loop = asyncio.get_running_loop()
-    per = posts // senders
-    total = per * senders
-    count = 0
-    done = loop.create_future()
-
-    def callback() -> None:
-        nonlocal count
-        count += 1
-        if count == total:
-            done.set_result(None)
-
-    def sender() -> None:
-        cst = loop.call_soon_threadsafe
-        for _ in range(per):
-            cst(callback)
-
-    threads = [threading.Thread(target=sender) for _ in range(senders)]
-    for t in threads:
-        t.start()
-    await done
-    for t in threads:
-        t.join()
-    return total
-
-
-WORKLOADS = ("to_thread", "executor", "worker", "rcts", "paced", "flood1", "flood4")
+ROUND_TRIPS = ("to_thread", "executor", "worker", "rcts")
+WORKLOADS = (*ROUND_TRIPS, "paced", "flood1", "flood4")
 
 
 def measure(name: str, workload: str, ops: int, posts: int) -> dict[str, Any]:
     """One workload on a fresh loop: wall and CPU per op (or latency)."""
-    coro_fn: Callable[[], Any] = {
-        "to_thread": lambda: to_thread(ops),
-        "executor": lambda: executor(ops),
-        "worker": lambda: worker(ops),
-        "rcts": lambda: rcts(ops),
-        "paced": lambda: paced(ops),
-        "flood1": lambda: flood(1, posts),
-        "flood4": lambda: flood(4, posts),
-    }[workload]
-    with asyncio.Runner(loop_factory=factory(name)) as runner:
-        runner.run(asyncio.sleep(0))        # the default executor etc. warm
-        if workload in ("to_thread", "executor"):
-            runner.run(to_thread(20))
-        w0, c0 = time.perf_counter(), time.process_time()
-        result = runner.run(coro_fn())
-        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-        loop = runner.get_loop()
-        st = loop.statistics() if hasattr(loop, "statistics") else None
-    out: dict[str, Any] = {}
-    if workload == "paced":
-        s = sorted(result)
-        out["p50"] = s[len(s) // 2] / 1000
-        out["p99"] = s[min(len(s) - 1, int(0.99 * len(s)))] / 1000
-        out["cpu_us"] = cpu / len(s) * 1e6
-    elif workload.startswith("flood"):
-        out["rate"] = result / wall
-        out["cpu_us"] = cpu / result * 1e6
+    factory = loop_factory(name)
+    out: dict[str, Any]
+    if workload in ROUND_TRIPS:
+        (samples, cpu_ns), st = run_on(factory, lambda: crossthread.ROUND_TRIPS[workload](ops))
+        out = {"us": sum(samples) / len(samples) / 1e3, "cpu_us": cpu_ns / len(samples) / 1e3}
+    elif workload == "paced":
+        (samples, cpu_ns), st = run_on(factory, lambda: with_cpu(wake.python_sender(ops, PAUSE_S)))
+        pct = percentiles(samples)
+        out = {"p50": pct["p50"], "p99": pct["p99"], "cpu_us": cpu_ns / len(samples) / 1e3}
     else:
-        out["us"] = wall / result * 1e6
-        out["cpu_us"] = cpu / result * 1e6
+        senders = int(workload.removeprefix("flood"))
+        (rate, cpu_ns), st = run_on(factory, lambda: with_cpu(throughput.throughput(senders, posts)))
+        out = {"rate": rate, "cpu_us": cpu_ns / (posts // senders * senders) / 1e3}
     if st is not None:
         out["spins"] = st.busy_polls
         out["hits"] = st.busy_poll_hits

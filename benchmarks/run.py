@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (HERE, LOOPS, MISSING, PEERS, REPO, UINTR_LOOPS, is_uintr, log, loop_factory, median,
-                     percentiles, run_on, versions)
+                     percentiles, run_on, versions, with_cpu)
 
 RESULTS = Path(os.environ.get("UINTR_BENCH_RESULTS") or HERE / "results")
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -50,42 +50,13 @@ QUICK = {"rounds": 1, "wakeups": 200, "posts": 10_000, "ops": 200, "idle": 0.2, 
 
 # ---------------------------------------------------------------- the child: one loop, every workload
 
-async def _paced(wakeups: int) -> tuple[list[int], int]:
-    import wake
-
-    c0 = time.process_time_ns()
-    samples = await wake.python_sender(wakeups, PAUSE_S)
-    return samples, time.process_time_ns() - c0
-
-
-async def _native_eventfd(wakeups: int) -> tuple[list[int], int]:
-    import native_eventfd
-
-    c0 = time.process_time_ns()
-    samples = await native_eventfd.eventfd_sender(wakeups, PAUSE_S)
-    return samples, time.process_time_ns() - c0
-
-
-async def _native_uintr(wakeups: int) -> tuple[list[int], int]:
-    import wake
-
-    c0 = time.process_time_ns()
-    samples = await wake.native_sender(wakeups, PAUSE_S)
-    return samples, time.process_time_ns() - c0
-
-
-async def _flood(senders: int, posts: int) -> tuple[float, int]:
-    import throughput
-
-    c0 = time.process_time_ns()
-    rate = await throughput.throughput(senders, posts)
-    return rate, time.process_time_ns() - c0
-
-
 def worker(name: str, p: dict[str, Any]) -> dict[str, Any]:
     """Every workload once on fresh loops of kind ``name``; figures, samples, errors."""
     import crossthread as ct
     import echo
+    import native_eventfd
+    import throughput
+    import wake
 
     factory = loop_factory(name)
     out: dict[str, Any] = {"errors": {}, "samples": {}, "seconds": {}}
@@ -105,19 +76,19 @@ def worker(name: str, p: dict[str, Any]) -> dict[str, Any]:
     attempt("idle", lambda: idle("idle", False))
     attempt("idle_endpoints", lambda: idle("idle_endpoints", True))
 
-    def latency(key: str, coro: Any) -> None:
-        (samples, cpu), _ = run_on(factory, lambda: coro(p["wakeups"]))
+    def latency(key: str, sender: Any) -> None:
+        (samples, cpu), _ = run_on(factory, lambda: with_cpu(sender(p["wakeups"], PAUSE_S)))
         out[key] = {**percentiles(samples), "cpu_us": cpu / len(samples) / 1e3}
         out["samples"][key] = samples
 
-    attempt("wake", lambda: latency("wake", _paced))
-    attempt("native_eventfd", lambda: latency("native_eventfd", _native_eventfd))
+    attempt("wake", lambda: latency("wake", wake.python_sender))
+    attempt("native_eventfd", lambda: latency("native_eventfd", native_eventfd.eventfd_sender))
     if is_uintr(name):
-        attempt("native_uintr", lambda: latency("native_uintr", _native_uintr))
+        attempt("native_uintr", lambda: latency("native_uintr", wake.native_sender))
 
     def flood(senders: int) -> None:
         posts = p["posts"] // senders * senders
-        (rate, cpu), _ = run_on(factory, lambda: _flood(senders, posts))
+        (rate, cpu), _ = run_on(factory, lambda: with_cpu(throughput.throughput(senders, posts)))
         out[f"flood{senders}"] = {"mcalls": rate / 1e6, "cpu_us": cpu / posts / 1e3}
 
     attempt("flood1", lambda: flood(1))
@@ -135,8 +106,6 @@ def worker(name: str, p: dict[str, Any]) -> dict[str, Any]:
         out[key] = {"rps": rate, **percentiles(lat), "cpu_us": cpu_s * 1e6 / len(lat)}
 
     def notifications() -> None:
-        import throughput
-
         out["notifications"] = {
             "busy": throughput.per_thousand(factory, throughput.busy_posts, p["calls"]),
             "idle": throughput.per_thousand(factory, throughput.idle_posts, p["calls"] // 5)}
