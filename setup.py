@@ -1,7 +1,8 @@
 """Build the compiled core: cython_src/_core.pyx -> uintr_loop._core.
 
 The public cimport API lives in uintr_loop/_core.pxd (shipped with the package);
-cython_src/ holds the implementation and the C headers under includes/.
+cython_src/ holds _core.pyx with the files it includes under core/, the C
+headers under includes/ and the hardware extension under hw/.
 
 The hardware backend (uintr_loop._hardware) is built only where a test
 compile shows the compiler takes -muintr -mgeneral-regs-only, an interrupt

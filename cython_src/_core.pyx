@@ -68,20 +68,20 @@ def register_value_types(receiver_statistics, loop_statistics, wake_latency):
     LoopStatistics = loop_statistics
     WakeLatency = wake_latency
 
-include "errors.pxi"
-include "duration.pxi"
-include "sender.pxi"
-include "port.pxi"
-include "receiver.pxi"
-include "mailbox.pxi"
-include "executor.pxi"
-include "uvhook.pxi"
-include "port_hardware.pxi"
-include "vectorfd.pxi"
-include "probe.pxi"
-include "shim.pxi"
-include "preempt.pxi"
-include "metrics.pxi"
+include "core/errors.pxi"
+include "core/duration.pxi"
+include "core/sender.pxi"
+include "core/port.pxi"
+include "core/receiver.pxi"
+include "core/mailbox.pxi"
+include "core/executor.pxi"
+include "core/uvhook.pxi"
+include "core/port_hardware.pxi"
+include "core/vectorfd.pxi"
+include "core/probe.pxi"
+include "core/shim.pxi"
+include "core/preempt.pxi"
+include "core/metrics.pxi"
 
 
 # -- reached by the project's test extension (tests/_testcore) through

@@ -1,6 +1,6 @@
 """Installing the scheduler shim on a loop (the hook every uintr loop calls).
 
-The shim itself is compiled (cython_src/shim.pxi, with the design notes);
+The shim itself is compiled (cython_src/core/shim.pxi, with the design notes);
 this module is the one place that decides whether a loop gets it.
 """
 from __future__ import annotations
