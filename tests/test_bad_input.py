@@ -532,12 +532,16 @@ row("C:uintr_send", "closed receiver: -ESHUTDOWN, nothing sent",
 
 each("loop.busy_poll", "=", [None, True, "3", object(), Decimal(1)],
      lambda c, v: setattr(c.loop, "busy_poll", v), TypeError, "busy_poll must be a number")
-each("loop.busy_poll", "=", [-1, 1_000_001, 2**64, math.nan, math.inf],
+each("loop.busy_poll", "=", [-1, 1_000_001, 2**64, 10**400, math.nan, math.inf],
      lambda c, v: setattr(c.loop, "busy_poll", v), ValueError, "between 0 and 1000000")
 # every duration is a real number: a Fraction is one (a Decimal is not, above)
 row("loop.busy_poll", "= Fraction(5, 2): 2.5 microseconds",
     lambda c: (setattr(c.loop, "busy_poll", Fraction(5, 2)), c.loop.busy_poll)[1], None,
     result=2.5)
+row("deadline", "seconds=10**400: beyond a float, no deadline",
+    lambda c: uintr_loop.deadline(10**400).seconds, None, result=math.inf)
+row("deadline", "seconds=-10**400: beyond a float, expires at once",
+    lambda c: uintr_loop.deadline(-10**400).seconds, None, result=-math.inf)
 row("deadline", "seconds=Fraction(1, 2)", lambda c: uintr_loop.deadline(Fraction(1, 2)).seconds,
     None, result=0.5)
 row("loop.busy_poll", "set on a closed loop", lambda c: setattr(c.closed_loop(), "busy_poll", 1),
@@ -555,7 +559,7 @@ row("loop.busy_poll", "read after close: 0, no error", lambda c: c.closed_loop()
     result=0.0)
 each("loop.set_hog_watchdog", "threshold", [True, "3", object(), Decimal(1)],
      lambda c, v: c.loop.set_hog_watchdog(v), TypeError, "threshold must be a number")
-each("loop.set_hog_watchdog", "threshold", [0, -1, math.nan, math.inf, 1e300, 2**64],
+each("loop.set_hog_watchdog", "threshold", [0, -1, math.nan, math.inf, 1e300, 2**64, 10**400],
      lambda c, v: c.loop.set_hog_watchdog(v), ValueError, r"threshold must be > 0 and <= \S+ seconds")
 each("loop.set_hog_watchdog", "callback", [True, "3", 42],
      lambda c, v: c.loop.set_hog_watchdog(1.0, v), TypeError, "callback must be callable")

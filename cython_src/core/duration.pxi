@@ -8,7 +8,8 @@
 #   pass as "no limit" or "at once" depending on the test that met it;
 # - bounds, where the call site has them, are checked here and named in the
 #   message with the unit; infinity is a value like any other (a call site
-#   without an upper bound decides what it means: "never", usually).
+#   without an upper bound decides what it means: "never", usually), and an
+#   int or Fraction too large for a float counts as infinite.
 
 
 def check_duration(value, str name, str unit="seconds", *, bint none=False,
@@ -29,7 +30,11 @@ def check_duration(value, str name, str unit="seconds", *, bint none=False,
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError("%s must be %s, got %s" % (name, what, type(value).__name__))
-    cdef double v = float(value)
+    cdef double v
+    try:
+        v = float(value)
+    except OverflowError:       # an int or Fraction beyond a float: infinite
+        v = float("inf") if value > 0 else float("-inf")
     if minimum is None and maximum is None:
         if v != v:
             raise ValueError("%s must be %s, got nan" % (name, what))
@@ -45,7 +50,10 @@ def check_duration(value, str name, str unit="seconds", *, bint none=False,
             if maximum is not None:
                 parts.append("<= %s" % _bound(maximum))
             bounds = " and ".join(parts)
-        raise ValueError("%s must be %s %s, got %r" % (name, bounds, unit, value))
+        shown = repr(value)
+        if len(shown) > 40:
+            shown = shown[:20] + "..." + shown[-8:]
+        raise ValueError("%s must be %s %s, got %s" % (name, bounds, unit, shown))
     return v
 
 
