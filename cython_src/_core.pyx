@@ -3,6 +3,7 @@
 
 One extension, one concern per included file:
   errors.pxi    exceptions of the public API
+  duration.pxi  the one check of a number of seconds or microseconds
   sender.pxi    the send path, Sender and the nogil cimport API
   port.pxi      a loop's UPID table and notification channel (the loop side)
   receiver.pxi  Receiver and VectorFd (recognition, delivery, masking)
@@ -56,7 +57,7 @@ from preempt cimport *
 # The core imports nothing from the package (C headers <- core <- package):
 # the package hands it what it needs at import. The statistics' value types
 # (uintr_loop._types, pure Python) come through register_value_types(); the
-# urgent-vector doorbell (uintr_loop._deadline) through set_urgent_hook().
+# urgent-vector doorbell (uintr_loop._doorbell) through set_urgent_hook().
 LoopStatistics = ReceiverStatistics = WakeLatency = None
 
 
