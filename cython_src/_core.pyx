@@ -1,7 +1,7 @@
 # cython: language_level=3, freethreading_compatible=True
 """uintr_loop's compiled core: UPIDs, the send path and the loop's port.
 
-One extension, one concern per included file:
+One extension, one concern per included file (in core/):
   errors.pxi    exceptions of the public API
   duration.pxi  the one check of a number of seconds or microseconds
   sender.pxi    the send path, Sender and the nogil cimport API
