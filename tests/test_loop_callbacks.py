@@ -15,6 +15,7 @@ import random
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable
 from typing import Any, Callable, TypeVar
 
@@ -381,6 +382,68 @@ async def test_call_soon_threadsafe_context_argument() -> None:
         loop.call_soon_threadsafe(lambda: fut.set_result(var.get()), context=ctx)
 
     assert await _guarded_with_thread(worker, fut) == "from-ctx"
+
+
+async def test_call_soon_threadsafe_without_context_isolates_each_call() -> None:
+    """Each call snapshots the caller's context: a callback sees the value
+    set before its call, and its own set() reaches neither the caller nor
+    the next callback (asyncio's Handle copies per call)."""
+    loop = asyncio.get_running_loop()
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("ts_iso", default=0)
+    seen: list[int] = []
+    done = loop.create_future()
+
+    def callback() -> None:
+        seen.append(var.get())
+        var.set(-1)
+        if len(seen) == 6:
+            done.set_result(None)
+
+    def worker() -> None:
+        for value in (1, 1, 2, 2, 3, 3):
+            var.set(value)
+            loop.call_soon_threadsafe(callback)
+        var.set(99)
+
+    await _guarded_with_thread(worker, done)
+    assert seen == [1, 1, 2, 2, 3, 3]
+    assert var.get() == 0
+
+
+def _handle_context(handle: Any) -> contextvars.Context:
+    """get_context() (asyncio's Handle has it from 3.12; _context before;
+    plain uvloop's Handle has neither: the test is skipped there)."""
+    get = getattr(handle, "get_context", None)
+    if get is not None:
+        return get()  # type: ignore[no-any-return]
+    if not hasattr(handle, "_context"):
+        pytest.skip(f"{type(handle).__name__} exposes no context")
+    return handle._context  # type: ignore[no-any-return]
+
+
+async def test_call_soon_threadsafe_contexts_stay_collectable() -> None:
+    """A handle's context is seen by the cycle collector once the handle ran
+    or was cancelled (the uvloop base hides a pending one from it; gcpark.h):
+    a cycle through the context of a handle that ran is collected."""
+    loop = asyncio.get_running_loop()
+    var: contextvars.ContextVar[object] = contextvars.ContextVar("ts_gc")
+
+    class Node:
+        ctx: contextvars.Context | None = None
+
+    ran = loop.call_soon_threadsafe(lambda: var.set(Node()))
+    cancelled = loop.call_soon_threadsafe(print, "never")
+    cancelled.cancel()
+    await _drain(loop)
+    ctx = _handle_context(ran)
+    assert gc.is_tracked(ctx)
+    assert gc.is_tracked(_handle_context(cancelled))
+    node = ctx[var]
+    node.ctx = ctx                      # context -> node -> context
+    ref = weakref.ref(node)
+    del ran, ctx, node
+    gc.collect()
+    assert ref() is None
 
 
 async def test_call_soon_threadsafe_interleaved_with_timers() -> None:

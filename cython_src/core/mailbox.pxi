@@ -35,6 +35,7 @@
 cimport cython
 from cpython.contextvars cimport PyContext_CopyCurrent
 from cpython.list cimport PyList_GET_SIZE
+from gcpark cimport uintr_gc_park, uintr_gc_unpark
 
 
 cdef extern from "Python.h":
@@ -56,6 +57,7 @@ cdef class ThreadsafeHandle:
     cdef tuple _args
     cdef object _context
     cdef bint _cancelled
+    cdef bint _parked       # _context is out of the collector's sight (gcpark.h)
     cdef readonly object _source_traceback   # asyncio's name; debug mode only
 
     def cancel(self):
@@ -66,20 +68,17 @@ cdef class ThreadsafeHandle:
                 callback, args = self._callback, self._args
                 self._callback = None
                 self._args = None
+                self.unpark()
         # the references are dropped here, outside the section: a callback's
         # or argument's __del__ may run Python code
 
-    cdef object take(self):
-        """(callback, args) to run, or None if cancelled; the handle lets
-        go of both (the drain's side of cancel())."""
-        cdef object callback, args
-        with cython.critical_section(self):
-            if self._cancelled:
-                return None
-            callback, args = self._callback, self._args
-            self._callback = None
-            self._args = None
-        return callback, args
+    cdef inline void unpark(self):
+        if self._parked:
+            self._parked = False
+            uintr_gc_unpark(self._context)
+
+    def __dealloc__(self):
+        self.unpark()
 
     def cancelled(self):
         return self._cancelled
@@ -102,7 +101,7 @@ cdef class Mailbox:
     cdef readonly bint closed
 
     def __cinit__(self, loop, Port port not None):
-        self.items = []
+        self.items = new_items()
         self.loop = loop
         self.port = port
         port.wakeup_handler = self.on_wakeup
@@ -126,7 +125,11 @@ cdef class Mailbox:
             handle._source_traceback = traceback.extract_stack()
         handle._callback = callback
         handle._args = args
-        handle._context = PyContext_CopyCurrent() if context is None else context
+        if context is None:
+            handle._context = PyContext_CopyCurrent()
+            handle._parked = uintr_gc_park(handle._context)
+        else:
+            handle._context = context
         with cython.critical_section(self):  # model step M: the test and the append
             closed = self.closed
             if not closed:
@@ -176,7 +179,7 @@ cdef class Mailbox:
     # not queued (Port.dispatch), and never in debug mode, where uvloop
     # times each callback it runs.
     cdef int run_items(self, bint inline) except -1:
-        cdef list fresh = []
+        cdef list fresh = new_items()
         cdef list items
         cdef ThreadsafeHandle handle
         cdef Py_ssize_t i, n
@@ -191,10 +194,17 @@ cdef class Mailbox:
             return 0
         for i in range(n):
             handle = <ThreadsafeHandle>items[i]
-            taken = handle.take()
-            if taken is None:
-                continue
-            callback, args = taken
+            # the list lets go of each handle as it runs, so a flood's batch
+            # does not keep the contexts of callbacks already run alive (and
+            # walked by the collector) until the whole batch is done
+            items[i] = None
+            with cython.critical_section(handle):   # the drain's side of cancel()
+                if handle._cancelled:
+                    continue
+                callback, args = handle._callback, handle._args
+                handle._callback = None
+                handle._args = None
+                handle.unpark()
             try:
                 PyContext_Enter(handle._context)
                 try:
@@ -247,6 +257,16 @@ cdef class Mailbox:
             self.port = None
         if port is not None:
             (<Port>port).wakeup_handler = None
+
+
+cdef list new_items():
+    # A mailbox's list holds only handles, which the collector does not
+    # track (a cycle through one cannot be found anyway), so it is parked
+    # for good: a young collection in a flood would otherwise walk the
+    # thousands of handles waiting in it, each time (gcpark.h).
+    cdef list items = []
+    uintr_gc_park(items)
+    return items
 
 
 cdef int check_callback(callback, str method) except -1:
