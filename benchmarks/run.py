@@ -3,7 +3,8 @@
 Each round runs, for every loop available here (asyncio, uvloop, rloop,
 rsloop, zuvloop, uintr_loop on each base) and in an order that rotates from
 round to round, one child process that runs every workload once on a fresh
-loop of that kind; the C floor runs once per round too. A figure is the
+loop of that kind; the C floor and the thread hand-off floors
+(handoff_floor.py, no loop) run once per round too. A figure is the
 median over rounds; a ratio is the median over rounds of the ratio measured
 within one round ("x best peer": to the best peer of that round), so both
 sides of a ratio saw the same machine. Every latency and throughput figure
@@ -128,6 +129,17 @@ def run_floor(wakeups: int) -> dict[str, Any]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return {**percentiles(samples), "cpu_us": cpu_s * 1e6 / len(samples), "samples": samples}
+
+
+def run_handoff(ops: int, index: int) -> dict[str, Any]:
+    """The thread hand-off floors (handoff_floor.py), in this process: it has no loop."""
+    import handoff_floor
+
+    try:
+        return handoff_floor.one_round(ops, index)
+    except Exception as exc:  # noqa: BLE001 - the floors failing must not lose the loops' run
+        log(f"  hand-off floors failed: {type(exc).__name__}: {exc}")
+        return {}
 
 
 def run_child(name: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -301,6 +313,11 @@ def markdown(rounds: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             cells += [f"{f1(fig(rounds, n, key, 'p50'))} / {f1(fig(rounds, n, key, 'cpu_us'))}",
                       ratio_cell(best_peer_ratio(rounds, n, key, "p50", False))]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    if any(r.get("handoff") for r in rounds):
+        import handoff_floor
+
+        floors = handoff_floor.summary([r["handoff"] for r in rounds if r.get("handoff")])
+        lines.append(handoff_floor.section(floors, rounds, "this run").rstrip("\n"))
 
     lines += ["\n## Idle loop\n",
               f"CPU % of one core and wakeups per second of the loop's process over {meta['params']['idle']:g} s "
@@ -434,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         fl = run_floor(p["wakeups"])
         floor_samples += fl.pop("samples")
         r["floor"] = fl
+        r["handoff"] = run_handoff(p["ops"], i)
         for n in order:
             r["loops"][n] = run_child(n, p)
         rounds.append(r)
