@@ -34,9 +34,10 @@ def test_xproc_pipeline_example_quick(tmp_path: Path) -> None:
         assert 1 <= r["wakeups"] <= r["items"], r
         assert r["items_per_s"] > 0 and 0 < r["p50_us"] <= r["p99_us"], r
     # a pipe pays one write per item; a post at most one eventfd write, and
-    # none when the loop's busy poll (SN set) takes it: 0 is a valid count
+    # none when the loop's busy poll (SN set) takes it, so any count up to
+    # one per item is valid (0 included)
     assert rows["pipe", "burst"]["syscalls"] == 20_000
-    assert 0 <= rows["uintr", "burst"]["syscalls"] <= 20_000
+    assert rows["uintr", "burst"]["syscalls"] <= 20_000
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11),

@@ -414,6 +414,8 @@ cdef class TaskReceiver(Receiver):
 cdef object check_wait_timeout(timeout):
     """``timeout`` as wait() uses it: None (forever; also for +inf) or a
     number of seconds (<= 0: do not wait)."""
+    if timeout is None:
+        return None             # the common wait(), without a call
     timeout = check_duration(timeout, "timeout", none=True)
     return None if timeout == float("inf") else timeout
 

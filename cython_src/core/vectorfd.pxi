@@ -406,16 +406,12 @@ cdef class _WatchFds:
 
     def close(self):
         with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-            self.epoll.close()
-            close(self.stop_r)
-            close(self.stop_w)
+            self.close_copies()
 
     cdef close_copies(self):
-        """In a fork child: no thread, and the lock may have been held at
-        the fork by the parent's; close our copies without it."""
+        """Close the fds once. Without the lock only in a fork child, where
+        no thread runs and the lock may have been held at the fork by the
+        parent's."""
         if not self.closed:
             self.closed = True
             self.epoll.close()
