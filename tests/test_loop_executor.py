@@ -154,6 +154,56 @@ async def test_jobs_the_executor_drops_unrun_are_cancelled() -> None:
     assert ran == []
 
 
+class _CountingPool(concurrent.futures.ThreadPoolExecutor):
+    """A subclass that overrides submit(): its jobs must go through it."""
+
+    submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        type(self).submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_a_thread_pool_subclass_gets_its_jobs_through_its_submit() -> None:
+    loop = asyncio.get_running_loop()
+    _CountingPool.submitted = 0
+    with _CountingPool(max_workers=2) as pool:
+        results = await guarded(asyncio.gather(*(loop.run_in_executor(pool, pow, i, 2) for i in range(5))))
+    assert results == [i * i for i in range(5)]
+    assert _CountingPool.submitted == 5
+
+
+def _fail_init() -> None:
+    raise RuntimeError("initializer fails")
+
+
+async def test_a_pool_whose_initializer_fails_raises_broken_thread_pool() -> None:
+    """The pool drops the queued job with BrokenThreadPool, which reaches
+    the awaiting task (as through wrap_future); the loop goes on."""
+    loop = asyncio.get_running_loop()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=_fail_init)
+    try:
+        with pytest.raises(concurrent.futures.thread.BrokenThreadPool):
+            await guarded(loop.run_in_executor(pool, pow, 2, 2))
+        with pytest.raises(concurrent.futures.thread.BrokenThreadPool):
+            loop.run_in_executor(pool, pow, 2, 2)
+    finally:
+        pool.shutdown(wait=True)
+    assert await guarded(loop.run_in_executor(None, pow, 3, 2)) == 9
+
+
+@pytest.mark.skipif(not hasattr(concurrent.futures, "InterpreterPoolExecutor"),
+                    reason="InterpreterPoolExecutor is new in Python 3.14 (probed concurrent.futures)")
+async def test_run_in_interpreter_pool() -> None:
+    """A ThreadPoolExecutor subclass whose jobs run in subinterpreters: the
+    function is shared with the subinterpreter, not run in this one."""
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.InterpreterPoolExecutor(max_workers=1) as pool:  # type: ignore[attr-defined]
+        assert await guarded(loop.run_in_executor(pool, pow, 3, 4), HANG_GUARD * 3) == 81
+        with pytest.raises(ZeroDivisionError):
+            await guarded(loop.run_in_executor(pool, divmod, 1, 0), HANG_GUARD * 3)
+
+
 async def test_executor_job_returning_after_the_future_was_cancelled() -> None:
     """The answer of a job already running when its future is cancelled is
     dropped: nothing reaches the exception handler, the loop goes on."""

@@ -1,34 +1,67 @@
 # run_in_executor's shortest safe path (both bases).
 #
 # asyncio (and uvloop) run an executor job as executor.submit(func) wrapped
-# by futures.wrap_future: the worker completes a concurrent.futures.Future
-# (its condition variable, its done callbacks), whose callback posts
-# _set_state with call_soon_threadsafe; on the loop, _copy_future_state
-# takes the concurrent future's condition twice more to read its result
-# and sets the asyncio future. Here the job submitted is an ExecutorJob: the
-# worker runs func and posts the outcome straight to the asyncio future
-# (one call_soon_threadsafe of resolve_job), and nothing waits on the
-# concurrent future, which completes with None. That is one post per job,
-# as before, minus the chaining.
+# by futures.wrap_future: the executor makes a concurrent.futures.Future and
+# a work item around func; the worker marks the future running (its
+# condition variable), runs func, completes the future (the condition again,
+# its done callbacks), whose callback posts _set_state with
+# call_soon_threadsafe; on the loop, _copy_future_state takes the concurrent
+# future's condition twice more to read its result and sets the asyncio
+# future. Here the job is an ExecutorJob: the worker runs func and posts the
+# outcome straight to the asyncio future (one call_soon_threadsafe of
+# resolve_job). No concurrent future exists at all on the direct path below;
+# through executor.submit() one exists, and nothing waits on it.
+#
+# The direct path: a plain ThreadPoolExecutor's worker takes work items from
+# the executor's queue and calls item.run() (item.run(ctx) from 3.14, ctx
+# being what runs the task), nothing else; shutdown(cancel_futures=True)
+# calls item.future.cancel() on the items it drops, and a failed thread
+# initializer item.future.set_exception(). An ExecutorJob has that shape
+# (its `future` is itself), so it goes into the queue as its own work item,
+# after the checks submit() makes, under the same locks, and the executor
+# grows its threads as submit() has it do. This reads the executor's private
+# names (_work_queue, _adjust_thread_count, _shutdown_lock, _broken,
+# _shutdown, and the module's _shutdown and _global_shutdown_lock), the same
+# in every CPython this package supports; where one is missing the job goes
+# through submit(), and a subclass always does (it may override submit).
 #
 # What wrap_future does besides, and how it is kept:
 #  - the asyncio future cancelled: the concurrent one is cancelled, so a job
 #    not yet started never runs. Here the job looks at the asyncio future
 #    when it starts and does not run func if it is cancelled.
 #  - the executor drops a job unrun (shutdown(cancel_futures=True)): the
-#    asyncio future is cancelled. Here the job's finaliser, which runs when
-#    the executor lets go of a job that never ran, posts the cancellation.
+#    asyncio future is cancelled. Here the job is cancelled by the executor
+#    (direct path) or its finaliser runs when the executor lets go of a job
+#    that never ran (through submit()); either posts the cancellation.
 #  - the loop closed before the answer: the answer is dropped silently.
 #  - concurrent.futures' exceptions are converted to asyncio's.
-# Only ThreadPoolExecutor (and subclasses) take this path: the job is not
-# picklable, and a process pool goes the base loop's way.
+# Only thread pools take this path: the job is not picklable, so a process
+# pool, and from 3.14 an InterpreterPoolExecutor (a ThreadPoolExecutor that
+# runs each job in a subinterpreter), go the base loop's way.
 #
 # The port is told that a round trip is in flight (Port.expect): the
 # adaptive wakeup spins only while a post is expected (busypoll.h).
 
 import concurrent.futures
+import concurrent.futures.thread as _tpe_module
 
 _convert_future_exc = getattr(asyncio.futures, "_convert_future_exc", lambda exc: exc)
+_interpreter_pool = getattr(concurrent.futures, "InterpreterPoolExecutor", None)
+_direct_queue = all(hasattr(_tpe_module, name) for name in ("_shutdown", "_global_shutdown_lock"))
+
+
+cdef int enqueue_job(executor, ExecutorJob job) except -1:
+    """ThreadPoolExecutor.submit() with the job as its own work item."""
+    with executor._shutdown_lock, _tpe_module._global_shutdown_lock:
+        if executor._broken:
+            raise getattr(executor, "BROKEN", _tpe_module.BrokenThreadPool)(executor._broken)
+        if executor._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if _tpe_module._shutdown:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        executor._work_queue.put(job)
+        executor._adjust_thread_count()
+    return 0
 
 
 cdef class ExecutorJob:
@@ -39,6 +72,37 @@ cdef class ExecutorJob:
     cdef tuple args
     cdef Port port
     cdef bint answered
+
+    # The work item's shape (the direct path): the worker calls run(); the
+    # executor, dropping the job, cancels or fails its `future`.
+    @property
+    def future(self):
+        return self
+
+    def run(self, ctx=None):
+        self()
+
+    def cancel(self):
+        """The executor dropped the job unrun: its asyncio future is cancelled."""
+        self.drop(None)
+        return True
+
+    def set_exception(self, exc):
+        """The executor cannot run the job (its thread initializer failed)."""
+        self.drop(exc)
+
+    cdef drop(self, exc):
+        if self.answered or self.fut is None:
+            return
+        fut = self.fut
+        self.answer(None, None, False)
+        try:
+            if exc is None:
+                self.loop.call_soon_threadsafe(cancel_job, fut)
+            else:
+                self.loop.call_soon_threadsafe(resolve_job, fut, None, exc)
+        except RuntimeError:
+            pass
 
     def __call__(self):
         cdef object result = None
@@ -72,13 +136,7 @@ cdef class ExecutorJob:
     def __del__(self):
         # Dropped by the executor without having run (or after submit
         # failed, which marks it answered first).
-        if not self.answered and self.fut is not None:
-            fut = self.fut
-            self.answer(None, None, False)
-            try:
-                self.loop.call_soon_threadsafe(cancel_job, fut)
-            except RuntimeError:
-                pass
+        self.drop(None)
 
 
 def resolve_job(fut, result, error):
@@ -102,6 +160,8 @@ def submit_executor_job(loop, Port port not None, executor, func, tuple args):
     cdef ExecutorJob job
     if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
         return None
+    if _interpreter_pool is not None and isinstance(executor, _interpreter_pool):
+        return None
     fut = loop.create_future()
     job = ExecutorJob.__new__(ExecutorJob)
     job.loop = loop
@@ -111,7 +171,10 @@ def submit_executor_job(loop, Port port not None, executor, func, tuple args):
     job.port = port
     port.expect(1)
     try:
-        executor.submit(job)
+        if _direct_queue and type(executor) is concurrent.futures.ThreadPoolExecutor:
+            enqueue_job(executor, job)
+        else:
+            executor.submit(job)
     except BaseException:
         job.answered = True
         job.fut = job.func = job.args = None
