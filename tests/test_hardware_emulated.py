@@ -68,8 +68,8 @@ pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("hw-emu") / "results.json"
     proc = subprocess.run(
-        [sys.executable, str(HERE / "hw_emu" / "hw_emu.py"), "--no-build-bochs", "--json", str(out),
-         "--timeout", "600"],
+        [sys.executable, str(HERE / "hw_emu" / "hw_emu.py"), "--no-build-bochs", "--no-build-kernel",
+         "--levels", "1,1-rfc", "--json", str(out), "--timeout", "600"],
         capture_output=True, text=True, timeout=900,
     )
     assert out.exists(), f"hw_emu.py wrote no results (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
@@ -101,7 +101,8 @@ def test_level1_checked_everything_the_brief_asks(results: dict[str, dict], leve
 
 @pytest.mark.timeout(960)
 def test_levels_not_built_are_reported_not_failed(results: dict[str, dict]) -> None:
+    # Level 2 boots a kernel for minutes: make test leaves it to make hw-emu.
     for level in ("2", "3"):
-        assert results[level]["state"] in ("ran", "not built")
-        if results[level]["state"] == "not built":
+        assert results[level]["state"] in ("ran", "not built", "skipped")
+        if results[level]["state"] != "ran":
             assert results[level]["notes"] and not results[level]["failed"]
