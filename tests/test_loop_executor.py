@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import logging
 import multiprocessing
 import sys
 import threading
@@ -202,6 +203,42 @@ async def test_run_in_interpreter_pool() -> None:
         assert await guarded(loop.run_in_executor(pool, pow, 3, 4), HANG_GUARD * 3) == 81
         with pytest.raises(ZeroDivisionError):
             await guarded(loop.run_in_executor(pool, divmod, 1, 0), HANG_GUARD * 3)
+
+
+async def test_an_answer_that_cannot_be_posted_is_logged_and_the_worker_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The worker's post of the answer raises (the loop is not closed):
+    concurrent.futures' logger has it, and the pool's only worker stays
+    alive for the next job."""
+    loop = asyncio.get_running_loop()
+    real = loop.call_soon_threadsafe
+    own = "call_soon_threadsafe" in vars(loop)
+    refused: list[bool] = []
+
+    def refuse_once(*args: object, **kwargs: object) -> object:
+        if not refused and threading.current_thread() is not threading.main_thread():
+            refused.append(True)
+            raise RuntimeError("post refused")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    gate = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        lost = loop.run_in_executor(pool, gate.wait, HANG_GUARD)
+        loop.call_soon_threadsafe = refuse_once  # type: ignore[method-assign]
+        try:
+            with caplog.at_level(logging.ERROR, logger="concurrent.futures"):
+                gate.set()
+                assert await guarded(loop.run_in_executor(pool, pow, 3, 3)) == 27
+        finally:
+            if own:
+                loop.call_soon_threadsafe = real  # type: ignore[method-assign]
+            else:
+                del loop.call_soon_threadsafe
+        assert not lost.done()
+        lost.cancel()
+    assert refused == [True]
+    logged = [r for r in caplog.records if r.name == "concurrent.futures" and r.exc_info]
+    assert [type(r.exc_info[1]) for r in logged] == [RuntimeError]  # type: ignore[index]
 
 
 async def test_executor_job_returning_after_the_future_was_cancelled() -> None:

@@ -80,7 +80,12 @@ cdef class ExecutorJob:
         return self
 
     def run(self, ctx=None):
-        self()
+        # Nothing may escape into the worker's loop, which would end the
+        # thread; submit()'s work item swallows it into its future the same.
+        try:
+            self()
+        except BaseException:
+            concurrent.futures._base.LOGGER.exception("run_in_executor: the job's answer was not posted")
 
     def cancel(self):
         """The executor dropped the job unrun: its asyncio future is cancelled."""
