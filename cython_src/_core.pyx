@@ -43,8 +43,8 @@ from cpu cimport uintr_cpuid_leaf7_edx, uintr_raw_syscall2
 from memfd cimport uintr_map_table, uintr_unmap_table
 from notify cimport (UINTR_CHANNEL_EVENTFD, UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_notify,
                      uintr_channel_open, uintr_channel_t)
-from busypoll cimport (UINTR_BUSY_POLL_ADAPTIVE, uintr_adapt_expect, uintr_adapt_init,
-                      uintr_adapt_observe, uintr_adapt_t, uintr_poll_stats_t,
+from busypoll cimport (UINTR_BUSY_POLL_ADAPTIVE, uintr_adapt_await_handoff, uintr_adapt_expect,
+                      uintr_adapt_init, uintr_adapt_observe, uintr_adapt_park, uintr_adapt_t, uintr_poll_stats_t,
                       uintr_spin_before_block)
 from loopstats cimport *
 from send cimport uintr_sender_c, uintr_sender_post, uintr_sender_send
@@ -76,6 +76,7 @@ include "core/port.pxi"
 include "core/receiver.pxi"
 include "core/mailbox.pxi"
 include "core/executor.pxi"
+include "core/jobqueue.pxi"
 include "core/uvhook.pxi"
 include "core/port_hardware.pxi"
 include "core/vectorfd.pxi"

@@ -311,6 +311,39 @@ async def test_to_thread_many_concurrent() -> None:
     assert [r[0] for r in results] == list(range(200))
 
 
+async def test_default_executor_back_to_back_and_after_pauses() -> None:
+    # Round trips one after another (a loop's pool may keep a worker
+    # spinning for the next job), then with pauses long enough for idle
+    # workers to go to sleep: every answer arrives, in order.
+    for i in range(300):
+        assert (await guarded(asyncio.to_thread(_thread_info, i)))[0] == i
+    for i in range(20):
+        await asyncio.sleep(0.004)
+        assert (await guarded(asyncio.to_thread(_thread_info, i)))[0] == i
+
+
+async def test_default_executor_fast_jobs_are_not_held_up_by_blocked_ones() -> None:
+    # Workers blocked in their jobs (and so holding no GIL) while others
+    # take a stream of short jobs; then the blocked ones are let go.
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def blocked(i: int) -> int:
+        started.release()
+        release.wait(HANG_GUARD)
+        return i
+
+    held = [loop.run_in_executor(None, blocked, i) for i in range(3)]
+    for _ in range(3):
+        assert await guarded(asyncio.to_thread(started.acquire, True, HANG_GUARD))
+    quick = await guarded(asyncio.gather(*(asyncio.to_thread(pow, i, 2) for i in range(500))))
+    assert quick == [i * i for i in range(500)]
+    assert not any(f.done() for f in held)
+    release.set()
+    assert await guarded(asyncio.gather(*held)) == [0, 1, 2]
+
+
 async def test_set_default_executor() -> None:
     loop = asyncio.get_running_loop()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="my-default")

@@ -26,7 +26,7 @@ from contextvars import Context
 from typing import Any
 
 from ._backend import new_port
-from ._core import Port, WakeProbe, loop_timing, submit_executor_job
+from ._core import Port, WakeProbe, loop_timing, new_default_executor, submit_executor_job
 from ._loopapi import UintrLoopAPI
 from ._shim import install_shim
 from ._watchdog import set_hog_watchdog
@@ -161,7 +161,7 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
             # Only check when the default executor is being used
             self._check_default_executor()  # type: ignore[attr-defined]
             if executor is None:
-                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
+                executor = new_default_executor(self._uintr_port, "asyncio")
                 self._default_executor = executor
         port = self._uintr_port
         fut = None if port is None else submit_executor_job(self, port, executor, func, args)

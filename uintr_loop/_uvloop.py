@@ -25,6 +25,7 @@ from ._core import (
     Mailbox,
     UVHook,
     mailbox_call_soon_threadsafe,
+    new_default_executor,
     submit_executor_job,
 )
 from ._loopapi import UintrLoopAPI
@@ -138,7 +139,7 @@ class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's 
             self._check_default_executor()
             executor = self._uintr_default_executor
             if executor is None:
-                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="uvloop")
+                executor = new_default_executor(self._uintr_port, "uvloop")
                 self.set_default_executor(executor)
         port = self._uintr_port
         fut = None if port is None else submit_executor_job(self, port, executor, func, args)

@@ -72,6 +72,7 @@ cdef class ExecutorJob:
     cdef tuple args
     cdef Port port
     cdef bint answered
+    cdef bint handoff               # the worker hands the GIL to the loop (jobqueue.pxi)
 
     # The work item's shape (the direct path): the worker calls run(); the
     # executor, dropping the job, cancels or fails its `future`.
@@ -131,9 +132,12 @@ cdef class ExecutorJob:
         self.port.expect(-1)
         if not post:
             return
+        if self.handoff:
+            owe_handoff(self.port)
         try:
             loop.call_soon_threadsafe(resolve_job, fut, result, error)
         except RuntimeError:
+            handoff_not_owed()
             if not loop.is_closed():
                 raise
             # the loop closed meanwhile: nobody awaits the answer
@@ -177,6 +181,8 @@ def submit_executor_job(loop, Port port not None, executor, func, tuple args):
     port.expect(1)
     try:
         if _direct_queue and type(executor) is concurrent.futures.ThreadPoolExecutor:
+            work_queue = executor._work_queue
+            job.handoff = type(work_queue) is JobQueue and (<JobQueue>work_queue).hands_off_to(port)
             enqueue_job(executor, job)
         else:
             executor.submit(job)

@@ -161,11 +161,13 @@ cdef class Port:
         uintr_loopstats_wait_begin(&self.loopstats)
         if timeout >= 0:
             timeout_ns = <uint64_t>(timeout * 1e9) if timeout < 1e9 else UINT64_MAX
+        uintr_adapt_park(&self.adapt, 1)        # until recognise (jobqueue.h)
         with nogil:
             hit = uintr_spin_before_block(&self.table.block[0], &self.adapt,
                                           self.busy_poll_ns, timeout_ns,
                                           self.epoll_fd, &self.poll_stats)
         if hit:
+            uintr_adapt_park(&self.adapt, 0)
             return True
         return self.restore()
 
@@ -180,6 +182,7 @@ cdef class Port:
     cpdef recognise(self):
         """Set SN again after blocking; take and dispatch pending vectors."""
         self.check_owner()
+        uintr_adapt_park(&self.adapt, 0)
         uintr_loopstats_iteration(&self.loopstats)
         uintr_upid_suppress(&self.table.block[0])
         if self.hw is not None:

@@ -120,6 +120,7 @@ cdef void on_prepare(void *handle) noexcept nogil:
     uintr_loopstats_wait_begin(h.loopstats)
     if timeout > 0:
         timeout_ns = <uint64_t>timeout * 1000000
+    uintr_adapt_park(h.adapt, 1)
     hit = uintr_spin_before_block(h.block, h.adapt, h.busy_poll_ns[0], timeout_ns,
                                   h.api.backend_fd(h.uvloop), h.poll_stats)
     uintr_loopstats_spun(h.loopstats)
@@ -149,6 +150,7 @@ cdef void on_check(void *handle) noexcept nogil:
     if h.idle_active:
         h.idle_active = 0
         h.api.idle_stop(h.idle)
+    uintr_adapt_park(h.adapt, 0)
     if hook_forked(h):
         return
     uintr_loopstats_iteration_uv(h.loopstats, h.idle_time, h.uvloop)
@@ -159,6 +161,7 @@ cdef void on_check(void *handle) noexcept nogil:
         # Nothing else ready (uvloop's ready queue empty: its idle handle
         # is stopped, so the next poll could block) is what lets the
         # mailbox run its callbacks in this iteration (mailbox.pxi).
+        uintr_adapt_await_handoff(h.adapt)
         with gil:
             recognise_from_check(<object>h.port, h.api.backend_timeout(h.uvloop) != 0)
 

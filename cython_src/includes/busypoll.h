@@ -95,6 +95,7 @@
 #define UINTR_ADAPT_MAX_NS 64000ull         /* longest window */
 #define UINTR_ADAPT_HORIZON_NS 2000000ull   /* "a post came recently" */
 #define UINTR_BUSY_POLL_ADAPTIVE UINT64_MAX /* busy_poll="auto" */
+#define UINTR_HANDOFF_NS 30000ull           /* longest wait for a GIL hand-off */
 
 typedef struct {
     uint64_t polls;   /* spins started (the loop was about to block) */
@@ -109,6 +110,9 @@ typedef struct {
     int hit;               /* the current block's spin saw a post */
     int cpus;              /* CPUs this process may run on */
     _Atomic long inflight; /* executor round trips not yet answered */
+    _Atomic int parked;    /* the loop waits for posts, without the GIL */
+    _Atomic int handing;   /* workers that posted and are about to let go
+                              of the GIL (jobqueue.h) */
 } uintr_adapt_t;
 
 /* Is any event ready on epoll fd `epfd`? (-1: no fd to ask.) */
@@ -181,6 +185,33 @@ static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus)
     a->hit = 0;
     a->cpus = cpus;
     atomic_store_explicit(&a->inflight, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->parked, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->handing, 0, memory_order_relaxed);
+}
+
+/* The GIL baton (jobqueue.h has the essay). The loop is about to wait
+ * (parked = 1) or has woken (0): a worker that found a job waits for the
+ * first before it takes the GIL. */
+static inline void uintr_adapt_park(uintr_adapt_t *a, int parked)
+{
+    atomic_store_explicit(&a->parked, parked, memory_order_relaxed);
+}
+
+/* A post has come: before the loop takes the GIL, give the worker that
+ * posted it up to UINTR_HANDOFF_NS to let go of it, so that neither
+ * thread sleeps on the GIL. */
+static inline void uintr_adapt_await_handoff(uintr_adapt_t *a)
+{
+    uint64_t deadline = 0;
+    unsigned i;
+    while (atomic_load_explicit(&a->handing, memory_order_relaxed) > 0) {
+        for (i = 0; i < 16; i++)
+            __builtin_ia32_pause();
+        if (deadline == 0)
+            deadline = uintr_monotonic_ns() + UINTR_HANDOFF_NS;
+        else if (uintr_monotonic_ns() >= deadline)
+            break;
+    }
 }
 
 static inline void uintr_adapt_expect(uintr_adapt_t *a, long delta)
@@ -254,6 +285,8 @@ static inline int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a,
     if (rc < 0)
         a->window_ns = 0;       /* the CPU is wanted: stop spinning for now */
     a->hit = rc > 0;
+    if (a->hit)
+        uintr_adapt_await_handoff(a);
     return a->hit;
 }
 

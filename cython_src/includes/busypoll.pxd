@@ -19,5 +19,7 @@ cdef extern from "busypoll.h" nogil:
     void uintr_adapt_init(uintr_adapt_t *a, int cpus)
     void uintr_adapt_expect(uintr_adapt_t *a, long delta)
     void uintr_adapt_observe(uintr_adapt_t *a, int post)
+    void uintr_adapt_park(uintr_adapt_t *a, int parked)
+    void uintr_adapt_await_handoff(uintr_adapt_t *a)
     int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a, uint64_t busy_ns,
                                 uint64_t timeout_ns, int epfd, uintr_poll_stats_t *st)

@@ -1,4 +1,4 @@
-"""Check the delivery protocol's model (delivery.pml) exhaustively with spin.
+"""Check the protocol models (delivery.pml, jobqueue.pml) exhaustively with spin.
 
     python cython_src/model/verify.py     # every configuration, every broken core
 
@@ -32,6 +32,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = os.path.join(HERE, "delivery.pml")
+JOBQUEUE_MODEL = os.path.join(HERE, "jobqueue.pml")
 
 # The properties the model states (its header documents each).
 PROPERTIES = (
@@ -43,6 +44,8 @@ PROPERTIES = (
     "highest_first",
     "callbacks_once",
 )
+# The default executor's job queue (jobqueue.pml).
+JOBQUEUE_PROPERTIES = ("no_lost_job",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Run:
     defines: tuple[str, ...]
     # for a broken core: the property spin must report violated
     expect_violation: str | None = None
+    model: str = MODEL
 
 
 # Bounds: POSTS per sender thread (2 of them), CALLS of call_soon_threadsafe
@@ -64,6 +68,8 @@ CONFIGURATIONS = (
     Run("asyncio base, a sender process killed mid-post", ("KILL", "POSTS=1", "CALLS=1", "OPS=1")),
     Run("uvloop base (mailbox), a sender process killed mid-post",
         ("KILL", "UVLOOP", "POSTS=1", "CALLS=1", "OPS=0")),
+    Run("job queue, 3 jobs, 2 workers", ("JOBS=3", "WORKERS=2"), model=JOBQUEUE_MODEL),
+    Run("job queue, 4 jobs, 3 workers", ("JOBS=4", "WORKERS=3"), model=JOBQUEUE_MODEL),
 )
 
 # One broken core per way the protocol could go wrong; each must be caught
@@ -85,6 +91,10 @@ BROKEN = (
         ("BUG_READY_KEPT",), "callbacks_once"),
     Run("no repair when a sender process dies mid-post",
         ("KILL", "BUG_NO_REPAIR"), "no_lost_wakeup"),
+    Run("job queue: a worker reads the count before it counts itself a sleeper",
+        ("BUG_SLEEP_LOOKS_FIRST",), "no_lost_job", JOBQUEUE_MODEL),
+    Run("job queue: put() reads the sleepers before it adds the job",
+        ("BUG_PUT_LOOKS_FIRST",), "no_lost_job", JOBQUEUE_MODEL),
 )
 BROKEN_BOUNDS = ("POSTS=1", "CALLS=2", "OPS=1")
 
@@ -122,10 +132,10 @@ def _number(pattern: str, text: str) -> int:
     return int(m.group(1)) if m else -1
 
 
-def _property_named(assertion: str) -> str | None:
+def _property_named(model: str, assertion: str) -> str | None:
     """The property a failed assertion's text belongs to. Under -DONLY=P_x,
     SKIP(x) expands to (n!=n) with n the property's number (#define P_x n)."""
-    with open(MODEL) as f:
+    with open(model) as f:
         numbers = {int(n): name for name, n in
                    re.findall(r"^#define P_(\w+) (\d+)$", f.read(), re.M)}
     for a, b in re.findall(r"\((\d+)!=(\d+)\)", assertion):
@@ -142,9 +152,10 @@ def check(run: Run, *, bounds: tuple[str, ...] = ()) -> Result:
         defines.append(f"ONLY=P_{run.expect_violation}")
     flags = [f"-D{d}" for d in defines]
     start = time.monotonic()
+    name = os.path.basename(run.model)
     with tempfile.TemporaryDirectory(prefix="uintr-spin-") as work:
-        shutil.copy(MODEL, work)
-        subprocess.run([spin, *flags, "-a", "delivery.pml"], cwd=work, check=True,
+        shutil.copy(run.model, work)
+        subprocess.run([spin, *flags, "-a", name], cwd=work, check=True,
                        capture_output=True, text=True)
         # SAFETY: assertions and end states; COLLAPSE: lossless compression.
         subprocess.run([cc, "-O2", "-w", "-DSAFETY", "-DCOLLAPSE", "-DMEMLIM=6000",
@@ -156,11 +167,11 @@ def check(run: Run, *, bounds: tuple[str, ...] = ()) -> Result:
         violated = None
         detail = ""
         if errors:
-            trail = subprocess.run([spin, *flags, "-t", "delivery.pml"], cwd=work,
+            trail = subprocess.run([spin, *flags, "-t", name], cwd=work,
                                    capture_output=True, text=True).stdout
             m = re.search(r"text of failed assertion: (.*)", trail)
             if m:
-                violated = _property_named(m.group(1))
+                violated = _property_named(run.model, m.group(1))
                 detail = m.group(1)
             else:
                 detail = (re.search(r"pan:1: (.*)", out) or re.search(r"(.+)", out)).group(1)
