@@ -9,6 +9,7 @@ One extension, one concern per included file (in core/):
   receiver.pxi  Receiver and VectorFd (recognition, delivery, masking)
   mailbox.pxi   call_soon_threadsafe for a base with a private ready queue
   executor.pxi  run_in_executor's shortest path: the worker answers the future
+  jobqueue.pxi  the default executor's queue: spinning workers, the GIL hand-off
   uvhook.pxi    the uvloop base: the loop's UPID around libuv's poll phase
   port_hardware.pxi  the Port's side of the hardware backend (mode="hardware")
   vectorfd.pxi  vector fds across processes: export, open, liveness, repair
