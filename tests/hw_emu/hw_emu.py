@@ -15,13 +15,15 @@ Levels (docs/design/hardware-emulated.md says what each one proves):
    (``cython_src/hw/uintr_hw.c``, unchanged, with its build flags). Booted
    by Bochs with two CPUs of the ``sapphire_rapids`` model, twice: level
    ``1`` with the branch's syscall numbers, ``1-rfc`` with the RFC's.
-2. *kernel*: UINTR kernel support on Debian's linux-source-6.1 (not in this
-   repository yet: reported as not built).
-3. *backend under that kernel*: needs level 2.
+2. *kernel*: UINTR kernel support on Debian's linux-source-6.1
+   (``kernel/linux-6.1-uintr.patch``), built once into the cache, booted on
+   two emulated CPUs with a static selftest (``kernel/uintr_selftest.c``) as
+   ``/init``; the table says how many CPUs the guest had online.
+3. *backend under that kernel*: not built yet.
 
 What is cached: the Bochs source (Debian's ``bochs_3.0+dfsg.orig.tar.xz``,
-fetched with ``apt-get source``), its build, the test image, the run logs.
-Nothing is written into the repository.
+fetched with ``apt-get source``), its build, the kernel tree and its build,
+the test images, the run logs. Nothing is written into the repository.
 """
 from __future__ import annotations
 
@@ -348,9 +350,11 @@ ISOLINUX_BIN = Path("/usr/lib/ISOLINUX/isolinux.bin")
 LDLINUX_C32 = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
 KERNEL_CMDLINE = "console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 nox2apic mitigations=off tsc=reliable no_timer_check lpj=100000 rdinit=/init clearcpuid=umip,fsrm"
 LEVEL2_TIMEOUT = 600    # seconds of wall time for the kernel boot and the selftest (Bochs ran about 50 M instructions/s here)
-LEVEL2_WHERE = ("executed on Bochs 3.0's emulated Sapphire Rapids (sapphire_rapids CPU model, 2 CPUs) under "
-                f"Debian's linux-source-6.1 ({LINUX_VERSION} as written) with this repository's UINTR patch; "
-                "the selftest tests/hw_emu/kernel/uintr_selftest.c as /init")
+LEVEL2_CPUS = 2
+LEVEL2_WHERE = ("executed on Bochs 3.0's emulated Sapphire Rapids (sapphire_rapids CPU model, {cpus} CPUs, "
+                "{online} online in the guest) under Debian's linux-source-6.1 ({version}) with this repository's "
+                "UINTR patch; the selftest tests/hw_emu/kernel/uintr_selftest.c as /init")
+CPUS_RE = re.compile(r"^CPUS online=(\d+)", re.M)
 # Options the selftest needs: a .config that lost one of them is a failed build.
 KERNEL_REQUIRED = ["CONFIG_SMP=y", "CONFIG_X86_USER_INTERRUPTS=y", "CONFIG_SERIAL_8250_CONSOLE=y",
                    "CONFIG_BLK_DEV_INITRD=y", "CONFIG_DEVTMPFS=y", "CONFIG_PROC_FS=y", "CONFIG_EPOLL=y",
@@ -470,11 +474,47 @@ def cpio_newc(entries: list[tuple[str, int, bytes, int]]) -> bytes:
     return bytes(out)
 
 
-def build_iso(cache: Path, selftest: Path, rundir: Path) -> Path:
-    """An isolinux CD image with the kernel and an initramfs whose /init is the selftest."""
+def madt(cpus: int) -> bytes:
+    """An ACPI MADT ("APIC") for `cpus` CPUs, to replace the one SeaBIOS builds.
+
+    SeaBIOS 1.13 under Bochs lists only the CPUs it counted at start-up, and
+    it counts one: it takes the number to wait for from CMOS 0x5f, which
+    Bochs leaves 0, and with 0x5f = 1 its start-up never ends (the BSP drops
+    and retakes its start-up lock inside one Bochs trace, so the AP never
+    gets it). Linux then brings up only CPU 0. This table says what SeaBIOS's
+    would say for `cpus` CPUs: local APIC IDs 0..cpus-1, all enabled, the I/O
+    APIC (ID 0 at 0xfec00000, GSI base 0), PCI IRQs 5, 9, 10, 11 active high
+    and level triggered, LINT1 as NMI on every CPU. Same signature, OEM ID
+    and OEM table ID, a higher OEM revision: Linux's ACPI table upgrade
+    (CONFIG_ACPI_TABLE_UPGRADE, from kernel/firmware/acpi/ in the initramfs)
+    takes it instead.
+    """
+    import struct
+    body = struct.pack("<II", 0xFEE00000, 1)                  # local APIC address, PCAT_COMPAT
+    for i in range(cpus):
+        body += struct.pack("<BBBBI", 0, 8, i, i, 1)          # processor local APIC, enabled
+    body += struct.pack("<BBBBII", 1, 12, 0, 0, 0xFEC00000, 0)  # I/O APIC
+    for irq in (5, 9, 10, 11):
+        body += struct.pack("<BBBBIH", 2, 10, 0, irq, irq, 0xD)  # interrupt source override
+    body += struct.pack("<BBBHB", 4, 6, 0xFF, 0, 1)          # local APIC NMI, all CPUs, LINT1
+    length = 36 + len(body)
+    header = struct.pack("<4sIBB6s8sI4sI", b"APIC", length, 1, 0, b"BOCHS ", b"BXPCAPIC", 2, b"BXPC", 1)
+    table = bytearray(header + body)
+    table[9] = (-sum(table)) & 0xFF
+    return bytes(table)
+
+
+def build_iso(cache: Path, selftest: Path, rundir: Path, cpus: int = LEVEL2_CPUS) -> Path:
+    """An isolinux CD image with the kernel and an initramfs whose /init is the selftest.
+
+    The initramfs also holds kernel/firmware/acpi/apic.aml, a MADT that lists
+    all `cpus` CPUs (see madt()).
+    """
     iso_root = rundir / "iso"
     (iso_root / "isolinux").mkdir(parents=True)
     initrd = cpio_newc([
+        ("kernel", 0o040755, b"", 0), ("kernel/firmware", 0o040755, b"", 0),
+        ("kernel/firmware/acpi", 0o040755, b"", 0), ("kernel/firmware/acpi/apic.aml", 0o100644, madt(cpus), 0),
         ("dev", 0o040755, b"", 0), ("dev/console", 0o020600, b"", (5 << 8) | 1),
         ("proc", 0o040555, b"", 0), ("init", 0o100755, selftest.read_bytes(), 0),
     ])
@@ -493,7 +533,8 @@ def build_iso(cache: Path, selftest: Path, rundir: Path) -> Path:
 
 
 def level2(cache: Path, timeout: float, build: bool) -> LevelResult:
-    res = LevelResult("2", "ran", LEVEL2_WHERE)
+    version = linux_installed_version() or LINUX_VERSION
+    res = LevelResult("2", "ran", LEVEL2_WHERE.format(cpus=LEVEL2_CPUS, online="?", version=version))
     try:
         with cache_lock(cache):
             missing = kernel_missing(cache)
@@ -513,7 +554,7 @@ def level2(cache: Path, timeout: float, build: bool) -> LevelResult:
         res.notes.append(str(e))
         return res
     serial = rundir / "serial.txt"
-    write_bochsrc(rundir / "bochsrc", cache, iso, serial, rundir / "bochs.log", cpus=2, memory_mb=128,
+    write_bochsrc(rundir / "bochsrc", cache, iso, serial, rundir / "bochs.log", cpus=LEVEL2_CPUS, memory_mb=128,
                   template=KERNEL_BOCHSRC)
     log(f"level 2: booting the UINTR kernel in Bochs, the selftest as /init (run directory {rundir})")
     rc, res.seconds = run_bochs(cache, rundir, timeout, nice=True)
@@ -521,6 +562,8 @@ def level2(cache: Path, timeout: float, build: bool) -> LevelResult:
     text = console.read_text(errors="replace") if console.exists() else ""
     res.checks, summary, fatal = parse_level1(text, "2")
     res.notes.extend(fatal)
+    m = CPUS_RE.search(text.replace("\r", ""))
+    res.where = LEVEL2_WHERE.format(cpus=LEVEL2_CPUS, online=m.group(1) if m else "?", version=version)
     if rc is None:
         res.notes.append(f"Bochs did not finish within {timeout:.0f} s")
     if summary is None:

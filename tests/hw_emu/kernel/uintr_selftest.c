@@ -1,6 +1,7 @@
 /*
  * uintr_selftest: the level-2 checks, run as /init of the test kernel's
- * initramfs in Bochs (sapphire_rapids, 2 CPUs).
+ * initramfs in Bochs (sapphire_rapids, 2 CPUs). The cross-CPU checks need
+ * CPU 1 online; two_cpus_online fails, and says so, when it is not.
  *
  * Written for this project. What it checks is modelled on the selftests of
  * Intel's uintr-linux-kernel branch (tools/testing/selftests/uintr:
@@ -179,6 +180,7 @@ enum mode { SPIN, BLOCK_READ, EPOLL, UWAIT, EXIT_AFTER_SETUP, UNREGISTER_AFTER_S
 
 struct receiver {
     int id, cpu;
+    int ran_on, resumed_on; /* sched_getcpu() before and after its blocking call */
     unsigned flags;
     enum mode mode;
     long wait_usec;
@@ -197,6 +199,7 @@ static void *receiver_main(void *arg)
     double t0;
     char c;
     pin(r->cpu);
+    r->ran_on = sched_getcpu();
     if (become_receiver(r->id, r->flags) < 0) {
         r->fd = -1;
         r->ready = 1;
@@ -238,6 +241,7 @@ static void *receiver_main(void *arg)
         break;
     }
     r->seconds = now() - t0;
+    r->resumed_on = sched_getcpu();
     r->returned = 1;
     if (r->mode != EXIT_AFTER_SETUP)
         while (!r->stop)
@@ -290,6 +294,19 @@ static void check_cpuid(void)
     }
     check("cpuid_and_cpuinfo_uintr", (d >> 5 & 1) && flag,
           "CPUID.(7,0):EDX[5] = %u; /proc/cpuinfo flag 'uintr' %s", d >> 5 & 1, flag ? "present" : "absent");
+}
+
+/* The cross-CPU checks below mean what they say only with CPU 1 online. */
+static int cpus_online;
+
+static void check_cpus(void)
+{
+    pin(1);
+    int on1 = sched_getcpu();
+    pin(0);
+    int on0 = sched_getcpu();
+    check("two_cpus_online", cpus_online == 2 && on1 == 1 && on0 == 0,
+          "%d CPUs online; a thread pinned to CPU 1 ran on CPU %d, pinned to CPU 0 on CPU %d", cpus_online, on1, on0);
 }
 
 /* syscall_handler.c / syscall_vector.c: the error paths, no handler yet. */
@@ -428,10 +445,13 @@ static void check_cross_cpu_running(void)
     struct receiver r;
     start_receiver(&r, 1, 1, 0, SPIN);
     int idx = (int)register_sender(r.fd, 0);
+    int sender_cpu = sched_getcpu();
     _senduipi(idx);
     int ok = wait_deliveries(1, 1, 2.0);
-    check("cross_cpu_running_receiver", idx >= 0 && ok && uintr_test_log[1].vector[0] == 2,
-          "CPU 0 -> receiver spinning on CPU 1: %u entries, vector %d", deliveries(1), uintr_test_log[1].vector[0]);
+    check("cross_cpu_running_receiver", idx >= 0 && ok && uintr_test_log[1].vector[0] == 2 && sender_cpu == 0 &&
+          r.ran_on == 1,
+          "sender on CPU %d -> receiver spinning on CPU %d: %u entries, vector %d", sender_cpu, r.ran_on, deliveries(1),
+          uintr_test_log[1].vector[0]);
     stop_receiver(&r);
     unregister_sender(idx, 0);
 }
@@ -453,9 +473,47 @@ static void check_switched_out_receiver(void)
     if (write(r.pipe[1], "x", 1) < 0)
         (void)0;
     int ok = wait_deliveries(2, 1, 2.0);
-    check("switched_out_receiver_gets_it_when_run", idx >= 0 && while_blocked == 0 && ok,
-          "posted while blocked in read(): %u entries while blocked, %u after the read returned", while_blocked,
-          deliveries(2));
+    check("switched_out_receiver_gets_it_when_run", idx >= 0 && while_blocked == 0 && ok && r.ran_on == 1 &&
+          sched_getcpu() == 0,
+          "posted from CPU %d while blocked in read() on CPU %d: %u entries while blocked, %u after the read returned",
+          sched_getcpu(), r.ran_on, while_blocked, deliveries(2));
+    stop_receiver(&r);
+    unregister_sender(idx, 0);
+}
+
+/*
+ * Switched out on CPU 1, run again on CPU 0: the post made while it slept
+ * is delivered on the new CPU, and the next post finds it there (NDST
+ * follows the thread).
+ */
+static void check_switched_out_receiver_migrates(void)
+{
+    struct receiver r;
+    cpu_set_t set;
+    start_receiver(&r, 2, 1, 0, BLOCK_READ);
+    int idx = (int)register_sender(r.fd, 0);
+    usleep(20000);
+    _senduipi(idx);                             /* from CPU 0, to a receiver asleep on CPU 1 */
+    usleep(50000);
+    unsigned while_blocked = deliveries(2);
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    pthread_setaffinity_np(r.thread, sizeof set, &set);
+    if (write(r.pipe[1], "x", 1) < 0)
+        (void)0;
+    int first = wait_deliveries(2, 1, 2.0);
+    unsigned after_first = deliveries(2);
+    while (!r.returned)
+        sched_yield();
+    /* the receiver now yields in a loop on CPU 0; post again from CPU 1 */
+    pin(1);
+    _senduipi(idx);
+    int second = wait_deliveries(2, 2, 2.0);
+    pin(0);
+    check("switched_out_receiver_migrates", idx >= 0 && while_blocked == 0 && first && second && r.ran_on == 1 &&
+          r.resumed_on == 0,
+          "blocked on CPU %d, posted, moved to CPU %d: %u entries while blocked, %u after it ran there, %u after "
+          "a post from CPU 1", r.ran_on, r.resumed_on, while_blocked, after_first, deliveries(2));
     stop_receiver(&r);
     unregister_sender(idx, 0);
 }
@@ -492,9 +550,9 @@ static void check_waiting_receiver(void)
     _senduipi(idx);
     int ok = wait_deliveries(4, 1, 2.0);
     int still_in_read = !r.returned;
-    check("waiting_receiver_woken_in_read", idx >= 0 && ok && still_in_read,
-          "WAITING_RECEIVER blocked in read(): %u entries; read() %s (restarted after the handler)",
-          deliveries(4), still_in_read ? "still blocked" : "returned");
+    check("waiting_receiver_woken_in_read", idx >= 0 && ok && still_in_read && r.ran_on == 1,
+          "WAITING_RECEIVER blocked in read() on CPU %d: %u entries; read() %s (restarted after the handler)",
+          r.ran_on, deliveries(4), still_in_read ? "still blocked" : "returned");
     stop_receiver(&r);
     unregister_sender(idx, 0);
 
@@ -523,9 +581,10 @@ static void check_uintr_wait(void)
     _senduipi(idx);
     while (!r.returned && now() - t0 < 5.0)
         sched_yield();
-    check("uintr_wait_woken_by_post", r.returned && r.result == -1 && r.result_errno == EINTR && deliveries(6) == 1,
-          "uintr_wait(20 s) on CPU 1 -> %ld errno %d after %.3f s; %u entries", r.result, r.result_errno, r.seconds,
-          deliveries(6));
+    check("uintr_wait_woken_by_post", r.returned && r.result == -1 && r.result_errno == EINTR && deliveries(6) == 1 &&
+          r.ran_on == 1,
+          "uintr_wait(20 s) on CPU %d, post from CPU %d -> %ld errno %d after %.3f s; %u entries", r.ran_on,
+          sched_getcpu(), r.result, r.result_errno, r.seconds, deliveries(6));
     stop_receiver(&r);
     unregister_sender(idx, 0);
 
@@ -684,8 +743,11 @@ int main(void)
     mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
     have_ports = ioperm(0xe9, 1, 1) == 0;
     t0 = now();
-    say("uintr_selftest: start (pid %d, %ld CPUs online)", getpid(), sysconf(_SC_NPROCESSORS_ONLN));
+    cpus_online = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    say("uintr_selftest: start (pid %d, %d CPUs online)", getpid(), cpus_online);
+    say("CPUS online=%d", cpus_online);
     pin(0);
+    check_cpus();
     check_cpuid();
     check_errors_before_register();
     check_register();
@@ -695,6 +757,7 @@ int main(void)
     check_masking_and_order();
     check_cross_cpu_running();
     check_switched_out_receiver();
+    check_switched_out_receiver_migrates();
     check_same_cpu_switches();
     check_waiting_receiver();
     check_uintr_wait();
