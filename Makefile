@@ -117,11 +117,12 @@ valgrind: build
 	$(PY) tests/_memcheck.py
 
 # The backend's instructions on an emulated Sapphire Rapids (Bochs 3.0, two
-# CPUs), no Linux: builds Bochs once (about 6 minutes of two idle cores, cached
-# outside the repository in $$UINTR_LOOP_HW_EMU_CACHE or ~/.cache/uintr_loop/hw-emu),
-# then boots the freestanding test (about 10 s) and prints its table of checks.
-# make test never builds Bochs; tests/test_hardware_emulated.py runs the boot
-# when the cache has it and skips, naming what it probed, when not.
+# CPUs): builds Bochs and the level-2 UINTR kernel once (minutes, cached outside
+# the repository in $$UINTR_LOOP_HW_EMU_CACHE or ~/.cache/uintr_loop/hw-emu),
+# then boots the freestanding tests (no Linux) and the kernel with its selftest
+# (about 15 s in all) and prints one table of checks. make test never builds
+# them; tests/test_hardware_emulated.py runs the boots when the cache has them
+# and skips, naming what it probed, when not.
 hw-emu:
 	$(PYTHON) tests/hw_emu/hw_emu.py
 
