@@ -19,7 +19,9 @@ Levels (docs/design/hardware-emulated.md says what each one proves):
    (``kernel/linux-6.1-uintr.patch``), built once into the cache, booted on
    two emulated CPUs with a static selftest (``kernel/uintr_selftest.c``) as
    ``/init``; the table says how many CPUs the guest had online.
-3. *backend under that kernel*: not built yet.
+3. *backend under that kernel*: ``kernel/backend_harness.c``, a static program
+   linking the project's backend (``cython_src/hw/uintr_hw.c``, unchanged, the
+   project's flags), as ``/init`` of the same kernel on two CPUs.
 
 What is cached: the Bochs source (Debian's ``bochs_3.0+dfsg.orig.tar.xz``,
 fetched with ``apt-get source``), its build, the kernel tree and its build,
@@ -532,19 +534,43 @@ def build_iso(cache: Path, selftest: Path, rundir: Path, cpus: int = LEVEL2_CPUS
     return iso
 
 
-def level2(cache: Path, timeout: float, build: bool) -> LevelResult:
+# The backend as setup.py compiles it (plus -static linking into the harness).
+BACKEND_CFLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wno-unused-function", "-fPIC", "-muintr", "-mgeneral-regs-only"]
+LEVEL3_WHERE = ("executed on Bochs 3.0's emulated Sapphire Rapids (sapphire_rapids CPU model, {cpus} CPUs, "
+                "{online} online in the guest) under the level-2 kernel (linux-source-6.1 {version} with this "
+                "repository's UINTR patch); the project's backend cython_src/hw/uintr_hw.c (v6.0-branch ABI) in "
+                "tests/hw_emu/kernel/backend_harness.c as /init")
+
+
+def build_harness(cache: Path) -> Path:
+    """Level 3's /init: the backend, compiled with the project's flags, in a static harness."""
+    out = cache / "build" / "kernel"
+    out.mkdir(parents=True, exist_ok=True)
+    logfile = cache / "logs" / "harness-build.log"
+    includes = f"-I{REPO / 'cython_src' / 'includes'}"
+    run(["gcc", *BACKEND_CFLAGS, includes, "-c", str(REPO / "cython_src" / "hw" / "uintr_hw.c"),
+         "-o", str(out / "uintr_hw.o")], logfile=logfile)
+    run(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-muintr", includes,
+         "-o", str(out / "backend_harness"), str(KERNEL_DIR / "backend_harness.c"), str(out / "uintr_hw.o"),
+         "-lpthread"], logfile=logfile)
+    return out / "backend_harness"
+
+
+def level2(cache: Path, timeout: float, build: bool, level: str = "2") -> LevelResult:
+    """Boot the level-2 kernel with the selftest (level 2) or the backend harness (level 3) as /init."""
     version = linux_installed_version() or LINUX_VERSION
-    res = LevelResult("2", "ran", LEVEL2_WHERE.format(cpus=LEVEL2_CPUS, online="?", version=version))
+    where = LEVEL2_WHERE if level == "2" else LEVEL3_WHERE
+    res = LevelResult(level, "ran", where.format(cpus=LEVEL2_CPUS, online="?", version=version))
     try:
         with cache_lock(cache):
             missing = kernel_missing(cache)
             if missing and not build:
-                return level_not_built("2", "the level-2 kernel is not in the cache (missing "
+                return level_not_built(level, "the level-2 kernel is not in the cache (missing "
                                        + ", ".join(missing) + "); `make hw-emu` builds it")
             if missing:
                 build_kernel(cache)
-            selftest = build_selftest(cache)
-            rundir = cache / "run" / f"level2-{os.getpid()}"
+            selftest = build_selftest(cache) if level == "2" else build_harness(cache)
+            rundir = cache / "run" / f"level{level}-{os.getpid()}"
             if rundir.exists():
                 shutil.rmtree(rundir)
             rundir.mkdir(parents=True)
@@ -556,23 +582,23 @@ def level2(cache: Path, timeout: float, build: bool) -> LevelResult:
     serial = rundir / "serial.txt"
     write_bochsrc(rundir / "bochsrc", cache, iso, serial, rundir / "bochs.log", cpus=LEVEL2_CPUS, memory_mb=128,
                   template=KERNEL_BOCHSRC)
-    log(f"level 2: booting the UINTR kernel in Bochs, the selftest as /init (run directory {rundir})")
+    log(f"level {level}: booting the UINTR kernel in Bochs, {selftest.name} as /init (run directory {rundir})")
     rc, res.seconds = run_bochs(cache, rundir, timeout, nice=True)
     console = rundir / "bochs-console.txt"
     text = console.read_text(errors="replace") if console.exists() else ""
-    res.checks, summary, fatal = parse_level1(text, "2")
+    res.checks, summary, fatal = parse_level1(text, level)
     res.notes.extend(fatal)
     m = CPUS_RE.search(text.replace("\r", ""))
-    res.where = LEVEL2_WHERE.format(cpus=LEVEL2_CPUS, online=m.group(1) if m else "?", version=version)
+    res.where = where.format(cpus=LEVEL2_CPUS, online=m.group(1) if m else "?", version=version)
     if rc is None:
         res.notes.append(f"Bochs did not finish within {timeout:.0f} s")
     if summary is None:
         res.state = "did not finish"
         kernel_tail = serial.read_text(errors="replace").splitlines()[-6:] if serial.exists() else []
-        res.notes.append("no SUMMARY line from the selftest; serial tail: " + " | ".join(kernel_tail))
+        res.notes.append(f"no SUMMARY line from {selftest.name}; serial tail: " + " | ".join(kernel_tail))
     elif summary != (sum(c.ok for c in res.checks), sum(not c.ok for c in res.checks)):
         res.state = "did not finish"
-        res.notes.append(f"selftest SUMMARY {summary} does not match the {len(res.checks)} CHECK lines")
+        res.notes.append(f"{selftest.name}: SUMMARY {summary} does not match the {len(res.checks)} CHECK lines")
     if res.state == "ran" and all(c.ok for c in res.checks):
         shutil.rmtree(rundir, ignore_errors=True)
     else:
@@ -615,7 +641,7 @@ def probe(cache: Path) -> dict[str, object]:
             "levels": {"1": "buildable" if not missing else "needs Bochs",
                        "1-rfc": "buildable" if not missing else "needs Bochs",
                        "2": ("needs Bochs" if missing else "needs the kernel build" if kmissing else "buildable"),
-                       "3": "not built"}}
+                       "3": ("needs Bochs" if missing else "needs the kernel build" if kmissing else "buildable")}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -626,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     ap.add_argument("--no-build-kernel", action="store_true",
                     help="do not build the level-2 kernel; report level 2 as not built if it is not in the cache")
-    ap.add_argument("--levels", default="1,1-rfc,2",
+    ap.add_argument("--levels", default="1,1-rfc,2,3",
                     help="comma-separated levels to run (default: all that exist); the others are reported as skipped")
     ap.add_argument("--timeout", type=float, default=LEVEL1_TIMEOUT, help="seconds per level-1 Bochs run")
     ap.add_argument("--timeout-kernel", type=float, default=LEVEL2_TIMEOUT, help="seconds for the level-2 Bochs run")
@@ -664,8 +690,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append(LevelResult("2", "build failed", "did not run", notes=["needs Bochs: " + bochs_error]))
     else:
         results.append(level2(cache, args.timeout_kernel, build=not args.no_build_kernel))
-    results.append(level_not_built("3", "the backend through the level-2 kernel: no harness yet "
-                                        "(docs/design/hardware-emulated.md, 'Level 3')"))
+    if "3" not in wanted:
+        results.append(LevelResult("3", "skipped", "did not run", notes=["not asked for (--levels)"]))
+    elif bochs_error:
+        results.append(LevelResult("3", "build failed", "did not run", notes=["needs Bochs: " + bochs_error]))
+    else:
+        results.append(level2(cache, args.timeout_kernel, build=not args.no_build_kernel, level="3"))
     print_table(results)
     print(f"\nhw-emu: {time.monotonic() - t0:.0f} s in all; cache {cache}")
     if args.json:
