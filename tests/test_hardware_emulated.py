@@ -8,7 +8,8 @@ Linux: the project's own interrupt handler and backend functions run in ring
 3 of Bochs 3.0's ``sapphire_rapids`` CPU model, under a small ring-0 monitor
 that programs UINTR the way Intel's kernel branch does. Level 2 (about 12 s)
 boots the cached UINTR kernel on two emulated CPUs with the selftest as
-/init, when ``make hw-emu`` has built that kernel (never built here). The
+/init, and level 3 (about 5 s) the project's backend in a static harness
+under it, when ``make hw-emu`` has built that kernel (never built here). The
 checks and what each proves are in docs/design/hardware-emulated.md.
 
 Skipped, saying what was probed, where the cached Bochs or a compiler that
@@ -56,6 +57,13 @@ LEVEL2_REQUIRED = {
     "uintr_wait_woken_by_post", "uintr_wait_times_out", "fork_child_sends", "unregistered_sender_faults",
     "unregistered_receiver_eshutdown", "exited_receiver_eshutdown", "uitt_full_enospc", "unregister_handler",
 }
+# Level 3, the project's backend through that kernel.
+LEVEL3_REQUIRED = {
+    "backend_bind", "backend_vector_fds_and_senders", "backend_send_to_running_receiver",
+    "backend_send_to_switched_out_receiver", "backend_send_to_receiver_in_epoll_wait",
+    "backend_send_to_receiver_in_uintr_wait", "backend_uintr_wait_times_out", "backend_mask_and_sixty_four_vectors",
+    "backend_sender_close", "backend_close_eshutdown",
+}
 KERNEL_CACHED = not hw_emu.kernel_missing(hw_emu.cache_dir())
 
 
@@ -79,7 +87,7 @@ pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("hw-emu") / "results.json"
-    levels = "1,1-rfc,2" if KERNEL_CACHED else "1,1-rfc"
+    levels = "1,1-rfc,2,3" if KERNEL_CACHED else "1,1-rfc"
     proc = subprocess.run(
         [sys.executable, str(HERE / "hw_emu" / "hw_emu.py"), "--no-build-bochs", "--no-build-kernel",
          "--levels", levels, "--json", str(out), "--timeout", "600", "--timeout-kernel", "300"],
@@ -115,13 +123,14 @@ def test_level1_checked_everything_the_brief_asks(results: dict[str, dict], leve
 @pytest.mark.timeout(960)
 @pytest.mark.skipif(not KERNEL_CACHED, reason="the level-2 kernel is not in the cache "
                     f"({', '.join(hw_emu.kernel_missing(hw_emu.cache_dir()))}); `make hw-emu` builds it")
-def test_level2_selftest_on_two_cpus(results: dict[str, dict]) -> None:
-    level2 = results["2"]
-    assert level2["state"] == "ran", f"level 2 {level2['state']}: {level2['notes']}"
-    assert "2 online in the guest" in level2["where"], level2["where"]
-    failed = [f"{c['name']}: {c['detail']}" for c in level2["checks"] if not c["ok"]]
+@pytest.mark.parametrize("level", ["2", "3"])
+def test_kernel_levels_on_two_cpus(results: dict[str, dict], level: str) -> None:
+    run = results[level]
+    assert run["state"] == "ran", f"level {level} {run['state']}: {run['notes']}"
+    assert "2 online in the guest" in run["where"], run["where"]
+    failed = [f"{c['name']}: {c['detail']}" for c in run["checks"] if not c["ok"]]
     assert not failed, "failed under the UINTR kernel:\n" + "\n".join(failed)
-    missing = LEVEL2_REQUIRED - {c["name"] for c in level2["checks"]}
+    missing = {"2": LEVEL2_REQUIRED, "3": LEVEL3_REQUIRED}[level] - {c["name"] for c in run["checks"]}
     assert not missing, f"checks missing from the run: {sorted(missing)}"
 
 
