@@ -204,6 +204,11 @@ static inline void uintr_adapt_await_handoff(uintr_adapt_t *a)
 {
     uint64_t deadline = 0;
     unsigned i;
+    /* Only for a lone round trip: with other jobs in flight the loop has
+     * their answers and its own work to get on with, and answering workers
+     * come and go faster than it could wait for them. */
+    if (atomic_load_explicit(&a->inflight, memory_order_relaxed) > 0)
+        return;
     while (atomic_load_explicit(&a->handing, memory_order_relaxed) > 0) {
         for (i = 0; i < 16; i++)
             __builtin_ia32_pause();

@@ -17,14 +17,19 @@
  * it waits again. Each thread has to wait, spinning, until the other has
  * let go of the GIL, and only then ask for it:
  *
- *   worker  found a job: spin until the loop is parked (it waits for posts
- *           without the GIL: busypoll.h's `parked`), then take the GIL.
+ *   worker  caught a job in its idle spin: spin until the loop is parked
+ *           (it waits for posts without the GIL: busypoll.h's `parked`),
+ *           then take the GIL.
  *   worker  answered: count itself in `handing` before the post, and count
  *           itself out once it has let go of the GIL (its next get()).
  *   loop    saw a post: spin until `handing` is 0, then take the GIL.
  *
  * Every wait is bounded (UINTR_HANDOFF_NS); after it the thread asks for
- * the GIL as usual and may sleep on it. Nothing here is synchronisation:
+ * the GIL as usual and may sleep on it. And both waits are only for a lone
+ * round trip (no other executor job in flight, busypoll.h's `inflight`):
+ * with several jobs in flight the loop is busy, answers come and go faster
+ * than it could wait for them, and a waiting thread would only take a CPU
+ * from the one holding the GIL. Nothing here is synchronisation:
  * the flags are hints read relaxed, the job itself is handed over under the
  * GIL (the queue's items live in a Python deque), and the answer through
  * the UPID, whose protocol is unchanged. A wrong hint costs at most one
@@ -32,7 +37,9 @@
  *
  * The idle spin follows Go's scheduler and busypoll.h's policy: at most one
  * worker spins at a time, only while jobs have been coming (one was queued
- * within UINTR_ADAPT_HORIZON_NS), and for a window learnt from how long
+ * within UINTR_ADAPT_HORIZON_NS) and none is in flight (the loop is about to
+ * take the last answer and may well send the next job; with jobs in flight
+ * the loop is busy and the CPU is better left to it), and for a window learnt from how long
  * recent waits for a job took (uintr_jobq_learn), at most
  * UINTR_JOBQ_SPIN_NS; then it sleeps on the semaphore. Jobs that come
  * further apart than that close the window, so a pool that serves sparse
@@ -173,7 +180,7 @@ static inline void uintr_jobq_learn(uintr_jobq_t *q, uint64_t waited, int caught
 static inline int uintr_jobq_wait(uintr_jobq_t *q, uintr_adapt_t *a, uint64_t deadline)
 {
     struct timespec ts;
-    int expected = 0, rc;
+    int expected = 0, rc, caught = 0;
     uint64_t start, window, until;
     uintr_jobq_handed();
     if (atomic_load(&q->count) > 0)
@@ -181,12 +188,14 @@ static inline int uintr_jobq_wait(uintr_jobq_t *q, uintr_adapt_t *a, uint64_t de
     start = uintr_monotonic_ns();
     window = atomic_load_explicit(&q->window_ns, memory_order_relaxed);
     if (a != NULL && a->cpus >= 2 && deadline == 0 && window > 0 &&
+        atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 0 &&
         start - atomic_load_explicit(&q->last_put, memory_order_relaxed) < UINTR_ADAPT_HORIZON_NS &&
         atomic_compare_exchange_strong(&q->spinners, &expected, 1)) {
         rc = uintr_jobq_spin(q, window);
         atomic_store(&q->spinners, 0);
         if (rc) {
             uintr_jobq_learn(q, uintr_monotonic_ns() - start, 1);
+            caught = 1;
             goto found;
         }
     }
@@ -210,7 +219,11 @@ static inline int uintr_jobq_wait(uintr_jobq_t *q, uintr_adapt_t *a, uint64_t de
         uintr_jobq_learn(q, uintr_monotonic_ns() - start, 0);
 found:
 #ifndef Py_GIL_DISABLED
-    if (a != NULL) {
+    /* Only the spinner of a lone round trip waits for the loop to park: a
+     * worker woken from its sleep, or one of several jobs in flight, meets
+     * a loop that is busy, and a wait would take its CPU. */
+    if (a != NULL && caught &&
+        atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 1) {
         until = uintr_monotonic_ns() + UINTR_HANDOFF_NS;
         while (!atomic_load_explicit(&a->parked, memory_order_relaxed)) {
             for (int i = 0; i < 16; i++)
