@@ -27,49 +27,8 @@
 #include <unistd.h>
 #include <x86gprintrin.h>
 
+#include "guest.h"
 #include "uintr_hw.h"
-
-static int passed, failed, have_ports;
-
-static void emit(const char *line)
-{
-    size_t n = strlen(line);
-    if (write(1, line, n) < 0)
-        (void)0;
-    if (have_ports)
-        for (size_t i = 0; i < n; i++)
-            outb((unsigned char)line[i], 0xe9);
-}
-
-static void check(const char *name, int ok, const char *fmt, ...)
-{
-    char detail[400], line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    snprintf(line, sizeof line, "CHECK %s %s %s\n", name, ok ? "PASS" : "FAIL", detail);
-    emit(line);
-    if (ok)
-        passed++;
-    else
-        failed++;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void pin(int cpu)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(0, sizeof set, &set);
-}
 
 static uintr_hw_receiver_t rx;
 static uintr_hw_sender_t senders[64];

@@ -1,0 +1,60 @@
+/*
+ * guest.h - what the level-2 and level-3 guest programs share: their
+ * output (CHECK lines on the console and on Bochs's port 0xe9 once
+ * have_ports is set), the check counters, a clock and CPU pinning.
+ * Included by one .c file per program.
+ */
+#ifndef UINTR_HWEMU_GUEST_H
+#define UINTR_HWEMU_GUEST_H
+
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/io.h>
+#include <time.h>
+#include <unistd.h>
+
+static int passed, failed, have_ports;
+
+static void emit(const char *line)
+{
+    size_t n = strlen(line);
+    if (write(1, line, n) < 0)
+        (void)0;
+    if (have_ports)
+        for (size_t i = 0; i < n; i++)
+            outb((unsigned char)line[i], 0xe9);
+}
+
+static void check(const char *name, int ok, const char *fmt, ...)
+{
+    char detail[400], line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof line, "CHECK %s %s %s\n", name, ok ? "PASS" : "FAIL", detail);
+    emit(line);
+    if (ok)
+        passed++;
+    else
+        failed++;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+#endif
