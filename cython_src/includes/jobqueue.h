@@ -37,9 +37,10 @@
  *
  * The idle spin follows Go's scheduler and busypoll.h's policy: at most one
  * worker spins at a time, only while jobs have been coming (one was queued
- * within UINTR_ADAPT_HORIZON_NS) and none is in flight (the loop is about to
- * take the last answer and may well send the next job; with jobs in flight
- * the loop is busy and the CPU is better left to it), and for a window learnt from how long
+ * within UINTR_ADAPT_HORIZON_NS) and at most one is in flight (the loop is
+ * taking the last answer and may already have sent the next job; with more
+ * in flight the loop is busy and the CPU is better left to it), and for a
+ * window learnt from how long
  * recent waits for a job took (uintr_jobq_learn), at most
  * UINTR_JOBQ_SPIN_NS; then it sleeps on the semaphore. Jobs that come
  * further apart than that close the window, so a pool that serves sparse
@@ -183,12 +184,14 @@ static inline int uintr_jobq_wait(uintr_jobq_t *q, uintr_adapt_t *a, uint64_t de
     int expected = 0, rc, caught = 0;
     uint64_t start, window, until;
     uintr_jobq_handed();
-    if (atomic_load(&q->count) > 0)
+    if (atomic_load(&q->count) > 0) {
+        caught = 1;         /* awake, like a spinner: the loop may not have parked yet */
         goto found;
+    }
     start = uintr_monotonic_ns();
     window = atomic_load_explicit(&q->window_ns, memory_order_relaxed);
     if (a != NULL && a->cpus >= 2 && deadline == 0 && window > 0 &&
-        atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 0 &&
+        atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 1 &&
         start - atomic_load_explicit(&q->last_put, memory_order_relaxed) < UINTR_ADAPT_HORIZON_NS &&
         atomic_compare_exchange_strong(&q->spinners, &expected, 1)) {
         rc = uintr_jobq_spin(q, window);
@@ -219,9 +222,10 @@ static inline int uintr_jobq_wait(uintr_jobq_t *q, uintr_adapt_t *a, uint64_t de
         uintr_jobq_learn(q, uintr_monotonic_ns() - start, 0);
 found:
 #ifndef Py_GIL_DISABLED
-    /* Only the spinner of a lone round trip waits for the loop to park: a
-     * worker woken from its sleep, or one of several jobs in flight, meets
-     * a loop that is busy, and a wait would take its CPU. */
+    /* Only a worker that stayed awake (it spun, or the job was already
+     * queued when it came back) for a lone round trip waits for the loop to
+     * park: a worker woken from its sleep, or one of several jobs in
+     * flight, meets a loop that is busy, and a wait would take its CPU. */
     if (a != NULL && caught &&
         atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 1) {
         until = uintr_monotonic_ns() + UINTR_HANDOFF_NS;
