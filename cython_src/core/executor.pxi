@@ -133,11 +133,11 @@ cdef class ExecutorJob:
         if not post:
             return
         if self.handoff:
-            owe_handoff(self.port)
+            uintr_jobq_owe(&self.port.adapt)     # jobqueue.h: the GIL baton
         try:
             loop.call_soon_threadsafe(resolve_job, fut, result, error)
         except RuntimeError:
-            handoff_not_owed()
+            uintr_jobq_handed()
             if not loop.is_closed():
                 raise
             # the loop closed meanwhile: nobody awaits the answer

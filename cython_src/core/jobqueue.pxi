@@ -14,8 +14,6 @@
 import collections
 import queue as _queue_module
 
-from jobqueue cimport *
-
 
 cdef class JobQueue:
     """A ``queue.SimpleQueue`` for a thread pool's workers, tied to the
@@ -88,15 +86,6 @@ cdef class JobQueue:
 
     def qsize(self):
         return len(self.items)
-
-
-cdef void owe_handoff(Port port) noexcept:
-    """The calling worker is about to post an answer to ``port``'s loop."""
-    uintr_jobq_owe(&port.adapt)
-
-
-cdef void handoff_not_owed() noexcept:
-    uintr_jobq_handed()
 
 
 def new_default_executor(Port port, str thread_name_prefix):

@@ -197,19 +197,15 @@ static inline void uintr_adapt_park(uintr_adapt_t *a, int parked)
     atomic_store_explicit(&a->parked, parked, memory_order_relaxed);
 }
 
-/* A post has come: before the loop takes the GIL, give the worker that
- * posted it up to UINTR_HANDOFF_NS to let go of it, so that neither
- * thread sleeps on the GIL. */
-static inline void uintr_adapt_await_handoff(uintr_adapt_t *a)
+/* Spin until *flag is non-zero (want = 1) or zero (want = 0), for at most
+ * UINTR_HANDOFF_NS: the GIL baton's two bounded waits. The clock is read
+ * only once the flag has been seen wrong, so a wait that is not needed
+ * costs one load. */
+static inline void uintr_adapt_spin_for(_Atomic int *flag, int want)
 {
     uint64_t deadline = 0;
     unsigned i;
-    /* Only for a lone round trip: with other jobs in flight the loop has
-     * their answers and its own work to get on with, and answering workers
-     * come and go faster than it could wait for them. */
-    if (atomic_load_explicit(&a->inflight, memory_order_relaxed) > 0)
-        return;
-    while (atomic_load_explicit(&a->handing, memory_order_relaxed) > 0) {
+    while ((atomic_load_explicit(flag, memory_order_relaxed) != 0) != want) {
         for (i = 0; i < 16; i++)
             __builtin_ia32_pause();
         if (deadline == 0)
@@ -217,6 +213,17 @@ static inline void uintr_adapt_await_handoff(uintr_adapt_t *a)
         else if (uintr_monotonic_ns() >= deadline)
             break;
     }
+}
+
+/* A post has come: before the loop takes the GIL, give the worker that
+ * posted it up to UINTR_HANDOFF_NS to let go of it, so that neither
+ * thread sleeps on the GIL. Only for a lone round trip: with other jobs in
+ * flight the loop has their answers and its own work to get on with, and
+ * answering workers come and go faster than it could wait for them. */
+static inline void uintr_adapt_await_handoff(uintr_adapt_t *a)
+{
+    if (atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 0)
+        uintr_adapt_spin_for(&a->handing, 0);
 }
 
 static inline void uintr_adapt_expect(uintr_adapt_t *a, long delta)

@@ -106,19 +106,6 @@ static inline void uintr_jobq_taken(uintr_jobq_t *q)
     atomic_fetch_sub(&q->count, 1);
 }
 
-/* This thread is about to post an answer that loop `a` will take: the loop
- * waits for it to let go of the GIL (uintr_jobq_handed). */
-static inline void uintr_jobq_owe(uintr_adapt_t *a)
-{
-#ifdef Py_GIL_DISABLED
-    return;             /* no GIL to hand over */
-#endif
-    if (uintr_jobq_owed != NULL)
-        atomic_fetch_sub_explicit(uintr_jobq_owed, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&a->handing, 1, memory_order_relaxed);
-    uintr_jobq_owed = &a->handing;
-}
-
 /* This thread no longer holds the GIL, or will not post after all. */
 static inline void uintr_jobq_handed(void)
 {
@@ -126,6 +113,19 @@ static inline void uintr_jobq_handed(void)
         atomic_fetch_sub_explicit(uintr_jobq_owed, 1, memory_order_relaxed);
         uintr_jobq_owed = NULL;
     }
+}
+
+/* This thread is about to post an answer that loop `a` will take: the loop
+ * waits for it to let go of the GIL (uintr_jobq_handed). */
+static inline void uintr_jobq_owe(uintr_adapt_t *a)
+{
+#ifndef Py_GIL_DISABLED         /* without a GIL there is nothing to hand over */
+    uintr_jobq_handed();
+    atomic_fetch_add_explicit(&a->handing, 1, memory_order_relaxed);
+    uintr_jobq_owed = &a->handing;
+#else
+    (void)a;
+#endif
 }
 
 /* Spin up to budget_ns for a job; 1 if one came. */
@@ -182,7 +182,7 @@ static inline int uintr_jobq_wait(uintr_jobq_t *q, uintr_adapt_t *a, uint64_t de
 {
     struct timespec ts;
     int expected = 0, rc, caught = 0;
-    uint64_t start, window, until;
+    uint64_t start, window;
     uintr_jobq_handed();
     if (atomic_load(&q->count) > 0) {
         caught = 1;         /* awake, like a spinner: the loop may not have parked yet */
@@ -227,17 +227,10 @@ found:
      * park: a worker woken from its sleep, or one of several jobs in
      * flight, meets a loop that is busy, and a wait would take its CPU. */
     if (a != NULL && caught &&
-        atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 1) {
-        until = uintr_monotonic_ns() + UINTR_HANDOFF_NS;
-        while (!atomic_load_explicit(&a->parked, memory_order_relaxed)) {
-            for (int i = 0; i < 16; i++)
-                __builtin_ia32_pause();
-            if (uintr_monotonic_ns() >= until)
-                break;
-        }
-    }
+        atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 1)
+        uintr_adapt_spin_for(&a->parked, 1);
 #else
-    (void)until;
+    (void)caught;
 #endif
     return 1;
 }
