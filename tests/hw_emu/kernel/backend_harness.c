@@ -192,15 +192,5 @@ int main(void)
           "uintr_hw_close -> %d (472), UIF %u; a new sender on its fd -> %d (kernel), a send -> %d (-ESHUTDOWN = %d)",
           c, uif, li, ls, -ESHUTDOWN);
 
-    snprintf(line, sizeof line, "SUMMARY passed=%d failed=%d\n", passed, failed);
-    emit(line);
-    sync();
-    if (ioperm(0x8900, 1, 1) == 0) {
-        static const char off[] = "Shutdown";
-        for (const char *q = off; *q; q++)
-            outb((unsigned char)*q, 0x8900);
-    }
-    reboot(RB_POWER_OFF);
-    for (;;)
-        pause();
+    finish();
 }

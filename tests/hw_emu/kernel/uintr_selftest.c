@@ -727,14 +727,5 @@ int main(void)
     check_uitt_full();
     check_unregister_handler();
     say("uintr_selftest: %.2f s of emulated time", now() - t0);
-    say("SUMMARY passed=%d failed=%d", passed, failed);
-    sync();
-    if (ioperm(0x8900, 1, 1) == 0) {
-        static const char off[] = "Shutdown";
-        for (const char *p = off; *p; p++)
-            outb((unsigned char)*p, 0x8900);
-    }
-    reboot(RB_POWER_OFF);
-    for (;;)
-        pause();
+    finish();
 }
