@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PIP_INSTALL_ARGS ?=
 
-CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/core/*.pxi cython_src/hw/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
+CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/interp/*.c cython_src/core/*.pxi cython_src/hw/*.pxi cython_src/includes/* cython_src/hw/*.pyx cython_src/hw/uintr_hw.c cython_src/hw/*.h) uintr_loop/_core.pxd setup.py
 
 # The newer Pythons come from a private Debian root made by the project's
 # pyroot tool (shared/tools/pyroot beside the repository; `pyroot setup` is
@@ -35,7 +35,7 @@ $(VENV)/.built: $(VENV)/.deps $(CORE_SOURCES)
 	$(PY) setup.py -q build_ext --inplace
 	touch $@
 
-TESTCORE_SOURCES := $(wildcard tests/_testcore/*.pyx tests/_testcore/*.pxd tests/_testcore/*.h tests/_testcore/build.py)
+TESTCORE_SOURCES := $(wildcard cython_src/interp/*.c tests/_testcore/*.pyx tests/_testcore/*.pxd tests/_testcore/*.h tests/_testcore/build.py)
 
 # The test-only extension (tests/_testcore: the fake hardware backend,
 # UpidCell, half_post), built in place beside the tests; pip install . never

@@ -47,6 +47,7 @@ from notify cimport (UINTR_CHANNEL_EVENTFD, UINTR_CHANNEL_NONE, uintr_channel_cl
 from busypoll cimport (UINTR_BUSY_POLL_ADAPTIVE, uintr_adapt_await_handoff, uintr_adapt_expect,
                       uintr_adapt_init, uintr_adapt_observe, uintr_adapt_park, uintr_adapt_t, uintr_poll_stats_t,
                       uintr_spin_before_block)
+from gilword cimport uintr_gil_word
 from jobqueue cimport *
 from loopstats cimport *
 from send cimport uintr_sender_c, uintr_sender_post, uintr_sender_send

@@ -215,3 +215,60 @@ def test_busy_poll_is_capped_by_the_next_timer(base: str) -> None:
         assert st.busy_polls >= 1 and st.busy_poll_hits == 0
     finally:
         loop.close()
+
+
+# The adaptive window's rule (busypoll.h: uintr_adapt_observe), driven
+# directly: a block of a given length, ended by a post or not, caught by the
+# spin or not. In microseconds; START 8, MAX 64.
+US = 1000
+
+
+@pytest.mark.parametrize(
+    ("window", "waited", "post", "hit", "after"),
+    [
+        # a post the spin missed, soon enough for a spin to have caught it:
+        # the window grows to cover that wait (with a quarter to spare), at
+        # least doubling, at most MAX
+        (0, 40, True, False, 50),
+        (0, 4, True, False, 8),
+        (16, 30, True, False, 37.5),
+        (32, 20, True, False, 64),
+        (32, 60, True, False, 64),
+        # a post later than MAX: halve (sparse posts close it in a few blocks)
+        (64, 200, True, False, 32),
+        (12, 200, True, False, 0),
+        (0, 200, True, False, 0),
+        # caught by the spin: halve only if it came in under a quarter of it
+        (64, 10, True, True, 32),
+        (64, 30, True, True, 64),
+        (8, 1, True, True, 8),
+        # no post (I/O or a timer ended the block): a long one closes it
+        (64, 200, False, False, 0),
+        (64, 30, False, False, 64),
+    ],
+)
+def test_adaptive_window_rule(window: float, waited: float, post: bool, hit: bool, after: float) -> None:
+    cells = pytest.importorskip("_testcore._cells")
+    assert cells.ADAPT_START_NS == 8 * US and cells.ADAPT_MAX_NS == 64 * US
+    got = cells.adapt_after_block(int(window * US), int(waited * US), post, hit)
+    # waited is "at least": the clock moved on between the set-up and the rule
+    assert abs(got - after * US) <= max(after * US * 0.05, 1 * US) or (after == 64 and got == 64 * US), got
+
+
+def test_gil_wait_backs_off_when_the_gil_stays_held() -> None:
+    """A hand-off wait that runs out with the GIL still held leaves out the
+    next 1, 2, 4, ... 64 waits; the ones left out return without spinning."""
+    cells = pytest.importorskip("_testcore._cells")
+    got = cells.adapt_gil_waits(12)
+    assert got == [(1, 1), (0, 1), (2, 2), (1, 2), (0, 2), (4, 4), (3, 4), (2, 4), (1, 4), (0, 4),
+                   (8, 8), (7, 8)]
+
+
+def test_gil_word_says_whether_the_gil_is_held() -> None:
+    """gilword.c finds the interpreter's own word: it reads held while this
+    thread holds the GIL and free once it lets go."""
+    cells = pytest.importorskip("_testcore._cells")
+    word = cells.gil_word()
+    if word is None:
+        pytest.skip("this Python has no GIL (probed gilword.c's uintr_gil_word)")
+    assert word == (1, 0)

@@ -96,7 +96,7 @@ cdef class Port:
         self.born = fork_generation
         self.busy_poll_ns = UINTR_BUSY_POLL_ADAPTIVE
         self.epoll_fd = -1
-        uintr_adapt_init(&self.adapt, usable_cpus())
+        uintr_adapt_init(&self.adapt, usable_cpus(), uintr_gil_word())
         self.slots_used = 1
         self.receivers = {}
         uintr_loopstats_init(&self.loopstats, timing_wanted())

@@ -83,10 +83,12 @@
 
 #include <poll.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
+#include "gilword.h"
 #include "upid.h"
 
 #define UINTR_SPIN_CHECK_NS 4000ull         /* epoll/yield check period */
@@ -113,6 +115,10 @@ typedef struct {
     _Atomic int parked;    /* the loop waits for posts, without the GIL */
     _Atomic int handing;   /* workers that posted and are about to let go
                               of the GIL (jobqueue.h) */
+    const int *gil;        /* the interpreter's "GIL held" word (gilword.h);
+                              NULL: none to watch */
+    unsigned gil_skip;     /* GIL waits still to leave out (the back-off) */
+    unsigned gil_backoff;  /* how many to leave out after the next miss */
 } uintr_adapt_t;
 
 /* Is any event ready on epoll fd `epfd`? (-1: no fd to ask.) */
@@ -127,16 +133,50 @@ static inline int uintr_epoll_ready(int epfd)
     return poll(&p, 1, 0) > 0;
 }
 
+/* How many times the kernel has switched this thread out while it was
+ * runnable (another thread took its CPU); -1 if the kernel will not say. */
+static inline long uintr_thread_preemptions(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) != 0)
+        return -1;
+    return ru.ru_nivcsw;
+}
+
+/* A clock step of the spin took longer than UINTR_SPIN_PREEMPTED_NS: did
+ * another thread run on this CPU meanwhile (the CPU is wanted), or was the
+ * CPU itself away (a virtual CPU the host did not run, an interrupt), which
+ * says nothing about this machine's threads? `base` is the count at the
+ * spin's start; without one, assume the CPU is wanted. */
+static inline int uintr_cpu_wanted(long base)
+{
+    long now;
+    if (base < 0)
+        return 1;
+    now = uintr_thread_preemptions();
+    return now < 0 || now != base;
+}
+
 /* Spin up to budget_ns. 1 if PIR became non-zero; 0 if the budget is spent
  * or an event became ready on epfd; with give_way, -1 if another thread
  * wanted this CPU (the spin gave way to it, or was preempted: a clock step
- * longer than UINTR_SPIN_PREEMPTED_NS). An explicit busy_poll spins its
- * whole budget (yielding, but not giving up). */
+ * longer than UINTR_SPIN_PREEMPTED_NS during which the kernel ran another
+ * thread here). An explicit busy_poll spins its whole budget (yielding, but
+ * not giving up).
+ *
+ * Only a switch the kernel counts ends the spin: on a virtual machine a
+ * long step is just as often the host taking the vCPU away, and treating
+ * that as "the CPU is wanted" closed the window on every such hiccup and
+ * cost the next few round trips their spin. The count is read once, when
+ * the spin begins to check (after its first UINTR_SPIN_CHECK_NS, so a
+ * post that comes at once costs no syscall), and again only after a long
+ * step. */
 static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd,
                                   int give_way, uintr_poll_stats_t *st)
 {
     uint64_t start = uintr_monotonic_ns(), now = start, before;
     uint64_t deadline = start + budget_ns, next_check = start + UINTR_SPIN_CHECK_NS;
+    long base = -1;
     unsigned i;
     int rc = 0;
     st->polls++;
@@ -153,7 +193,7 @@ static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd
         now = uintr_monotonic_ns();
         if (rc)
             break;
-        if (give_way && now - before > UINTR_SPIN_PREEMPTED_NS) {
+        if (give_way && now - before > UINTR_SPIN_PREEMPTED_NS && uintr_cpu_wanted(base)) {
             rc = -1;
             break;
         }
@@ -162,10 +202,12 @@ static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd
         if (now >= next_check) {
             if (uintr_epoll_ready(epfd))
                 break;
+            if (give_way && base < 0)
+                base = uintr_thread_preemptions();
             before = uintr_monotonic_ns();
             sched_yield();
             now = uintr_monotonic_ns();
-            if (give_way && now - before > UINTR_SPIN_PREEMPTED_NS) {
+            if (give_way && now - before > UINTR_SPIN_PREEMPTED_NS && uintr_cpu_wanted(base)) {
                 rc = -1;
                 break;
             }
@@ -177,7 +219,7 @@ static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd
     return rc;
 }
 
-static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus)
+static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
 {
     a->window_ns = 0;
     a->block_start = 0;
@@ -187,6 +229,9 @@ static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus)
     atomic_store_explicit(&a->inflight, 0, memory_order_relaxed);
     atomic_store_explicit(&a->parked, 0, memory_order_relaxed);
     atomic_store_explicit(&a->handing, 0, memory_order_relaxed);
+    a->gil = gil;
+    a->gil_skip = 0;
+    a->gil_backoff = 0;
 }
 
 /* The GIL baton (jobqueue.h has the essay). The loop is about to wait
@@ -215,15 +260,67 @@ static inline void uintr_adapt_spin_for(_Atomic int *flag, int want)
     }
 }
 
-/* A post has come: before the loop takes the GIL, give the worker that
+/* Spin while the GIL is held, for at most UINTR_HANDOFF_NS. 1: it is free
+ * (or there is no word to watch), 0: it stayed held.
+ *
+ * Why: a post from a Python thread is made with the GIL held, and the
+ * thread keeps it until it next blocks or returns to C; a
+ * run_coroutine_threadsafe client, for one, goes on into
+ * Future.result() and lets go only in its lock's wait. A loop that asks
+ * for the GIL meanwhile sleeps on the GIL's condition variable, and the
+ * thread's release must then wake it: on a virtual machine whose idle vCPU
+ * halts, that is an inter-processor interrupt and a vCPU exit, tens of
+ * microseconds, paid on every round trip (docs/design/adaptive-wakeup.md
+ * has the measurement). Spinning on the word for the few microseconds the
+ * poster still needs makes take_gil find the GIL free. The word is a hint:
+ * another thread may take the GIL between the load and take_gil, which then
+ * sleeps as it would have anyway. */
+static inline int uintr_adapt_spin_for_gil(const int *gil)
+{
+    uint64_t deadline = 0;
+    unsigned i;
+    while (uintr_gil_held(gil)) {
+        for (i = 0; i < 16; i++)
+            __builtin_ia32_pause();
+        if (deadline == 0)
+            deadline = uintr_monotonic_ns() + UINTR_HANDOFF_NS;
+        else if (uintr_monotonic_ns() >= deadline)
+            return 0;
+    }
+    return 1;
+}
+
+/* A post has come: before the loop takes the GIL, give the thread that
  * posted it up to UINTR_HANDOFF_NS to let go of it, so that neither
- * thread sleeps on the GIL. Only for a lone round trip: with other jobs in
- * flight the loop has their answers and its own work to get on with, and
- * answering workers come and go faster than it could wait for them. */
+ * thread sleeps on the GIL.
+ *
+ * A JobQueue worker says so itself (`handing`): only for a lone round trip,
+ * because with other jobs in flight the loop has their answers and its own
+ * work to get on with, and answering workers come and go faster than it
+ * could wait for them. Any other Python thread says nothing, so the loop
+ * watches the GIL's own word. A wait that ends with the GIL still held (a
+ * thread computing in Python, which keeps it for its switch interval) was
+ * wasted: the next waits are left out, 1, 2, 4, ... up to 64 of them, and
+ * one that sees the GIL let go resets the back-off, so a loop beside a busy
+ * Python thread spins on the GIL on at most one wakeup in 64. */
 static inline void uintr_adapt_await_handoff(uintr_adapt_t *a)
 {
     if (atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 0)
         uintr_adapt_spin_for(&a->handing, 0);
+    if (a->gil == NULL || !uintr_gil_held(a->gil))
+        return;
+    if (a->gil_skip > 0) {
+        a->gil_skip--;
+        return;
+    }
+    if (uintr_adapt_spin_for_gil(a->gil)) {
+        a->gil_backoff = 0;
+    } else {
+        a->gil_backoff = a->gil_backoff ? 2 * a->gil_backoff : 1;
+        if (a->gil_backoff > 64)
+            a->gil_backoff = 64;
+        a->gil_skip = a->gil_backoff;
+    }
 }
 
 static inline void uintr_adapt_expect(uintr_adapt_t *a, long delta)
@@ -256,7 +353,7 @@ static inline uint64_t uintr_adapt_budget(uintr_adapt_t *a, uint64_t busy_ns,
 /* The loop looked at its UPID after a poll; post: something was pending. */
 static inline void uintr_adapt_observe(uintr_adapt_t *a, int post)
 {
-    uint64_t now, waited;
+    uint64_t now, waited, grown;
     if (a->block_start == 0) {          /* no block: a poll between callbacks */
         if (post)
             a->last_post = uintr_monotonic_ns();
@@ -275,11 +372,14 @@ static inline void uintr_adapt_observe(uintr_adapt_t *a, int post)
         if (4 * waited < a->window_ns && a->window_ns > UINTR_ADAPT_START_NS)
             a->window_ns /= 2;
     } else if (waited <= UINTR_ADAPT_MAX_NS) {
-        a->window_ns = a->window_ns ? 2 * a->window_ns : UINTR_ADAPT_START_NS;
-        if (a->window_ns > UINTR_ADAPT_MAX_NS)
-            a->window_ns = UINTR_ADAPT_MAX_NS;
+        grown = a->window_ns ? 2 * a->window_ns : UINTR_ADAPT_START_NS;
+        if (grown < waited + waited / 4)
+            grown = waited + waited / 4;
+        a->window_ns = grown < UINTR_ADAPT_MAX_NS ? grown : UINTR_ADAPT_MAX_NS;
     } else {
-        a->window_ns = 0;
+        a->window_ns /= 2;
+        if (a->window_ns < UINTR_ADAPT_START_NS)
+            a->window_ns = 0;
     }
 }
 

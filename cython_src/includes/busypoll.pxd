@@ -5,6 +5,8 @@ from upid cimport uintr_block_t
 
 cdef extern from "busypoll.h" nogil:
     const uint64_t UINTR_BUSY_POLL_ADAPTIVE
+    const uint64_t UINTR_ADAPT_START_NS
+    const uint64_t UINTR_ADAPT_MAX_NS
 
     ctypedef struct uintr_poll_stats_t:
         uint64_t polls
@@ -13,13 +15,18 @@ cdef extern from "busypoll.h" nogil:
 
     ctypedef struct uintr_adapt_t:
         uint64_t window_ns
+        uint64_t block_start
+        int hit
         int cpus
+        unsigned gil_skip
+        unsigned gil_backoff
 
     uint64_t uintr_monotonic_ns()
-    void uintr_adapt_init(uintr_adapt_t *a, int cpus)
+    void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
     void uintr_adapt_expect(uintr_adapt_t *a, long delta)
     void uintr_adapt_observe(uintr_adapt_t *a, int post)
     void uintr_adapt_park(uintr_adapt_t *a, int parked)
     void uintr_adapt_await_handoff(uintr_adapt_t *a)
+    int uintr_adapt_spin_for_gil(const int *gil)
     int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a, uint64_t busy_ns,
                                 uint64_t timeout_ns, int epfd, uintr_poll_stats_t *st)

@@ -5,6 +5,13 @@ from uintr_loop._types import ReceiverStatistics
 
 def half_post(sender: object) -> int: ...
 
+ADAPT_START_NS: int
+ADAPT_MAX_NS: int
+
+def adapt_after_block(window_ns: int, waited_ns: int, post: bool, hit: bool) -> int: ...
+def adapt_gil_waits(calls: int) -> list[tuple[int, int]]: ...
+def gil_word() -> tuple[int, int] | None: ...
+
 POST_NOTIFY: int
 POST_COALESCED: int
 POST_SUPPRESSED: int

@@ -1,7 +1,8 @@
 # cython: language_level=3, freethreading_compatible=True
 """_testcore._cells: TEST-ONLY, built by `make test` from tests/_testcore,
 never shipped. UpidCell, a window onto the protocol of includes/upid.h;
-PacedPoster; half_post."""
+PacedPoster; half_post; the adaptive wakeup's window rule (busypoll.h) and
+the GIL word (gilword.h)."""
 # UpidCell: a window onto the protocol of includes/upid.h.
 #
 # One UPID block of its own (64-byte aligned, as a table's blocks are), and
@@ -23,6 +24,8 @@ from posix.stdlib cimport posix_memalign
 
 from libc.stdint cimport uint64_t
 
+from busypoll cimport *
+from gilword cimport uintr_gil_held, uintr_gil_word
 from pacedpost cimport uintr_paced_post_run, uintr_paced_post_t
 from send cimport uintr_sender_c
 from upid cimport *
@@ -204,3 +207,55 @@ def half_post(sender):
     the repair). Returns the post's UINTR_POST_* result."""
     cdef uintr_sender_c *s = <uintr_sender_c *>uintr_sender_handle(sender)
     return uintr_upid_post(&s.table.block[s.index], s.vector)
+
+
+ADAPT_START_NS = UINTR_ADAPT_START_NS
+ADAPT_MAX_NS = UINTR_ADAPT_MAX_NS
+
+
+def adapt_after_block(uint64_t window_ns, uint64_t waited_ns, bint post, bint hit):
+    """The window busypoll.h's rule leaves after one block that began with
+    window `window_ns` and ended `waited_ns` later, with a post or not,
+    caught by the spin (`hit`) or not: uintr_adapt_observe on a state whose
+    block began that long ago. Only the rule runs; nothing spins or sleeps."""
+    cdef uintr_adapt_t a
+    uintr_adapt_init(&a, 2, NULL)
+    a.window_ns = window_ns
+    a.block_start = uintr_monotonic_ns() - waited_ns
+    a.hit = hit
+    uintr_adapt_observe(&a, post)
+    return a.window_ns
+
+
+def adapt_gil_waits(int calls):
+    """(gil_skip, gil_backoff) after each of `calls` hand-off waits in a row
+    on a GIL word that stays held (a word of our own, set to 1, standing in
+    for the interpreter's): a wait runs out (UINTR_HANDOFF_NS of real spin)
+    and grows the back-off; the waits it says to leave out return at once."""
+    cdef uintr_adapt_t a
+    cdef int word = 1
+    cdef int i
+    uintr_adapt_init(&a, 2, &word)
+    out = []
+    for i in range(calls):
+        uintr_adapt_await_handoff(&a)
+        out.append((a.gil_skip, a.gil_backoff))
+    return out
+
+
+def gil_word():
+    """What gilword.h's word says (None: this Python has no GIL), as (held,
+    released): once with the GIL held by this thread, then with it released:
+    1 if each of 1000 reads said held (another thread took the GIL every
+    time), 0 if one said free."""
+    cdef const int *word = uintr_gil_word()
+    cdef int held, released = 1, i
+    if word == NULL:
+        return None
+    held = uintr_gil_held(word)
+    with nogil:
+        for i in range(1000):
+            if not uintr_gil_held(word):
+                released = 0
+                break
+    return (held, released)

@@ -34,7 +34,7 @@ def main() -> None:
     exts = [
         Extension(
             "_testcore._cells",
-            [os.path.join(here, "_cells.pyx")],
+            [os.path.join(here, "_cells.pyx"), "cython_src/interp/gilword.c"],
             include_dirs=[here, "cython_src/includes"],
             extra_compile_args=product.CFLAGS,
             depends=[os.path.join(here, "pacedpost.h")],

@@ -1,0 +1,3 @@
+cdef extern from "gilword.h" nogil:
+    const int *uintr_gil_word()
+    int uintr_gil_held(const int *word)
