@@ -32,6 +32,25 @@ measure those hand-offs between two plain Python threads, with no loop:
   ping-pong: its thread has slept 50 us, the ping-pong's threads only as
   long as the other side works.
 
+Where the two threads run matters more than anything else here. On this
+machine (a virtual one whose idle vCPUs halt) a wake of a thread asleep on
+the other CPU costs the waker an inter-processor interrupt and the sleeper
+a halted vCPU's resumption, tens of microseconds, while a wake on the
+waker's own CPU costs about one. Left alone, the kernel puts a quick
+ping-pong's threads on one CPU, so ``block`` and ``spin`` measure mostly
+that. A loop's round trips do not run so: the loop's thread and the other
+thread each keep a CPU of their own (the kernel places a thread woken
+while its partner runs on the idle CPU; every loop here, uintr or peer,
+runs them on two CPUs), so each floor is also measured with its threads
+pinned:
+
+* ``block2``/``spin2``: ``block`` and ``spin`` with A on one CPU and B on
+  another: the floors of a round trip as the loops run it. ``spin2`` is
+  one blocking hand-off across CPUs (to B) and one caught by a spin.
+* ``block1``: ``block`` with both threads on one CPU: what a round trip
+  would cost if the loop and its thread shared a CPU (no loop does: the
+  thread then cannot run while the loop does).
+
 ``run_coroutine_threadsafe`` (and anyio's ``from_thread.run``) has the same
 shape as the ping-pong with the roles swapped: the calling thread blocks in
 ``Future.result`` while the loop, blocked or spinning, runs the coroutine
@@ -73,7 +92,9 @@ from _common import HERE, PEERS, UINTR_LOOPS, log, median, percentiles, voluntar
 from crossthread import WARMUP, _timed_blocking
 from uintr_loop._core import Port
 
-FLOORS = {"block": "ping-pong, both block", "spin": "ping-pong, A spins", "wake": "one wake"}
+FLOORS = {"block": "ping-pong, both block", "spin": "ping-pong, A spins", "wake": "one wake",
+          "block2": "ping-pong, both block, two CPUs", "spin2": "ping-pong, A spins, two CPUs",
+          "block1": "ping-pong, both block, one CPU"}
 PAUSE_S = 50e-6              # the one-wake pause, as the paced wakeups of run.py
 SPIN_BUDGET_US = 1000.0      # one spin's budget; a spin that runs out starts again
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -82,19 +103,37 @@ BENCH = HERE / "results" / f"bench-{PY}.json"
 Floor = dict[str, float]
 
 
+def two_cpus() -> tuple[int, int] | None:
+    """Two CPUs this process may run on (None: it has only one)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
+
+
 def _with_thread(ops: int, target: Callable[[], None], stop: Callable[[], None],
-                 measure: Callable[[], Floor]) -> Floor:
+                 measure: Callable[[], Floor], cpus: tuple[int, int] | None = None) -> Floor:
     """``measure()`` while ``target`` runs on a thread of its own; ``stop()``
-    ends it. Adds the voluntary context switches (blocks that ended in a
-    wake) of every thread per operation, warm-up included in both counts."""
-    thread = threading.Thread(target=target, daemon=True)
+    ends it. With ``cpus``, this thread (A) runs on the first and the other
+    (B) on the second, for the measurement only. Adds the voluntary context
+    switches (blocks that ended in a wake) of every thread per operation,
+    warm-up included in both counts."""
+    def pinned_target() -> None:
+        if cpus is not None:
+            os.sched_setaffinity(0, {cpus[1]})     # 0: the calling thread
+        target()
+
+    thread = threading.Thread(target=pinned_target, daemon=True)
+    saved = os.sched_getaffinity(0)
     thread.start()
     try:
+        if cpus is not None:
+            os.sched_setaffinity(0, {cpus[0]})
         s0 = voluntary_switches()
         out = measure()
         out["switches"] = (voluntary_switches() - s0) / (ops + WARMUP)
         return out
     finally:
+        if cpus is not None:
+            os.sched_setaffinity(0, saved)
         stop()
         thread.join()
 
@@ -103,7 +142,7 @@ def _figures(samples: list[int], cpu_ns: int) -> Floor:
     return {**percentiles(samples), "cpu_us": cpu_ns / len(samples) / 1e3}
 
 
-def ping_pong_block(ops: int) -> Floor:
+def ping_pong_block(ops: int, cpus: tuple[int, int] | None = None) -> Floor:
     requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     answers: queue.SimpleQueue[int] = queue.SimpleQueue()
 
@@ -115,10 +154,10 @@ def ping_pong_block(ops: int) -> Floor:
         requests.put(1)
         answers.get()
 
-    return _with_thread(ops, serve, lambda: requests.put(None), lambda: _figures(*_timed_blocking(ops, op)))
+    return _with_thread(ops, serve, lambda: requests.put(None), lambda: _figures(*_timed_blocking(ops, op)), cpus)
 
 
-def ping_pong_spin(ops: int) -> Floor:
+def ping_pong_spin(ops: int, cpus: tuple[int, int] | None = None) -> Floor:
     requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     box: list[int] = []
     port = Port()
@@ -147,7 +186,7 @@ def ping_pong_spin(ops: int) -> Floor:
         return out
 
     try:
-        return _with_thread(ops, serve, lambda: requests.put(None), measure)
+        return _with_thread(ops, serve, lambda: requests.put(None), measure, cpus)
     finally:
         port.close()
 
@@ -178,7 +217,21 @@ def one_wake(ops: int) -> Floor:
     return _with_thread(ops, sleeper, lambda: stamps.put(None), measure)
 
 
-MEASURE: dict[str, Callable[[int], Floor]] = {"block": ping_pong_block, "spin": ping_pong_spin, "wake": one_wake}
+def _placed(measure: Callable[..., Floor], how: str) -> Callable[[int], Floor]:
+    """``measure`` with A and B on two CPUs (``how`` = "two") or on one."""
+    def run(ops: int) -> Floor:
+        cpus = two_cpus()
+        if cpus is None:
+            return {}                  # one CPU: there is no placement to choose
+        return measure(ops, cpus if how == "two" else (cpus[0], cpus[0]))
+    return run
+
+
+MEASURE: dict[str, Callable[[int], Floor]] = {
+    "block": ping_pong_block, "spin": ping_pong_spin, "wake": one_wake,
+    "block2": _placed(ping_pong_block, "two"), "spin2": _placed(ping_pong_spin, "two"),
+    "block1": _placed(ping_pong_block, "one"),
+}
 
 
 def one_round(ops: int, index: int = 0) -> dict[str, Floor]:
@@ -197,8 +250,12 @@ def summary(rounds: list[dict[str, Floor]]) -> dict[str, Floor]:
 
 
 def lowest(floors: dict[str, Floor]) -> float:
-    """The lower ping-pong floor's p50: the least a thread round trip costs
-    on any loop, whether it blocks or spins while the thread works."""
+    """The lower ping-pong floor's p50 with the threads on two CPUs, as the
+    loops run them (without two CPUs, the unplaced ones): the least a thread
+    round trip costs on any loop, whether it blocks or spins while the
+    thread works."""
+    if floors.get("block2", {}).get("p50") and floors.get("spin2", {}).get("p50"):
+        return min(floors["block2"]["p50"], floors["spin2"]["p50"])
     return min(floors["block"]["p50"], floors["spin"]["p50"])
 
 
@@ -237,9 +294,13 @@ def section(floors: dict[str, Floor], bench_rounds: list[dict[str, Any]], source
              "with a post to a uintr_loop `Port` that A waits for spinning without the GIL (the loop's "
              "busy-poll, with no loop). One wake: B, blocked in `SimpleQueue.get`, measures from A's stamp to "
              "its wake; its CPU and wakeups include an acknowledgement and a 50 us pause.\n",
+             "Two CPUs: A and B pinned to a CPU each, as a loop's thread and the thread it works with run; "
+             "one CPU: both pinned to the same one.\n",
              "| floor | p50 | p99 | CPU | wakeups |", "|---|---|---|---|---|"]
     for key, label in FLOORS.items():
-        f = floors[key]
+        f = floors.get(key, {})
+        if "p50" not in f:
+            continue
         lines.append(f"| {label} | {f1(f['p50'])} | {f1(f['p99'], 0)} | {f1(f['cpu_us'])} "
                      f"| {f1(f.get('switches', float('nan')), 2)} |")
     if floors["spin"].get("respins"):
@@ -260,19 +321,25 @@ def section(floors: dict[str, Floor], bench_rounds: list[dict[str, Any]], source
         lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {ratio_cell(row['over_floor'])}"
                      + (" **below**" if row["over_floor"] < 1 else "") + " |")
     below = [f"{r['label']} ({f1(r['target'])} us)" for r in rows if r["over_floor"] < 1]
-    block, spin, wake = (floors[k]["p50"] for k in FLOORS)
+    block, spin, wake = (floors[k]["p50"] for k in ("block", "spin", "wake"))
+    block2, spin2, block1 = (floors.get(k, {}).get("p50", float("nan")) for k in ("block2", "spin2", "block1"))
     worker = next(r for r in rows if r["key"] == "worker")
     lines.append(
         "\nEvery one of these round trips hands work to a Python thread that sleeps in a futex "
-        "(`SimpleQueue.get`, a condition's wait) and takes the answer back, so no loop can do it for less "
-        f"than one thread wake and the GIL taken over by that thread ({f1(wake)} us, one wake), plus the way "
-        f"back. Dedicated worker: the floor with a blocking loop is {f1(block)} us; best peer "
-        f"{f1(worker['best'])} us ({worker['peer']}); 0.5x target {f1(worker['target'])} us; the floor with the "
-        f"loop spinning is {f1(spin)} us. A spinning loop saves its own kernel wake but not the GIL: it sees "
-        "the answer while the answering thread still holds the GIL, and waits for the GIL until that thread "
-        "blocks. Targets below the lower floor, out of reach of any loop: " + (", ".join(below) if below else "none")
+        "(`SimpleQueue.get`, a condition's wait) and takes the answer back. Where the two threads run decides "
+        f"the cost: a blocking ping-pong takes {f1(block1)} us with both threads on one CPU and {f1(block2)} us "
+        f"with one on each (left to the kernel, {f1(block)} us: it puts so quick a ping-pong on one CPU). The "
+        "loops' round trips run on two CPUs, the loop's thread on one and the other thread on the other, so "
+        f"their floor is the two-CPU one: {f1(block2)} us with a blocking loop, {f1(spin2)} us with a loop that "
+        f"spins for the answer (one wake across CPUs, the thread's, instead of two). Dedicated worker: best peer "
+        f"{f1(worker['best'])} us ({worker['peer']}); 0.5x target {f1(worker['target'])} us. A spinning loop "
+        "saves its own wake; the thread's wake, its GIL take-over and the Python each side runs remain. "
+        "Targets below the lower two-CPU floor, out of reach of any loop that leaves the other thread blocking "
+        "in its own primitive: " + (", ".join(below) if below else "none")
         + ". The other round trips add their own machinery (executor, futures, anyio's worker threads) "
-        "to the same two hand-offs, so their real floors lie above these.")
+        "to the same two hand-offs, so their real floors lie above these; only a thread that does not block "
+        f"(the JobQueue's spinning workers, for to_thread and run_in_executor) gets under them. One wake "
+        f"({f1(wake)} us) is the paced one: a thread that slept 50 us, woken from whichever CPU the kernel chose.")
     return "\n".join(lines) + "\n"
 
 

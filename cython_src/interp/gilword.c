@@ -11,7 +11,9 @@
 #define Py_BUILD_CORE_MODULE 1
 #include <Python.h>
 
-#if PY_VERSION_HEX < 0x030C0000
+#if defined(Py_GIL_DISABLED)
+                                       /* no GIL: nothing to include */
+#elif PY_VERSION_HEX < 0x030C0000
 #include "internal/pycore_runtime.h"   /* one GIL, in _PyRuntime */
 #else
 #include "internal/pycore_interp.h"    /* a GIL per interpreter */
