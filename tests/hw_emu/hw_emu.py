@@ -23,6 +23,12 @@ Levels (docs/design/hardware-emulated.md says what each one proves):
    linking the project's backend (``cython_src/hw/uintr_hw.c``, unchanged, the
    project's flags), as ``/init`` of the same kernel on two CPUs.
 
+``2-intel``, optional: Intel's own selftests (``tools/testing/selftests/uintr``
+of the uintr-linux-kernel branch) under the level-2 kernel, when the cache
+holds their sources (``<cache>/intel-selftests``, see ``intel_missing()``);
+they are built there and never enter the repository. ``kernel/intel_runner.c``
+is ``/init`` and runs them one by one, one check per test.
+
 What is cached: the Bochs source (Debian's ``bochs_3.0+dfsg.orig.tar.xz``,
 fetched with ``apt-get source``), its build, the kernel tree and its build,
 the test images, the run logs. Nothing is written into the repository.
@@ -506,11 +512,12 @@ def madt(cpus: int) -> bytes:
     return bytes(table)
 
 
-def build_iso(cache: Path, selftest: Path, rundir: Path, cpus: int = LEVEL2_CPUS) -> Path:
+def build_iso(cache: Path, selftest: Path, rundir: Path, cpus: int = LEVEL2_CPUS,
+              extra: tuple[tuple[str, int, bytes, int], ...] = ()) -> Path:
     """An isolinux CD image with the kernel and an initramfs whose /init is the selftest.
 
     The initramfs also holds kernel/firmware/acpi/apic.aml, a MADT that lists
-    all `cpus` CPUs (see madt()).
+    all `cpus` CPUs (see madt()), and the `extra` cpio entries.
     """
     iso_root = rundir / "iso"
     (iso_root / "isolinux").mkdir(parents=True)
@@ -518,7 +525,7 @@ def build_iso(cache: Path, selftest: Path, rundir: Path, cpus: int = LEVEL2_CPUS
         ("kernel", 0o040755, b"", 0), ("kernel/firmware", 0o040755, b"", 0),
         ("kernel/firmware/acpi", 0o040755, b"", 0), ("kernel/firmware/acpi/apic.aml", 0o100644, madt(cpus), 0),
         ("dev", 0o040755, b"", 0), ("dev/console", 0o020600, b"", (5 << 8) | 1),
-        ("proc", 0o040555, b"", 0), ("init", 0o100755, selftest.read_bytes(), 0),
+        ("proc", 0o040555, b"", 0), ("init", 0o100755, selftest.read_bytes(), 0), *extra,
     ])
     (iso_root / "initrd.img").write_bytes(initrd)
     shutil.copyfile(kernel_paths(cache)["bzImage"], iso_root / "bzImage")
@@ -606,6 +613,123 @@ def level2(cache: Path, timeout: float, build: bool, level: str = "2") -> LevelR
     return res
 
 
+# ---- level 2-intel: Intel's own selftests under the level-2 kernel -------
+
+INTEL_SUBDIR = "intel-selftests"
+INTEL_TESTS_DIR = Path("tools") / "testing" / "selftests" / "uintr"
+# The headers uintr_common.h includes, by its relative paths from the tests' folder.
+INTEL_HEADERS = [INTEL_TESTS_DIR / "uintr_common.h", Path("tools") / "testing" / "selftests" / "kselftest.h",
+                 Path("arch") / "x86" / "include" / "uapi" / "asm" / "uintr.h"]
+# (program, seconds of guest time before the runner kills it, arguments): the
+# Makefile's TEST_GEN_PROGS in its order, then its TEST_GEN_PROGS_EXTENDED
+# context_switch_ipc, with fewer round trips per pair than its default 100000.
+INTEL_TESTS = [
+    ("ipc_base", 120, []), ("syscall_handler", 60, []), ("syscall_vector", 60, []), ("syscall_sender", 60, []),
+    ("syscall_flags", 60, []), ("senduipi_instr", 60, []), ("senduipi_self_ipi", 60, []),
+    ("syscall_alt_stack", 60, []), ("syscall_ipi_fd", 120, []), ("syscall_blocking", 120, []),
+    ("context_switch_ipc", 180, ["-i", "200"]),
+]
+# The Makefile's flags (CFLAGS += -g -muintr -mgeneral-regs-only, LDLIBS += -lpthread), static.
+INTEL_CFLAGS = ["-static", "-g", "-muintr", "-mgeneral-regs-only"]
+LEVEL2I_TIMEOUT = 1800
+LEVEL2I_WHERE = ("executed on Bochs 3.0's emulated Sapphire Rapids (sapphire_rapids CPU model, {cpus} CPUs, "
+                 "{online} online in the guest) under the level-2 kernel (linux-source-6.1 {version} with this "
+                 "repository's UINTR patch); Intel's selftests from the cache, run by tests/hw_emu/kernel/"
+                 "intel_runner.c as /init")
+
+
+def intel_dir(cache: Path) -> Path:
+    """Where level 2-intel looks for Intel's selftest sources: <cache>/intel-selftests.
+
+    It mirrors the branch's paths (as `git archive` of a checkout gives them):
+    tools/testing/selftests/uintr/ (uintr_common.h and the tests),
+    tools/testing/selftests/kselftest.h, arch/x86/include/uapi/asm/uintr.h.
+    """
+    return cache / INTEL_SUBDIR
+
+
+def intel_missing(cache: Path) -> list[str]:
+    root = intel_dir(cache)
+    wanted = INTEL_HEADERS + [INTEL_TESTS_DIR / f"{name}.c" for name, _, _ in INTEL_TESTS]
+    return [str(root / rel) for rel in wanted if not (root / rel).exists()]
+
+
+def build_intel(cache: Path) -> tuple[Path, tuple[tuple[str, int, bytes, int], ...]]:
+    """The runner (/init) and the initramfs entries of the tests: /intel/<name>, /intel/tests."""
+    out = cache / "build" / "intel"
+    out.mkdir(parents=True, exist_ok=True)
+    logfile = cache / "logs" / "intel-build.log"
+    src = intel_dir(cache) / INTEL_TESTS_DIR
+    run(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-unused-function",
+         f"-I{KERNEL_DIR}", "-o", str(out / "intel_runner"), str(KERNEL_DIR / "intel_runner.c")], logfile=logfile)
+    entries = [("intel", 0o040755, b"", 0), ("sys", 0o040555, b"", 0)]
+    lines = []
+    for name, seconds, args in INTEL_TESTS:
+        run(["gcc", *INTEL_CFLAGS, "-o", str(out / name), str(src / f"{name}.c"), "-lpthread"], logfile=logfile)
+        entries.append((f"intel/{name}", 0o100755, (out / name).read_bytes(), 0))
+        lines.append(" ".join([name, str(seconds), *args]))
+    entries.append(("intel/tests", 0o100644, ("\n".join(lines) + "\n").encode(), 0))
+    return out / "intel_runner", tuple(entries)
+
+
+def level2_intel(cache: Path, timeout: float, build: bool) -> LevelResult:
+    level = "2-intel"
+    version = linux_installed_version() or LINUX_VERSION
+    res = LevelResult(level, "ran", LEVEL2I_WHERE.format(cpus=LEVEL2_CPUS, online="?", version=version))
+    missing = intel_missing(cache)
+    if missing:
+        return level_not_built(level, f"Intel's selftest sources are not in {intel_dir(cache)} (missing "
+                               + ", ".join(missing) + "); docs/design/hardware-emulated.md says how to put them there")
+    try:
+        with cache_lock(cache):
+            kmissing = kernel_missing(cache)
+            if kmissing and not build:
+                return level_not_built(level, "the level-2 kernel is not in the cache (missing "
+                                       + ", ".join(kmissing) + "); `make hw-emu` builds it")
+            if kmissing:
+                build_kernel(cache)
+            runner, entries = build_intel(cache)
+            rundir = cache / "run" / f"level{level}-{os.getpid()}"
+            if rundir.exists():
+                shutil.rmtree(rundir)
+            rundir.mkdir(parents=True)
+            iso = build_iso(cache, runner, rundir, extra=entries)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        res.state = "build failed"
+        res.notes.append(str(e))
+        return res
+    serial = rundir / "serial.txt"
+    write_bochsrc(rundir / "bochsrc", cache, iso, serial, rundir / "bochs.log", cpus=LEVEL2_CPUS, memory_mb=128,
+                  template=KERNEL_BOCHSRC)
+    log(f"level {level}: booting the UINTR kernel in Bochs with Intel's selftests (run directory {rundir})")
+    rc, res.seconds = run_bochs(cache, rundir, timeout, nice=True)
+    console = rundir / "bochs-console.txt"
+    text = console.read_text(errors="replace") if console.exists() else ""
+    res.checks, summary, fatal = parse_level1(text, level)
+    res.notes.extend(fatal)
+    transcript = cache / "logs" / "intel-selftests.txt"
+    transcript.parent.mkdir(parents=True, exist_ok=True)
+    transcript.write_text("".join(line + "\n" for line in text.replace("\r", "").splitlines()
+                                  if line.startswith(("intel| ", "CHECK ", "CPUS ", "SUMMARY "))))
+    res.notes.append(f"the tests' own output: {transcript}")
+    m = CPUS_RE.search(text.replace("\r", ""))
+    res.where = LEVEL2I_WHERE.format(cpus=LEVEL2_CPUS, online=m.group(1) if m else "?", version=version)
+    if rc is None:
+        res.notes.append(f"Bochs did not finish within {timeout:.0f} s")
+    if summary is None:
+        res.state = "did not finish"
+        kernel_tail = serial.read_text(errors="replace").splitlines()[-6:] if serial.exists() else []
+        res.notes.append("no SUMMARY line from intel_runner; serial tail: " + " | ".join(kernel_tail))
+    elif summary != (sum(c.ok for c in res.checks), sum(not c.ok for c in res.checks)):
+        res.state = "did not finish"
+        res.notes.append(f"intel_runner: SUMMARY {summary} does not match the {len(res.checks)} CHECK lines")
+    if res.state == "ran" and all(c.ok for c in res.checks):
+        shutil.rmtree(rundir, ignore_errors=True)
+    else:
+        res.notes.append(f"logs kept in {rundir}")
+    return res
+
+
 # ---- the table ----------------------------------------------------------
 
 def print_table(results: list[LevelResult]) -> None:
@@ -637,11 +761,15 @@ def probe(cache: Path) -> dict[str, object]:
     """What exists, without building anything (tests/test_hardware_emulated.py asks this)."""
     missing = bochs_missing(cache)
     kmissing = kernel_missing(cache)
+    imissing = intel_missing(cache)
+    kernel_level = "needs Bochs" if missing else "needs the kernel build" if kmissing else "buildable"
     return {"cache": str(cache), "bochs_missing": missing, "kernel_missing": kmissing,
+            "intel_selftests_missing": imissing,
             "levels": {"1": "buildable" if not missing else "needs Bochs",
                        "1-rfc": "buildable" if not missing else "needs Bochs",
-                       "2": ("needs Bochs" if missing else "needs the kernel build" if kmissing else "buildable"),
-                       "3": ("needs Bochs" if missing else "needs the kernel build" if kmissing else "buildable")}}
+                       "2": kernel_level, "3": kernel_level,
+                       "2-intel": f"needs Intel's selftest sources in {intel_dir(cache)}" if imissing
+                       else kernel_level}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -652,10 +780,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     ap.add_argument("--no-build-kernel", action="store_true",
                     help="do not build the level-2 kernel; report level 2 as not built if it is not in the cache")
-    ap.add_argument("--levels", default="1,1-rfc,2,3",
+    ap.add_argument("--levels", default="1,1-rfc,2,3,2-intel",
                     help="comma-separated levels to run (default: all that exist); the others are reported as skipped")
     ap.add_argument("--timeout", type=float, default=LEVEL1_TIMEOUT, help="seconds per level-1 Bochs run")
     ap.add_argument("--timeout-kernel", type=float, default=LEVEL2_TIMEOUT, help="seconds for the level-2 Bochs run")
+    ap.add_argument("--timeout-intel", type=float, default=LEVEL2I_TIMEOUT,
+                    help="seconds for the level 2-intel Bochs run")
     args = ap.parse_args(argv)
     cache = cache_dir()
     if args.probe:
@@ -696,6 +826,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append(LevelResult("3", "build failed", "did not run", notes=["needs Bochs: " + bochs_error]))
     else:
         results.append(level2(cache, args.timeout_kernel, build=not args.no_build_kernel, level="3"))
+    if "2-intel" not in wanted:
+        results.append(LevelResult("2-intel", "skipped", "did not run", notes=["not asked for (--levels)"]))
+    elif bochs_error:
+        results.append(LevelResult("2-intel", "build failed", "did not run", notes=["needs Bochs: " + bochs_error]))
+    else:
+        results.append(level2_intel(cache, args.timeout_intel, build=not args.no_build_kernel))
     print_table(results)
     print(f"\nhw-emu: {time.monotonic() - t0:.0f} s in all; cache {cache}")
     if args.json:
