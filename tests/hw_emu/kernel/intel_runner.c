@@ -178,8 +178,8 @@ static void run_test(char *spec)
     else
         snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(status));
     int ok = !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0 && res.ok > 0 && !res.fail && !res.skip;
-    check(check_name, ok, "%s%s, %.1f s: [OK] %d, [FAIL] %d, [SKIP] %d%s%s", how, args, took, res.ok, res.fail,
-          res.skip, res.first_bad[0] ? "; first: " : "", res.first_bad);
+    check(check_name, ok, "%s%s, %.3f s guest time: [OK] %d, [FAIL] %d, [SKIP] %d%s%s", how, args, took,
+          res.ok, res.fail, res.skip, res.first_bad[0] ? "; first: " : "", res.first_bad);
 }
 
 int main(void)
