@@ -82,6 +82,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    expected_failure: bool = False     # a known, documented failure: shown as XFAIL, not counted
 
 
 @dataclass
@@ -97,7 +98,7 @@ class LevelResult:
     def failed(self) -> bool:
         if self.state in ("not built", "skipped"):
             return False
-        return self.state != "ran" or any(not c.ok for c in self.checks)
+        return self.state != "ran" or any(not c.ok and not c.expected_failure for c in self.checks)
 
 
 def log(msg: str) -> None:
@@ -631,6 +632,14 @@ INTEL_TESTS = [
 ]
 # The Makefile's flags (CFLAGS += -g -muintr -mgeneral-regs-only, LDLIBS += -lpthread), static.
 INTEL_CFLAGS = ["-static", "-g", "-muintr", "-mgeneral-regs-only"]
+# Failures that are known and explained in docs/design/hardware-emulated.md: a
+# program whose only failing lines are exactly these, which exited 0 and
+# skipped nothing, is shown as XFAIL and does not fail the run; any other
+# failure of it does.
+INTEL_KNOWN_FAILURES = {
+    "senduipi_instr": (["[FAIL]\tSIGILL generated"],
+                       "its forked child's SENDUIPI: the branch's fork shares the parent's UITT, this patch's does not"),
+}
 LEVEL2I_TIMEOUT = 1800
 LEVEL2I_WHERE = ("executed on Bochs 3.0's emulated Sapphire Rapids (sapphire_rapids CPU model, {cpus} CPUs, "
                  "{online} online in the guest) under the level-2 kernel (linux-source-6.1 {version} with this "
@@ -712,6 +721,16 @@ def level2_intel(cache: Path, timeout: float, build: bool) -> LevelResult:
     transcript.write_text("".join(line + "\n" for line in text.replace("\r", "").splitlines()
                                   if line.startswith(("intel| ", "CHECK ", "CPUS ", "SUMMARY "))))
     res.notes.append(f"the tests' own output: {transcript}")
+    for c in res.checks:
+        name = c.name.removeprefix("intel_")
+        if c.ok or name not in INTEL_KNOWN_FAILURES:
+            continue
+        lines, why = INTEL_KNOWN_FAILURES[name]
+        failing = [line.split("| ", 2)[2] for line in text.replace("\r", "").splitlines()
+                   if line.startswith(f"intel| {name}| [FAIL]")]
+        if failing == lines and c.detail.startswith("exit 0,") and "[SKIP] 0" in c.detail:
+            c.expected_failure = True
+            c.detail += f" (known: {why})"
     m = CPUS_RE.search(text.replace("\r", ""))
     res.where = LEVEL2I_WHERE.format(cpus=LEVEL2_CPUS, online=m.group(1) if m else "?", version=version)
     if rc is None:
@@ -723,7 +742,7 @@ def level2_intel(cache: Path, timeout: float, build: bool) -> LevelResult:
     elif summary != (sum(c.ok for c in res.checks), sum(not c.ok for c in res.checks)):
         res.state = "did not finish"
         res.notes.append(f"intel_runner: SUMMARY {summary} does not match the {len(res.checks)} CHECK lines")
-    if res.state == "ran" and all(c.ok for c in res.checks):
+    if not res.failed:
         shutil.rmtree(rundir, ignore_errors=True)
     else:
         res.notes.append(f"logs kept in {rundir}")
@@ -736,7 +755,7 @@ def print_table(results: list[LevelResult]) -> None:
     rows = [("level", "check", "result", "detail")]
     for r in results:
         for c in r.checks:
-            rows.append((r.level, c.name, "PASS" if c.ok else "FAIL", c.detail))
+            rows.append((r.level, c.name, "PASS" if c.ok else "XFAIL" if c.expected_failure else "FAIL", c.detail))
         if not r.checks or r.state != "ran":
             rows.append((r.level, "(level)", r.state.upper(), "; ".join(r.notes)))
     w0 = max(len(r[0]) for r in rows)
@@ -750,8 +769,10 @@ def print_table(results: list[LevelResult]) -> None:
     for r in results:
         line = f"level {r.level}: {r.state}"
         if r.state == "ran":
-            line += (f", {sum(c.ok for c in r.checks)} passed, {sum(not c.ok for c in r.checks)} failed, "
-                     f"{r.seconds:.0f} s in Bochs; {r.where}")
+            xfail = sum(not c.ok and c.expected_failure for c in r.checks)
+            line += (f", {sum(c.ok for c in r.checks)} passed, {sum(not c.ok for c in r.checks) - xfail} failed, "
+                     + (f"{xfail} failed as expected (XFAIL), " if xfail else "")
+                     + f"{r.seconds:.0f} s in Bochs; {r.where}")
         else:
             line += "; " + "; ".join(r.notes)
         print(line)
