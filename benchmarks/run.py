@@ -131,6 +131,13 @@ def run_floor(wakeups: int) -> dict[str, Any]:
     return {**percentiles(samples), "cpu_us": cpu_s * 1e6 / len(samples), "samples": samples}
 
 
+def run_flood_floor(posts: int) -> float:
+    """The flood's own Python with no loop (throughput.python_floor), M/s."""
+    import throughput
+
+    return throughput.python_floor(posts) / 1e6
+
+
 def run_handoff(ops: int, index: int) -> dict[str, Any]:
     """The thread hand-off floors (handoff_floor.py), in this process: it has no loop."""
     import handoff_floor
@@ -301,6 +308,13 @@ def markdown(rounds: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             cells += [f1(fig(rounds, n, key, "mcalls"), 2), f1(fig(rounds, n, key, "cpu_us"), 2),
                       ratio_cell(best_peer_ratio(rounds, n, key, "mcalls", True))]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    if any("flood_floor" in r for r in rounds):
+        ff = median(r["flood_floor"] for r in rounds if "flood_floor" in r)
+        lines += [f"| Python floor (no loop) | {f1(ff, 2)} | | | | | |",
+                  "\nThe Python floor is the flood's own Python with no loop and no second thread: the sender's "
+                  "loop appending each callback to a list, then every callback called (`throughput.python_floor`). "
+                  "Every loop adds its handle, its context snapshot and the hand-off between two threads under one "
+                  "GIL to it."]
 
     lines += ["\n## Thread round trips (one in flight)\n",
               "Each cell: p50 us / CPU us per round trip; x best: p50 over the best peer's. p99 and means are in "
@@ -452,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         floor_samples += fl.pop("samples")
         r["floor"] = fl
         r["handoff"] = run_handoff(p["ops"], i)
+        r["flood_floor"] = run_flood_floor(p["posts"])
         for n in order:
             r["loops"][n] = run_child(n, p)
         rounds.append(r)

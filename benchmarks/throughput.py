@@ -2,6 +2,10 @@
 
 * throughput: 1 or 4 Python threads call ``call_soon_threadsafe`` as fast as
   they can; the figure is callbacks run per second (all loops).
+* python_floor: the flood's own Python with no loop and no second thread:
+  the sender's loop calling a C function (``list.append``) with the
+  callback, then the callbacks called one by one. No loop can run the
+  flood faster: every loop adds its handle, context and hand-off to it.
 * syscalls: notification writes (eventfd) per 1000 ``call_soon_threadsafe``
   calls, read from the loop's own statistics, while the loop is busy
   (running a chain of CPU-bound callbacks that release the GIL, as hashing
@@ -15,6 +19,7 @@ import asyncio
 import hashlib
 import threading
 import time
+from typing import Any
 
 from _common import run_on
 
@@ -48,6 +53,29 @@ async def throughput(senders: int, posts: int) -> float:
     for t in threads:
         t.join()
     return total / elapsed
+
+
+def python_floor(posts: int) -> float:
+    """Callbacks per second of the flood's own Python, with no loop: the
+    sender's loop appending the callback to a list, then each one called,
+    as ``throughput``'s callback counts its calls."""
+    count = 0
+    total = posts
+
+    def callback() -> None:
+        nonlocal count
+        count += 1
+        if count == total:
+            pass
+
+    posted: list[Any] = []
+    append = posted.append
+    t0 = time.perf_counter()
+    for _ in range(posts):
+        append(callback)
+    for cb in posted:
+        cb()
+    return posts / (time.perf_counter() - t0)
 
 
 def notifications(loop: asyncio.AbstractEventLoop) -> int:
