@@ -23,13 +23,16 @@ import select
 import selectors
 from collections.abc import Callable
 from contextvars import Context
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 from ._backend import new_port
 from ._core import Port, WakeProbe, loop_timing, new_default_executor, submit_executor_job
 from ._loopapi import UintrLoopAPI
 from ._shim import install_shim
 from ._watchdog import set_hog_watchdog
+
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 
 class _UintrSelector(selectors.EpollSelector):
@@ -143,18 +146,18 @@ class UintrEventLoop(UintrLoopAPI, asyncio.SelectorEventLoop):
             if probe.stamp():
                 self._ready.append(probe)  # type: ignore[attr-defined]
         handle = super().call_soon_threadsafe(callback, *args, context=context)
-        tb = handle._source_traceback       # debug mode: the caller's frame is last
+        tb = handle._source_traceback  # type: ignore[attr-defined]  # debug mode: the caller's frame is last
         while tb and tb[-1].filename == __file__:
             del tb[-1]
         return handle
 
     def run_in_executor(
-        self, executor: concurrent.futures.Executor | None, func: Callable[..., Any], *args: Any
-    ) -> asyncio.Future[Any]:
+        self, executor: concurrent.futures.Executor | None, func: Callable[[Unpack[_Ts]], _T], *args: Unpack[_Ts]
+    ) -> asyncio.Future[_T]:
         """asyncio's run_in_executor (same checks, same default executor);
         a thread pool's worker answers the future directly (executor.pxi)."""
-        self._check_closed()
-        if self._debug:
+        self._check_closed()  # type: ignore[attr-defined]
+        if self._debug:  # type: ignore[attr-defined]
             self._check_callback(func, "run_in_executor")  # type: ignore[attr-defined]
         if executor is None:
             executor = self._default_executor  # type: ignore[has-type]

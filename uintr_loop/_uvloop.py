@@ -14,7 +14,7 @@ import inspect
 import re
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 import uvloop
 import uvloop.loop
@@ -39,6 +39,9 @@ from ._watchdog import set_hog_watchdog
 # lay its Loop out differently, so it is refused before the hook dereferences
 # anything. pyproject.toml pins the same range (a test holds the two equal).
 UVLOOP_VERSIONS: tuple[tuple[int, int], tuple[int, int]] = ((0, 21), (0, 24))
+
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 
 def uvloop_range() -> str:
@@ -125,9 +128,9 @@ class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's 
     # returns a ThreadsafeHandle (asyncio's Handle API), not uvloop's Handle
     call_soon_threadsafe = mailbox_call_soon_threadsafe  # type: ignore[assignment]
 
-    def run_in_executor(
-        self, executor: concurrent.futures.Executor | None, func: Callable[..., Any], *args: Any
-    ) -> asyncio.Future[Any]:
+    def run_in_executor(  # type: ignore[override]  # asyncio's generic signature, not uvloop's stub's
+        self, executor: concurrent.futures.Executor | None, func: Callable[[Unpack[_Ts]], _T], *args: Unpack[_Ts]
+    ) -> asyncio.Future[_T]:
         """uvloop's run_in_executor (same checks; the default executor is
         uvloop's too, so its close and shutdown_default_executor manage it);
         a thread pool's worker answers the future directly (executor.pxi)."""
@@ -136,7 +139,7 @@ class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's 
         if self.is_closed():
             raise RuntimeError("Event loop is closed")
         if executor is None:
-            self._check_default_executor()
+            self._check_default_executor()  # type: ignore[attr-defined]
             executor = self._uintr_default_executor
             if executor is None:
                 executor = new_default_executor(self._uintr_port, "uvloop")
@@ -144,7 +147,7 @@ class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's 
         port = self._uintr_port
         fut = None if port is None else submit_executor_job(self, port, executor, func, args)
         if fut is None:
-            return super().run_in_executor(executor, func, *args)  # type: ignore[no-any-return]
+            return super().run_in_executor(executor, func, *args)  # type: ignore[return-value]
         return fut  # type: ignore[no-any-return]
 
     def set_default_executor(self, executor: concurrent.futures.Executor) -> None:
