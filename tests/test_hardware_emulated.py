@@ -9,8 +9,10 @@ Linux: the project's own interrupt handler and backend functions run in ring
 that programs UINTR the way Intel's kernel branch does. Level 2 (about 12 s)
 boots the cached UINTR kernel on two emulated CPUs with the selftest as
 /init, and level 3 (about 5 s) the project's backend in a static harness
-under it, when ``make hw-emu`` has built that kernel (never built here). The
-checks and what each proves are in docs/design/hardware-emulated.md.
+under it, when ``make hw-emu`` has built that kernel (never built here). Level
+2-intel (about 7 s) runs Intel's own selftests under it when the cache also
+holds their sources. The checks and what each proves are in
+docs/design/hardware-emulated.md.
 
 Skipped, saying what was probed, where the cached Bochs or a compiler that
 takes -muintr is missing (CI has no cache: it skips there).
@@ -65,6 +67,7 @@ LEVEL3_REQUIRED = {
     "backend_sender_close", "backend_close_eshutdown",
 }
 KERNEL_CACHED = not hw_emu.kernel_missing(hw_emu.cache_dir())
+INTEL_CACHED = KERNEL_CACHED and not hw_emu.intel_missing(hw_emu.cache_dir())
 
 
 def _why_not() -> str | None:
@@ -88,6 +91,8 @@ pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("hw-emu") / "results.json"
     levels = "1,1-rfc,2,3" if KERNEL_CACHED else "1,1-rfc"
+    if INTEL_CACHED:
+        levels += ",2-intel"
     proc = subprocess.run(
         [sys.executable, str(HERE / "hw_emu" / "hw_emu.py"), "--no-build-bochs", "--no-build-kernel",
          "--levels", levels, "--json", str(out), "--timeout", "600", "--timeout-kernel", "300"],
@@ -141,3 +146,16 @@ def test_levels_not_built_are_reported_not_failed(results: dict[str, dict]) -> N
         assert results[level]["state"] in ("ran", "not built", "skipped")
         if results[level]["state"] != "ran":
             assert results[level]["notes"] and not results[level]["failed"]
+
+
+@pytest.mark.timeout(960)
+@pytest.mark.skipif(not INTEL_CACHED, reason="Intel's selftest sources or the level-2 kernel are not in the cache "
+                    f"(probed {hw_emu.intel_dir(hw_emu.cache_dir())})")
+def test_intel_selftests_under_the_kernel(results: dict[str, dict]) -> None:
+    run = results["2-intel"]
+    assert run["state"] == "ran", f"level 2-intel {run['state']}: {run['notes']}"
+    assert "2 online in the guest" in run["where"], run["where"]
+    failed = [f"{c['name']}: {c['detail']}" for c in run["checks"] if not c["ok"] and not c["expected_failure"]]
+    assert not failed, "Intel's selftests failed under the UINTR kernel:\n" + "\n".join(failed)
+    missing = {f"intel_{name}" for name, _, _ in hw_emu.INTEL_TESTS} - {c["name"] for c in run["checks"]}
+    assert not missing, f"programs missing from the run: {sorted(missing)}"

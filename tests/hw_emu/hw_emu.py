@@ -662,6 +662,8 @@ def intel_dir(cache: Path) -> Path:
 
 def intel_missing(cache: Path) -> list[str]:
     root = intel_dir(cache)
+    if not root.is_dir():
+        return [str(root)]
     wanted = INTEL_HEADERS + [INTEL_TESTS_DIR / f"{name}.c" for name, _, _ in INTEL_TESTS]
     return [str(root / rel) for rel in wanted if not (root / rel).exists()]
 
