@@ -624,7 +624,7 @@ INTEL_HEADERS = [INTEL_TESTS_DIR / "uintr_common.h", Path("tools") / "testing" /
 # (program, seconds on the guest's clock before the runner kills it, arguments):
 # the Makefile's TEST_GEN_PROGS in its order, then its TEST_GEN_PROGS_EXTENDED
 # context_switch_ipc with its defaults (2 pairs per CPU, 100000 round trips each).
-# Each took under 0.1 s of guest time here; the guest's clock runs far slower
+# Each took 0.11 s of guest time or less here; the guest's clock runs far slower
 # than the wall clock (10 s of it took over 13 minutes), so these limits are
 # for tests that hang, not for slow ones.
 INTEL_TESTS = [
