@@ -351,17 +351,11 @@ static inline uint64_t uintr_adapt_budget(uintr_adapt_t *a, uint64_t busy_ns,
 }
 
 /* The loop looked at its UPID after a poll; post: something was pending. */
-static inline void uintr_adapt_observe(uintr_adapt_t *a, int post)
+/* The window's rule (the table in docs/design/adaptive-wakeup.md): a block
+ * that began `waited` ns before `now` ended, in a post or not. */
+static inline void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post, uint64_t now)
 {
-    uint64_t now, waited, grown;
-    if (a->block_start == 0) {          /* no block: a poll between callbacks */
-        if (post)
-            a->last_post = uintr_monotonic_ns();
-        return;
-    }
-    now = uintr_monotonic_ns();
-    waited = now - a->block_start;
-    a->block_start = 0;
+    uint64_t grown;
     if (!post) {                        /* I/O or a timer ended it */
         if (waited > UINTR_ADAPT_MAX_NS)
             a->window_ns = 0;
@@ -381,6 +375,20 @@ static inline void uintr_adapt_observe(uintr_adapt_t *a, int post)
         if (a->window_ns < UINTR_ADAPT_START_NS)
             a->window_ns = 0;
     }
+}
+
+/* The loop looked at its UPID after a poll; post: something was pending. */
+static inline void uintr_adapt_observe(uintr_adapt_t *a, int post)
+{
+    uint64_t now;
+    if (a->block_start == 0) {          /* no block: a poll between callbacks */
+        if (post)
+            a->last_post = uintr_monotonic_ns();
+        return;
+    }
+    now = uintr_monotonic_ns();
+    uintr_adapt_learn(a, now - a->block_start, post, now);
+    a->block_start = 0;
 }
 
 /* Before a block: spin as the setting and the policy say. 1: a post came

@@ -25,6 +25,7 @@ cdef extern from "busypoll.h" nogil:
     void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
     void uintr_adapt_expect(uintr_adapt_t *a, long delta)
     void uintr_adapt_observe(uintr_adapt_t *a, int post)
+    void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post, uint64_t now)
     void uintr_adapt_park(uintr_adapt_t *a, int parked)
     void uintr_adapt_await_handoff(uintr_adapt_t *a)
     int uintr_adapt_spin_for_gil(const int *gil)

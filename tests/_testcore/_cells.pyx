@@ -216,14 +216,14 @@ ADAPT_MAX_NS = UINTR_ADAPT_MAX_NS
 def adapt_after_block(uint64_t window_ns, uint64_t waited_ns, bint post, bint hit):
     """The window busypoll.h's rule leaves after one block that began with
     window `window_ns` and ended `waited_ns` later, with a post or not,
-    caught by the spin (`hit`) or not: uintr_adapt_observe on a state whose
-    block began that long ago. Only the rule runs; nothing spins or sleeps."""
+    caught by the spin (`hit`) or not: uintr_adapt_learn, the rule
+    uintr_adapt_observe applies to the block it timed. Only the rule runs;
+    nothing spins, sleeps or reads a clock."""
     cdef uintr_adapt_t a
     uintr_adapt_init(&a, 2, NULL)
     a.window_ns = window_ns
-    a.block_start = uintr_monotonic_ns() - waited_ns
     a.hit = hit
-    uintr_adapt_observe(&a, post)
+    uintr_adapt_learn(&a, waited_ns, post, 1)
     return a.window_ns
 
 
