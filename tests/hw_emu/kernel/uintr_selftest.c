@@ -6,7 +6,8 @@
  * Written for this project. What it checks is modelled on the selftests of
  * Intel's uintr-linux-kernel branch (tools/testing/selftests/uintr:
  * syscall_handler, syscall_vector, syscall_sender, senduipi_self_ipi,
- * ipc_base, context_switch_ipc, syscall_blocking), read there, not copied,
+ * senduipi_instr, ipc_base, context_switch_ipc, syscall_blocking), read
+ * there, not copied,
  * plus what the branch's kernel promises and its tests leave out (delivery
  * order, masking, suppress/restore across a context switch, uintr_wait,
  * the ESHUTDOWN and fault paths). docs/design/hardware-emulated.md lists
@@ -570,23 +571,45 @@ static void check_fork(void)
     reset_log(0);
     pid_t pid = fork();
     if (pid == 0) {
-        /* The child has no receiver state of its own. */
+        /* The child has no receiver state of its own; its entry goes into the table it shares. */
         long u = unregister_handler(0);
         int idx = (int)register_sender(self_fd[12], 0);
         if (u != -1 || idx < 0)
             _exit(1);
         _senduipi(idx);
-        _exit(0);
+        _exit(unregister_sender(idx, 0) == 0 ? 0 : 2);
     }
     int status = -1;
     waitpid(pid, &status, 0);
     int ok = wait_deliveries(0, 1, 2.0);
     check("fork_child_sends", WIFEXITED(status) && WEXITSTATUS(status) == 0 && ok && uintr_test_log[0].vector[0] == 12,
-          "child (no inherited handler) registered the inherited fd and sent: exit %d, parent got %u entries, vector %d",
-          WIFEXITED(status) ? WEXITSTATUS(status) : -1, deliveries(0), uintr_test_log[0].vector[0]);
+          "child (no inherited handler) registered the inherited fd, sent, unregistered: exit %d, parent got %u "
+          "entries, vector %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1, deliveries(0), uintr_test_log[0].vector[0]);
+}
+
+/* ipc_base.c / senduipi_instr.c: fork shares the UITT, so the child sends through the parent's entry. */
+static void check_fork_parent_entry(void)
+{
+    reset_log(0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        _senduipi(self_index[13]);
+        _exit(0);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    int ok = wait_deliveries(0, 1, 2.0);
+    check("fork_child_sends_through_parent_entry",
+          WIFEXITED(status) && WEXITSTATUS(status) == 0 && ok && uintr_test_log[0].vector[0] == 13,
+          "a forked child, registering nothing, SENDUIPI with the parent's index %d: %s, parent got %u entries, "
+          "vector %d", self_index[13],
+          WIFSIGNALED(status) ? (WTERMSIG(status) == SIGILL ? "child killed by SIGILL (no UITT)" : "child killed")
+                              : "child exit 0",
+          deliveries(0), uintr_test_log[0].vector[0]);
 }
 
 /* A thread that was already running when the process's UITT was created. */
+#define UITT_SHARED_CHILD "uitt-shared-child"
 static volatile int late_go, late_done;
 static int late_index;
 static void *late_sender(void *arg)
@@ -600,30 +623,36 @@ static void *late_sender(void *arg)
     return NULL;
 }
 
+/* Run in a process with no UITT: forked (which shares the parent's table), then exec'd. */
+static int uitt_shared_child(void)
+{
+    pthread_t t;
+    uintr_test_receiver_id = 7;
+    reset_log(7);
+    if (register_handler(uintr_test_handler, 0) < 0)
+        return 2;
+    _stui();
+    int fd = (int)vector_fd(33, 0);
+    pthread_create(&t, NULL, late_sender, NULL);
+    usleep(20000);                          /* it spins on CPU 1 */
+    late_index = (int)register_sender(fd, 0);  /* the process's first UITT */
+    late_go = 1;
+    pthread_join(t, NULL);
+    return wait_deliveries(7, 1, 2.0) && uintr_test_log[7].vector[0] == 33 ? 0 : 3;
+}
+
 static void check_uitt_shared(void)
 {
     pid_t pid = fork();
     if (pid == 0) {
-        pthread_t t;
-        uintr_test_receiver_id = 7;
-        reset_log(7);
-        unregister_handler(0);
-        if (register_handler(uintr_test_handler, 0) < 0)
-            _exit(2);
-        _stui();
-        int fd = (int)vector_fd(33, 0);
-        pthread_create(&t, NULL, late_sender, NULL);
-        usleep(20000);                          /* it spins on CPU 1 */
-        late_index = (int)register_sender(fd, 0);  /* the process's first UITT */
-        late_go = 1;
-        pthread_join(t, NULL);
-        _exit(wait_deliveries(7, 1, 2.0) && uintr_test_log[7].vector[0] == 33 ? 0 : 3);
+        execl("/proc/self/exe", "uintr_selftest", UITT_SHARED_CHILD, (char *)NULL);
+        _exit(4);
     }
     int status = -1;
     waitpid(pid, &status, 0);
     check("uitt_shared_with_running_thread", WIFEXITED(status) && WEXITSTATUS(status) == 0,
-          "a thread spinning on CPU 1 before the UITT existed sends through it: exit %d",
-          WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+          "a new process (fork + exec: no UITT), a thread spinning on CPU 1 before its UITT existed sends through "
+          "it: exit %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
 static void check_unregister_sender(void)
@@ -665,21 +694,60 @@ static void check_receiver_gone(void)
     close(r.fd);
 }
 
-/* syscall_sender.c test_out_of_uitte: 256 entries, then ENOSPC. */
+/*
+ * syscall_sender.c test_out_of_uitte, with fork's sharing: a forked child
+ * draws on the parent's 256-entry table, where the parent holds 64 (indices
+ * 0..63, check_senders), so it gets 192 (64..255) and then ENOSPC; while it
+ * holds them the parent gets ENOSPC too; once it unregisters them the
+ * parent's next sender takes index 64 again.
+ */
 static void check_uitt_full(void)
 {
+    int to_child[2], to_parent[2];
+    char c = 0;
+    if (pipe(to_child) != 0 || pipe(to_parent) != 0) {
+        check("uitt_full_enospc", 0, "pipe: errno %d", errno);
+        return;
+    }
     pid_t pid = fork();
     if (pid == 0) {
-        int n = 0;
-        long r;
-        while ((r = register_sender(self_fd[2], 0)) >= 0)
-            n++;
-        _exit(n == 256 && errno == ENOSPC ? 0 : 1);
+        int got[256], n = 0;
+        long r = 0;
+        while (n < 256 && (r = register_sender(self_fd[2], 0)) >= 0)
+            got[n++] = (int)r;
+        int e = errno;
+        int report[3] = {n, n ? got[0] : -1, n ? got[n - 1] : -1};
+        int ok = r == -1 && e == ENOSPC;
+        if (write(to_parent[1], report, sizeof report) != sizeof report || read(to_child[0], &c, 1) != 1)
+            _exit(2);
+        for (int i = 0; i < n; i++)
+            ok &= unregister_sender(got[i], 0) == 0;
+        _exit(ok ? 0 : 1);
     }
+    int report[3] = {-1, -1, -1};
+    int got = (int)read(to_parent[0], report, sizeof report);
+    long pr = register_sender(self_fd[3], 0);
+    int pe = errno;
+    if (pr >= 0)
+        unregister_sender((int)pr, 0);
+    if (write(to_child[1], &c, 1) != 1)
+        kill(pid, SIGKILL);
     int status = -1;
     waitpid(pid, &status, 0);
-    check("uitt_full_enospc", WIFEXITED(status) && WEXITSTATUS(status) == 0,
-          "a new process registers 256 senders, the 257th -> ENOSPC: exit %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    long after = register_sender(self_fd[3], 0);
+    if (after >= 0)
+        unregister_sender((int)after, 0);
+    for (int i = 0; i < 2; i++) {
+        close(to_child[i]);
+        close(to_parent[i]);
+    }
+    check("uitt_full_enospc",
+          got == sizeof report && report[0] == 192 && report[1] == 64 && report[2] == 255 && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0 && pr == -1 && pe == ENOSPC && after == 64,
+          "a forked child shares the parent's 256-entry UITT (64 in use): it registers %d (indices %d..%d), then "
+          "ENOSPC (child exit %d); meanwhile the parent's own -> %ld errno %d (ENOSPC); after the child unregisters "
+          "them the parent's next -> index %ld",
+          report[0], report[1], report[2], WIFEXITED(status) ? WEXITSTATUS(status) : -1, pr, pr == -1 ? pe : 0, after);
 }
 
 static void check_unregister_handler(void)
@@ -693,9 +761,11 @@ static void check_unregister_handler(void)
           "472 -> %ld, UIF %u; its own fds now -> errno %d (ESHUTDOWN)", u, uif, e);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     double t0;
+    if (argc > 1 && strcmp(argv[1], UITT_SHARED_CHILD) == 0)
+        return uitt_shared_child();
     mkdir("/proc", 0555);
     mkdir("/dev", 0755);
     mount("proc", "/proc", "proc", 0, NULL);
@@ -721,6 +791,7 @@ int main(void)
     check_waiting_receiver();
     check_uintr_wait();
     check_fork();
+    check_fork_parent_entry();
     check_uitt_shared();
     check_unregister_sender();
     check_receiver_gone();
