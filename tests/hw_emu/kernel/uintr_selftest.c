@@ -7,10 +7,9 @@
  * Intel's uintr-linux-kernel branch (tools/testing/selftests/uintr:
  * syscall_handler, syscall_vector, syscall_sender, senduipi_self_ipi,
  * senduipi_instr, ipc_base, context_switch_ipc, syscall_blocking), read
- * there, not copied,
- * plus what the branch's kernel promises and its tests leave out (delivery
- * order, masking, suppress/restore across a context switch, uintr_wait,
- * the ESHUTDOWN and fault paths). docs/design/hardware-emulated.md lists
+ * there, not copied, plus what the branch's kernel promises and its tests
+ * leave out (delivery order, masking, suppress/restore across a context
+ * switch, uintr_wait, the ESHUTDOWN and fault paths). docs/design/hardware-emulated.md lists
  * each check with the branch test it follows.
  *
  * Output: one "CHECK <name> PASS|FAIL <detail>" line per check and a final
