@@ -48,6 +48,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -82,7 +83,6 @@ class Check:
     name: str
     ok: bool
     detail: str
-    expected_failure: bool = False     # a known, documented failure: shown as XFAIL, not counted
 
 
 @dataclass
@@ -98,7 +98,7 @@ class LevelResult:
     def failed(self) -> bool:
         if self.state in ("not built", "skipped"):
             return False
-        return self.state != "ran" or any(not c.ok and not c.expected_failure for c in self.checks)
+        return self.state != "ran" or any(not c.ok for c in self.checks)
 
 
 def log(msg: str) -> None:
@@ -564,37 +564,63 @@ def build_harness(cache: Path) -> Path:
     return out / "backend_harness"
 
 
+InitrdEntries = tuple[tuple[str, int, bytes, int], ...]
+
+
 def level2(cache: Path, timeout: float, build: bool, level: str = "2") -> LevelResult:
     """Boot the level-2 kernel with the selftest (level 2) or the backend harness (level 3) as /init."""
+    make_init = build_selftest if level == "2" else build_harness
+    res, _ = kernel_level(cache, level, LEVEL2_WHERE if level == "2" else LEVEL3_WHERE, timeout, build,
+                          lambda c: (make_init(c), ()))
+    return res
+
+
+def kernel_level(cache: Path, level: str, where: str, timeout: float, build: bool,
+                 make_init: Callable[[Path], tuple[Path, InitrdEntries]]) -> tuple[LevelResult, str | None]:
+    """A level under the level-2 kernel: build the kernel if it is missing (and build is true), then
+    /init and its initramfs entries (make_init), the CD image; boot it and parse what /init printed.
+
+    Returns the result and the console text (None when it did not boot).
+    """
     version = linux_installed_version() or LINUX_VERSION
-    where = LEVEL2_WHERE if level == "2" else LEVEL3_WHERE
     res = LevelResult(level, "ran", where.format(cpus=LEVEL2_CPUS, online="?", version=version))
     try:
         with cache_lock(cache):
             missing = kernel_missing(cache)
             if missing and not build:
                 return level_not_built(level, "the level-2 kernel is not in the cache (missing "
-                                       + ", ".join(missing) + "); `make hw-emu` builds it")
+                                       + ", ".join(missing) + "); `make hw-emu` builds it"), None
             if missing:
                 build_kernel(cache)
-            selftest = build_selftest(cache) if level == "2" else build_harness(cache)
+            init, entries = make_init(cache)
             rundir = cache / "run" / f"level{level}-{os.getpid()}"
             if rundir.exists():
                 shutil.rmtree(rundir)
             rundir.mkdir(parents=True)
-            iso = build_iso(cache, selftest, rundir)
+            iso = build_iso(cache, init, rundir, extra=entries)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
         res.state = "build failed"
         res.notes.append(str(e))
-        return res
+        return res, None
+    return res, boot_kernel(cache, res, rundir, iso, init, timeout, where, version)
+
+
+def boot_kernel(cache: Path, res: LevelResult, rundir: Path, iso: Path, init: Path, timeout: float, where: str,
+                version: str) -> str:
+    """Boot the level-2 kernel's CD image in Bochs and parse what /init printed into res.
+
+    Sets the checks, the seconds in Bochs, where it ran (with the CPUs the guest had online) and the
+    state; removes the run directory when every check passed, keeps it otherwise. Returns the console
+    text (port 0xe9).
+    """
     serial = rundir / "serial.txt"
     write_bochsrc(rundir / "bochsrc", cache, iso, serial, rundir / "bochs.log", cpus=LEVEL2_CPUS, memory_mb=128,
                   template=KERNEL_BOCHSRC)
-    log(f"level {level}: booting the UINTR kernel in Bochs, {selftest.name} as /init (run directory {rundir})")
+    log(f"level {res.level}: booting the UINTR kernel in Bochs, {init.name} as /init (run directory {rundir})")
     rc, res.seconds = run_bochs(cache, rundir, timeout, nice=True)
     console = rundir / "bochs-console.txt"
     text = console.read_text(errors="replace") if console.exists() else ""
-    res.checks, summary, fatal = parse_level1(text, level)
+    res.checks, summary, fatal = parse_level1(text, res.level)
     res.notes.extend(fatal)
     m = CPUS_RE.search(text.replace("\r", ""))
     res.where = where.format(cpus=LEVEL2_CPUS, online=m.group(1) if m else "?", version=version)
@@ -603,15 +629,15 @@ def level2(cache: Path, timeout: float, build: bool, level: str = "2") -> LevelR
     if summary is None:
         res.state = "did not finish"
         kernel_tail = serial.read_text(errors="replace").splitlines()[-6:] if serial.exists() else []
-        res.notes.append(f"no SUMMARY line from {selftest.name}; serial tail: " + " | ".join(kernel_tail))
+        res.notes.append(f"no SUMMARY line from {init.name}; serial tail: " + " | ".join(kernel_tail))
     elif summary != (sum(c.ok for c in res.checks), sum(not c.ok for c in res.checks)):
         res.state = "did not finish"
-        res.notes.append(f"{selftest.name}: SUMMARY {summary} does not match the {len(res.checks)} CHECK lines")
-    if res.state == "ran" and all(c.ok for c in res.checks):
+        res.notes.append(f"{init.name}: SUMMARY {summary} does not match the {len(res.checks)} CHECK lines")
+    if not res.failed:
         shutil.rmtree(rundir, ignore_errors=True)
     else:
         res.notes.append(f"logs kept in {rundir}")
-    return res
+    return text
 
 
 # ---- level 2-intel: Intel's own selftests under the level-2 kernel -------
@@ -635,14 +661,6 @@ INTEL_TESTS = [
 ]
 # The Makefile's flags (CFLAGS += -g -muintr -mgeneral-regs-only, LDLIBS += -lpthread), static.
 INTEL_CFLAGS = ["-static", "-g", "-muintr", "-mgeneral-regs-only"]
-# Failures that are known and explained in docs/design/hardware-emulated.md: a
-# program whose only failing lines are exactly these, which exited 0 and
-# skipped nothing, is shown as XFAIL and does not fail the run; any other
-# failure of it does.
-INTEL_KNOWN_FAILURES = {
-    "senduipi_instr": (["[FAIL]\tSIGILL generated"],
-                       "its forked child's SENDUIPI: the branch's fork shares the parent's UITT, this patch's does not"),
-}
 LEVEL2I_TIMEOUT = 1800
 LEVEL2I_WHERE = ("executed on Bochs 3.0's emulated Sapphire Rapids (sapphire_rapids CPU model, {cpus} CPUs, "
                  "{online} online in the guest) under the level-2 kernel (linux-source-6.1 {version} with this "
@@ -668,7 +686,7 @@ def intel_missing(cache: Path) -> list[str]:
     return [str(root / rel) for rel in wanted if not (root / rel).exists()]
 
 
-def build_intel(cache: Path) -> tuple[Path, tuple[tuple[str, int, bytes, int], ...]]:
+def build_intel(cache: Path) -> tuple[Path, InitrdEntries]:
     """The runner (/init) and the initramfs entries of the tests: /intel/<name>, /intel/tests."""
     out = cache / "build" / "intel"
     out.mkdir(parents=True, exist_ok=True)
@@ -688,69 +706,17 @@ def build_intel(cache: Path) -> tuple[Path, tuple[tuple[str, int, bytes, int], .
 
 def level2_intel(cache: Path, timeout: float, build: bool) -> LevelResult:
     level = "2-intel"
-    version = linux_installed_version() or LINUX_VERSION
-    res = LevelResult(level, "ran", LEVEL2I_WHERE.format(cpus=LEVEL2_CPUS, online="?", version=version))
     missing = intel_missing(cache)
     if missing:
         return level_not_built(level, f"Intel's selftest sources are not in {intel_dir(cache)} (missing "
                                + ", ".join(missing) + "); docs/design/hardware-emulated.md says how to put them there")
-    try:
-        with cache_lock(cache):
-            kmissing = kernel_missing(cache)
-            if kmissing and not build:
-                return level_not_built(level, "the level-2 kernel is not in the cache (missing "
-                                       + ", ".join(kmissing) + "); `make hw-emu` builds it")
-            if kmissing:
-                build_kernel(cache)
-            runner, entries = build_intel(cache)
-            rundir = cache / "run" / f"level{level}-{os.getpid()}"
-            if rundir.exists():
-                shutil.rmtree(rundir)
-            rundir.mkdir(parents=True)
-            iso = build_iso(cache, runner, rundir, extra=entries)
-    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
-        res.state = "build failed"
-        res.notes.append(str(e))
-        return res
-    serial = rundir / "serial.txt"
-    write_bochsrc(rundir / "bochsrc", cache, iso, serial, rundir / "bochs.log", cpus=LEVEL2_CPUS, memory_mb=128,
-                  template=KERNEL_BOCHSRC)
-    log(f"level {level}: booting the UINTR kernel in Bochs with Intel's selftests (run directory {rundir})")
-    rc, res.seconds = run_bochs(cache, rundir, timeout, nice=True)
-    console = rundir / "bochs-console.txt"
-    text = console.read_text(errors="replace") if console.exists() else ""
-    res.checks, summary, fatal = parse_level1(text, level)
-    res.notes.extend(fatal)
-    transcript = cache / "logs" / "intel-selftests.txt"
-    transcript.parent.mkdir(parents=True, exist_ok=True)
-    transcript.write_text("".join(line + "\n" for line in text.replace("\r", "").splitlines()
-                                  if line.startswith(("intel| ", "CHECK ", "CPUS ", "SUMMARY "))))
-    res.notes.append(f"the tests' own output: {transcript}")
-    for c in res.checks:
-        name = c.name.removeprefix("intel_")
-        if c.ok or name not in INTEL_KNOWN_FAILURES:
-            continue
-        lines, why = INTEL_KNOWN_FAILURES[name]
-        failing = [line.split("| ", 2)[2] for line in text.replace("\r", "").splitlines()
-                   if line.startswith(f"intel| {name}| [FAIL]")]
-        if failing == lines and c.detail.startswith("exit 0,") and "[SKIP] 0" in c.detail:
-            c.expected_failure = True
-            c.detail += f" (known: {why})"
-    m = CPUS_RE.search(text.replace("\r", ""))
-    res.where = LEVEL2I_WHERE.format(cpus=LEVEL2_CPUS, online=m.group(1) if m else "?", version=version)
-    if rc is None:
-        res.notes.append(f"Bochs did not finish within {timeout:.0f} s")
-    if summary is None:
-        res.state = "did not finish"
-        kernel_tail = serial.read_text(errors="replace").splitlines()[-6:] if serial.exists() else []
-        res.notes.append("no SUMMARY line from intel_runner; serial tail: " + " | ".join(kernel_tail))
-    elif summary != (sum(c.ok for c in res.checks), sum(not c.ok for c in res.checks)):
-        res.state = "did not finish"
-        res.notes.append(f"intel_runner: SUMMARY {summary} does not match the {len(res.checks)} CHECK lines")
-    if not res.failed:
-        shutil.rmtree(rundir, ignore_errors=True)
-    else:
-        res.notes.append(f"logs kept in {rundir}")
+    res, text = kernel_level(cache, level, LEVEL2I_WHERE, timeout, build, build_intel)
+    if text is not None:
+        transcript = cache / "logs" / "intel-selftests.txt"
+        transcript.parent.mkdir(parents=True, exist_ok=True)
+        transcript.write_text("".join(line + "\n" for line in text.replace("\r", "").splitlines()
+                                      if line.startswith(("intel| ", "CHECK ", "CPUS ", "SUMMARY "))))
+        res.notes.append(f"the tests' own output: {transcript}")
     return res
 
 
@@ -760,7 +726,7 @@ def print_table(results: list[LevelResult]) -> None:
     rows = [("level", "check", "result", "detail")]
     for r in results:
         for c in r.checks:
-            rows.append((r.level, c.name, "PASS" if c.ok else "XFAIL" if c.expected_failure else "FAIL", c.detail))
+            rows.append((r.level, c.name, "PASS" if c.ok else "FAIL", c.detail))
         if not r.checks or r.state != "ran":
             rows.append((r.level, "(level)", r.state.upper(), "; ".join(r.notes)))
     w0 = max(len(r[0]) for r in rows)
@@ -774,10 +740,8 @@ def print_table(results: list[LevelResult]) -> None:
     for r in results:
         line = f"level {r.level}: {r.state}"
         if r.state == "ran":
-            xfail = sum(not c.ok and c.expected_failure for c in r.checks)
-            line += (f", {sum(c.ok for c in r.checks)} passed, {sum(not c.ok for c in r.checks) - xfail} failed, "
-                     + (f"{xfail} failed as expected (XFAIL), " if xfail else "")
-                     + f"{r.seconds:.0f} s in Bochs; {r.where}")
+            line += (f", {sum(c.ok for c in r.checks)} passed, {sum(not c.ok for c in r.checks)} failed, "
+                     f"{r.seconds:.0f} s in Bochs; {r.where}")
         else:
             line += "; " + "; ".join(r.notes)
         print(line)
@@ -840,24 +804,19 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(level1(cache, args.timeout, level))
             else:
                 results.append(LevelResult(level, "skipped", "did not run", notes=["not asked for (--levels)"]))
-    if "2" not in wanted:
-        results.append(LevelResult("2", "skipped", "did not run", notes=["not asked for (--levels)"]))
-    elif bochs_error:
-        results.append(LevelResult("2", "build failed", "did not run", notes=["needs Bochs: " + bochs_error]))
-    else:
-        results.append(level2(cache, args.timeout_kernel, build=not args.no_build_kernel))
-    if "3" not in wanted:
-        results.append(LevelResult("3", "skipped", "did not run", notes=["not asked for (--levels)"]))
-    elif bochs_error:
-        results.append(LevelResult("3", "build failed", "did not run", notes=["needs Bochs: " + bochs_error]))
-    else:
-        results.append(level2(cache, args.timeout_kernel, build=not args.no_build_kernel, level="3"))
-    if "2-intel" not in wanted:
-        results.append(LevelResult("2-intel", "skipped", "did not run", notes=["not asked for (--levels)"]))
-    elif bochs_error:
-        results.append(LevelResult("2-intel", "build failed", "did not run", notes=["needs Bochs: " + bochs_error]))
-    else:
-        results.append(level2_intel(cache, args.timeout_intel, build=not args.no_build_kernel))
+    build = not args.no_build_kernel
+    kernel_levels: list[tuple[str, Callable[[], LevelResult]]] = [
+        ("2", lambda: level2(cache, args.timeout_kernel, build)),
+        ("3", lambda: level2(cache, args.timeout_kernel, build, level="3")),
+        ("2-intel", lambda: level2_intel(cache, args.timeout_intel, build)),
+    ]
+    for level, run_level in kernel_levels:
+        if level not in wanted:
+            results.append(LevelResult(level, "skipped", "did not run", notes=["not asked for (--levels)"]))
+        elif bochs_error:
+            results.append(LevelResult(level, "build failed", "did not run", notes=["needs Bochs: " + bochs_error]))
+        else:
+            results.append(run_level())
     print_table(results)
     print(f"\nhw-emu: {time.monotonic() - t0:.0f} s in all; cache {cache}")
     if args.json:
