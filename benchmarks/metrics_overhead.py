@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"benchmark": "metrics_overhead", "python": sys.version.split()[0],
-                   "args": vars(args), "rounds": rounds, "rows": rows, "targets_met": met}, f, indent=2)
+                   "args": {k: v for k, v in vars(args).items() if k != "json"}, "rounds": rounds, "rows": rows, "targets_met": met}, f, indent=2)
     return 0
 
 
