@@ -29,6 +29,10 @@ $(VENV)/.deps: pyproject.toml tests/_servers_install.py
 	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.1"
 	$(PY) -m pip install -q $(PIP_INSTALL_ARGS) --no-build-isolation -e ".[test]"
 	$(PY) tests/_servers_install.py
+	@# mypy for tests/test_typing.py, wheels only: its newest releases need a Rust build where
+	@# no wheel exists (3.13t), and the check is the same on every Python that has one
+	$(PY) -m pip install -q --only-binary :all: "mypy>=1.10" >/dev/null 2>&1 || \
+	  echo "make: mypy has no wheel for $(PYTHON) here: tests/test_typing.py will skip"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(CORE_SOURCES)
