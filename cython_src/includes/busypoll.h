@@ -242,22 +242,29 @@ static inline void uintr_adapt_park(uintr_adapt_t *a, int parked)
     atomic_store_explicit(&a->parked, parked, memory_order_relaxed);
 }
 
+/* One step of a bounded wait: 16 pauses, then 0 once UINTR_HANDOFF_NS have
+ * passed since the first step (*deadline starts at 0). The clock is read
+ * only from the first step on, so a wait that is not needed costs nothing. */
+static inline int uintr_handoff_step(uint64_t *deadline)
+{
+    unsigned i;
+    for (i = 0; i < 16; i++)
+        __builtin_ia32_pause();
+    if (*deadline == 0)
+        *deadline = uintr_monotonic_ns() + UINTR_HANDOFF_NS;
+    else if (uintr_monotonic_ns() >= *deadline)
+        return 0;
+    return 1;
+}
+
 /* Spin until *flag is non-zero (want = 1) or zero (want = 0), for at most
- * UINTR_HANDOFF_NS: the GIL baton's two bounded waits. The clock is read
- * only once the flag has been seen wrong, so a wait that is not needed
- * costs one load. */
+ * UINTR_HANDOFF_NS: the GIL baton's two bounded waits. */
 static inline void uintr_adapt_spin_for(_Atomic int *flag, int want)
 {
     uint64_t deadline = 0;
-    unsigned i;
-    while ((atomic_load_explicit(flag, memory_order_relaxed) != 0) != want) {
-        for (i = 0; i < 16; i++)
-            __builtin_ia32_pause();
-        if (deadline == 0)
-            deadline = uintr_monotonic_ns() + UINTR_HANDOFF_NS;
-        else if (uintr_monotonic_ns() >= deadline)
+    while ((atomic_load_explicit(flag, memory_order_relaxed) != 0) != want)
+        if (!uintr_handoff_step(&deadline))
             break;
-    }
 }
 
 /* Spin while the GIL is held, for at most UINTR_HANDOFF_NS. 1: it is free
@@ -278,15 +285,9 @@ static inline void uintr_adapt_spin_for(_Atomic int *flag, int want)
 static inline int uintr_adapt_spin_for_gil(const int *gil)
 {
     uint64_t deadline = 0;
-    unsigned i;
-    while (uintr_gil_held(gil)) {
-        for (i = 0; i < 16; i++)
-            __builtin_ia32_pause();
-        if (deadline == 0)
-            deadline = uintr_monotonic_ns() + UINTR_HANDOFF_NS;
-        else if (uintr_monotonic_ns() >= deadline)
+    while (uintr_gil_held(gil))
+        if (!uintr_handoff_step(&deadline))
             return 0;
-    }
     return 1;
 }
 
@@ -350,7 +351,6 @@ static inline uint64_t uintr_adapt_budget(uintr_adapt_t *a, uint64_t busy_ns,
     return budget < timeout_ns ? budget : timeout_ns;
 }
 
-/* The loop looked at its UPID after a poll; post: something was pending. */
 /* The window's rule (the table in docs/design/adaptive-wakeup.md): a block
  * that began `waited` ns before `now` ended, in a post or not. */
 static inline void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post, uint64_t now)
