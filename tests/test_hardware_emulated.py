@@ -20,6 +20,8 @@ takes -muintr is missing (CI has no cache: it skips there).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -88,22 +90,41 @@ WHY_NOT = _why_not()
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
 
 
+# Wall-clock limits. Here level 1 takes about 3 s a run, the kernel levels 5-12 s;
+# each limit is over ten times that, and the whole run's limit is above their sum,
+# so a level that hangs is reported as that level, with its logs kept.
+LEVEL1_LIMIT, KERNEL_LIMIT, LOCK_WAIT = 120, 180, 60
+RUN_LIMIT = 2 * LEVEL1_LIMIT + 3 * KERNEL_LIMIT + 2 * LOCK_WAIT + 60
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("hw-emu") / "results.json"
     levels = "1,1-rfc,2,3" if KERNEL_CACHED else "1,1-rfc"
     if INTEL_CACHED:
         levels += ",2-intel"
-    proc = subprocess.run(
+    # Its own session: at the limit, Bochs goes with it (a Bochs left behind
+    # would slow every test after this one).
+    proc = subprocess.Popen(
         [sys.executable, str(HERE / "hw_emu" / "hw_emu.py"), "--no-build-bochs", "--no-build-kernel",
-         "--levels", levels, "--json", str(out), "--timeout", "600", "--timeout-kernel", "300"],
-        capture_output=True, text=True, timeout=900,
+         "--levels", levels, "--json", str(out), "--timeout", str(LEVEL1_LIMIT),
+         "--timeout-kernel", str(KERNEL_LIMIT), "--timeout-intel", str(KERNEL_LIMIT), "--lock-wait", str(LOCK_WAIT)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
-    assert out.exists(), f"hw_emu.py wrote no results (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
-    return {r["level"]: r for r in json.loads(out.read_text())} | {"_stdout": {"text": proc.stdout}}
+    try:
+        stdout, stderr = proc.communicate(timeout=RUN_LIMIT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        done = [f"{r['level']}: {r['state']} in {r['seconds']:.0f} s" for r in json.loads(out.read_text())] \
+            if out.exists() else []
+        pytest.fail(f"hw_emu.py did not finish within {RUN_LIMIT} s; levels finished: {done or 'none'}; "
+                    f"its log:\n{stderr[-3000:]}")
+    assert out.exists(), f"hw_emu.py wrote no results (exit {proc.returncode}):\n{stderr[-2000:]}"
+    return {r["level"]: r for r in json.loads(out.read_text())} | {"_stdout": {"text": stdout}}
 
 
-@pytest.mark.timeout(960)
+@pytest.mark.timeout(RUN_LIMIT + 60)
 @pytest.mark.parametrize("level", sorted(REQUIRED))
 def test_level1_runs_to_the_end(results: dict[str, dict], level: str) -> None:
     level1 = results[level]
@@ -111,14 +132,14 @@ def test_level1_runs_to_the_end(results: dict[str, dict], level: str) -> None:
     assert "Sapphire Rapids" in level1["where"] and "no Linux" in level1["where"]
 
 
-@pytest.mark.timeout(960)
+@pytest.mark.timeout(RUN_LIMIT + 60)
 @pytest.mark.parametrize("level", sorted(REQUIRED))
 def test_level1_every_check_passes(results: dict[str, dict], level: str) -> None:
     failed = [f"{c['name']}: {c['detail']}" for c in results[level]["checks"] if not c["ok"]]
     assert not failed, "failed on the emulated CPU:\n" + "\n".join(failed)
 
 
-@pytest.mark.timeout(960)
+@pytest.mark.timeout(RUN_LIMIT + 60)
 @pytest.mark.parametrize("level", sorted(REQUIRED))
 def test_level1_checked_everything_the_brief_asks(results: dict[str, dict], level: str) -> None:
     names = {c["name"] for c in results[level]["checks"]}
@@ -126,7 +147,7 @@ def test_level1_checked_everything_the_brief_asks(results: dict[str, dict], leve
     assert not missing, f"checks missing from the run: {sorted(missing)}"
 
 
-@pytest.mark.timeout(960)
+@pytest.mark.timeout(RUN_LIMIT + 60)
 @pytest.mark.skipif(not KERNEL_CACHED, reason="the level-2 kernel is not in the cache "
                     f"({', '.join(hw_emu.kernel_missing(hw_emu.cache_dir()))}); `make hw-emu` builds it")
 @pytest.mark.parametrize("level", ["2", "3"])
@@ -140,7 +161,7 @@ def test_kernel_levels_on_two_cpus(results: dict[str, dict], level: str) -> None
     assert not missing, f"checks missing from the run: {sorted(missing)}"
 
 
-@pytest.mark.timeout(960)
+@pytest.mark.timeout(RUN_LIMIT + 60)
 def test_levels_not_built_are_reported_not_failed(results: dict[str, dict]) -> None:
     # make test never builds the kernel (minutes): without it level 2 is skipped.
     for level in ("2", "3"):
@@ -149,7 +170,7 @@ def test_levels_not_built_are_reported_not_failed(results: dict[str, dict]) -> N
             assert results[level]["notes"] and not results[level]["failed"]
 
 
-@pytest.mark.timeout(960)
+@pytest.mark.timeout(RUN_LIMIT + 60)
 @pytest.mark.skipif(not INTEL_CACHED, reason="Intel's selftest sources or the level-2 kernel are not in the cache "
                     f"(probed {hw_emu.intel_dir(hw_emu.cache_dir())})")
 def test_intel_selftests_under_the_kernel(results: dict[str, dict]) -> None:
