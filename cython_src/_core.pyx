@@ -48,6 +48,7 @@ from busypoll cimport (UINTR_BUSY_POLL_ADAPTIVE, uintr_adapt_await_handoff, uint
                       uintr_adapt_init, uintr_adapt_observe, uintr_adapt_park, uintr_adapt_t, uintr_poll_stats_t,
                       uintr_spin_before_block)
 from gilword cimport uintr_gil_word
+from mainstate cimport uintr_main_tstate_repair
 from jobqueue cimport *
 from loopstats cimport *
 from send cimport uintr_sender_c, uintr_sender_post, uintr_sender_send

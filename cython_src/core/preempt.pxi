@@ -4,6 +4,26 @@
 # defers is uintr_loop._doorbell (asking uintr_loop._protection).
 
 
+# The doorbell is a signal handler, so a child forked from a thread other
+# than the main one needs its signals to reach its main thread (CPython 3.13+
+# keeps sending them to the parent's: cython_src/interp/mainstate.c).
+cdef uint64_t main_tstate_repairs = 0
+
+
+def _main_tstate_after_fork():
+    global main_tstate_repairs
+    main_tstate_repairs += uintr_main_tstate_repair()
+
+
+os.register_at_fork(after_in_child=_main_tstate_after_fork)
+
+
+def main_tstate_repaired():
+    """How many forks, this process's own and its ancestors', left a child
+    whose signals had to be pointed at its main thread (inherited)."""
+    return main_tstate_repairs
+
+
 def preempt_start(int signum):
     """Start the native preemption timer (idempotent); call it from the main
     thread. When an armed deadline passes it sends ``signum`` to that thread:

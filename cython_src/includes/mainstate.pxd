@@ -1,0 +1,2 @@
+cdef extern from "mainstate.h":
+    int uintr_main_tstate_repair()
