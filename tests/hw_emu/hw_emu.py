@@ -23,6 +23,12 @@ Levels (docs/design/hardware-emulated.md says what each one proves):
    linking the project's backend (``cython_src/hw/uintr_hw.c``, unchanged, the
    project's flags), as ``/init`` of the same kernel on two CPUs.
 
+4. *CPython under that kernel*: the project's venv interpreter, its trimmed
+   standard library, pytest and the uintr_loop package as the venv has it
+   (``python_level.py`` puts them in the initramfs), with
+   ``kernel/python_init.c`` as ``/init``: the capability probe, a loop in
+   hardware mode and ``pytest tests/test_hardware_real.py`` in the guest.
+
 ``2-intel``, optional: Intel's own selftests (``tools/testing/selftests/uintr``
 of the uintr-linux-kernel branch) under the level-2 kernel, when the cache
 holds their sources (``<cache>/intel-selftests``, see ``intel_missing()``);
@@ -31,7 +37,8 @@ is ``/init`` and runs them one by one, one check per test.
 
 What is cached: the Bochs source (Debian's ``bochs_3.0+dfsg.orig.tar.xz``,
 fetched with ``apt-get source``), its build, the kernel tree and its build,
-the test images, the run logs. Nothing is written into the repository.
+the test images, level 4's copy of the interpreter, the run logs. Nothing is
+written into the repository.
 """
 from __future__ import annotations
 
@@ -52,6 +59,8 @@ from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+import python_level  # noqa: E402
 
 BOCHS_TARBALL = "bochs_3.0+dfsg.orig.tar.xz"
 BOCHS_TARBALL_SHA256 = "78f6c73d4a6472d5130a87ab9dc306d02c7c71ed8e25b3a8ef642e2a7acd282b"
@@ -388,10 +397,11 @@ LEVEL2_WHERE = ("executed on Bochs 3.0's emulated Sapphire Rapids (sapphire_rapi
                 "{online} online in the guest) under Debian's linux-source-6.1 ({version}) with this repository's "
                 "UINTR patch; the selftest tests/hw_emu/kernel/uintr_selftest.c as /init")
 CPUS_RE = re.compile(r"^CPUS online=(\d+)", re.M)
-# Options the selftest needs: a .config that lost one of them is a failed build.
+# Options the guests need: a .config that lost one of them is a failed build.
 KERNEL_REQUIRED = ["CONFIG_SMP=y", "CONFIG_X86_USER_INTERRUPTS=y", "CONFIG_SERIAL_8250_CONSOLE=y",
                    "CONFIG_BLK_DEV_INITRD=y", "CONFIG_DEVTMPFS=y", "CONFIG_PROC_FS=y", "CONFIG_EPOLL=y",
-                   "CONFIG_EVENTFD=y", "CONFIG_FUTEX=y", "CONFIG_X86_IOPL_IOPERM=y", "CONFIG_KERNEL_LZ4=y"]
+                   "CONFIG_EVENTFD=y", "CONFIG_FUTEX=y", "CONFIG_X86_IOPL_IOPERM=y", "CONFIG_KERNEL_LZ4=y",
+                   "CONFIG_MEMFD_CREATE=y"]
 
 
 def text_body(path: Path) -> str:
@@ -600,9 +610,11 @@ def level2(cache: Path, timeout: float, build: bool, level: str = "2") -> LevelR
 
 
 def kernel_level(cache: Path, level: str, where: str, timeout: float, build: bool,
-                 make_init: Callable[[Path], tuple[Path, InitrdEntries]]) -> tuple[LevelResult, str | None]:
+                 make_init: Callable[[Path], tuple[Path, InitrdEntries]],
+                 memory_mb: int = 128) -> tuple[LevelResult, str | None]:
     """A level under the level-2 kernel: build the kernel if it is missing (and build is true), then
-    /init and its initramfs entries (make_init), the CD image; boot it and parse what /init printed.
+    /init and its initramfs entries (make_init), the CD image; boot it with memory_mb of guest memory
+    and parse what /init printed.
 
     Returns the result and the console text (None when it did not boot).
     """
@@ -626,11 +638,11 @@ def kernel_level(cache: Path, level: str, where: str, timeout: float, build: boo
         res.state = "build failed"
         res.notes.append(str(e))
         return res, None
-    return res, boot_kernel(cache, res, rundir, iso, init, timeout, where, version)
+    return res, boot_kernel(cache, res, rundir, iso, init, timeout, where, version, memory_mb)
 
 
 def boot_kernel(cache: Path, res: LevelResult, rundir: Path, iso: Path, init: Path, timeout: float, where: str,
-                version: str) -> str:
+                version: str, memory_mb: int = 128) -> str:
     """Boot the level-2 kernel's CD image in Bochs and parse what /init printed into res.
 
     Sets the checks, the seconds in Bochs, where it ran (with the CPUs the guest had online) and the
@@ -638,7 +650,7 @@ def boot_kernel(cache: Path, res: LevelResult, rundir: Path, iso: Path, init: Pa
     text (port 0xe9).
     """
     serial = rundir / "serial.txt"
-    write_bochsrc(rundir / "bochsrc", cache, iso, serial, rundir / "bochs.log", cpus=LEVEL2_CPUS, memory_mb=128,
+    write_bochsrc(rundir / "bochsrc", cache, iso, serial, rundir / "bochs.log", cpus=LEVEL2_CPUS, memory_mb=memory_mb,
                   template=KERNEL_BOCHSRC)
     log(f"level {res.level}: booting the UINTR kernel in Bochs, {init.name} as /init (run directory {rundir})")
     rc, res.seconds = run_bochs(cache, rundir, timeout, nice=True)
@@ -744,6 +756,34 @@ def level2_intel(cache: Path, timeout: float, build: bool) -> LevelResult:
     return res
 
 
+# ---- level 4: CPython and the project under the level-2 kernel ------------
+
+LEVEL4_TIMEOUT = 900     # seconds of wall time for the boot, Python's build steps excluded (41 s in Bochs here)
+LEVEL4_WHERE = ("executed on Bochs 3.0's emulated Sapphire Rapids (sapphire_rapids CPU model, {cpus} CPUs, "
+                "{online} online in the guest, {memory} MB) under the level-2 kernel (linux-source-6.1 {version} with "
+                "this repository's UINTR patch); CPython {python} from the project's venv with the uintr_loop package "
+                "it has, tests/hw_emu/kernel/python_init.c as /init")
+
+
+def level4(cache: Path, timeout: float, build: bool) -> LevelResult:
+    level = "4"
+    missing = python_level.python_missing()
+    if missing:
+        return level_not_built(level, "the project's venv lacks what level 4 copies into the guest: "
+                               + "; ".join(missing))
+    where = LEVEL4_WHERE.replace("{python}", python_level.python_version()).replace(
+        "{memory}", str(python_level.PYTHON_MEMORY_MB))
+    res, text = kernel_level(cache, level, where, timeout, build, python_level.build_python,
+                             memory_mb=python_level.PYTHON_MEMORY_MB)
+    if text is not None:
+        transcript = cache / "logs" / "python-guest.txt"
+        transcript.parent.mkdir(parents=True, exist_ok=True)
+        transcript.write_text("".join(line + "\n" for line in text.replace("\r", "").splitlines()
+                                      if line.startswith(("py| ", "CHECK ", "CPUS ", "SUMMARY "))))
+        res.notes.append(f"what Python printed in the guest: {transcript}")
+    return res
+
+
 # ---- the table ----------------------------------------------------------
 
 def print_table(results: list[LevelResult]) -> None:
@@ -776,14 +816,16 @@ def probe(cache: Path) -> dict[str, object]:
     missing = bochs_missing(cache)
     kmissing = kernel_missing(cache)
     imissing = intel_missing(cache)
+    pmissing = python_level.python_missing()
     kernel_level = "needs Bochs" if missing else "needs the kernel build" if kmissing else "buildable"
     return {"cache": str(cache), "bochs_missing": missing, "kernel_missing": kmissing,
-            "intel_selftests_missing": imissing,
+            "intel_selftests_missing": imissing, "python_missing": pmissing,
             "levels": {"1": "buildable" if not missing else "needs Bochs",
                        "1-rfc": "buildable" if not missing else "needs Bochs",
                        "2": kernel_level, "3": kernel_level,
                        "2-intel": f"needs Intel's selftest sources in {intel_dir(cache)}" if imissing
-                       else kernel_level}}
+                       else kernel_level,
+                       "4": "needs " + "; ".join(pmissing) if pmissing else kernel_level}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -795,12 +837,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     ap.add_argument("--no-build-kernel", action="store_true",
                     help="do not build the level-2 kernel; report level 2 as not built if it is not in the cache")
-    ap.add_argument("--levels", default="1,1-rfc,2,3,2-intel",
+    ap.add_argument("--levels", default="1,1-rfc,2,3,2-intel,4",
                     help="comma-separated levels to run (default: all that exist); the others are reported as skipped")
     ap.add_argument("--timeout", type=float, default=LEVEL1_TIMEOUT, help="seconds per level-1 Bochs run")
     ap.add_argument("--timeout-kernel", type=float, default=LEVEL2_TIMEOUT, help="seconds for the level-2 Bochs run")
     ap.add_argument("--timeout-intel", type=float, default=LEVEL2I_TIMEOUT,
                     help="seconds for the level 2-intel Bochs run")
+    ap.add_argument("--timeout-python", type=float, default=LEVEL4_TIMEOUT,
+                    help="seconds for the level-4 Bochs run")
     ap.add_argument("--lock-wait", type=float, default=LOCK_WAIT,
                     help="seconds to wait for another run's hold on the cache before failing")
     args = ap.parse_args(argv)
@@ -837,6 +881,7 @@ def main(argv: list[str] | None = None) -> int:
         ("2", lambda: level2(cache, args.timeout_kernel, build)),
         ("3", lambda: level2(cache, args.timeout_kernel, build, level="3")),
         ("2-intel", lambda: level2_intel(cache, args.timeout_intel, build)),
+        ("4", lambda: level4(cache, args.timeout_python, build)),
     ]
     for level, run_level in kernel_levels:
         if level not in wanted:
