@@ -123,7 +123,8 @@ def extensions(with_hardware):
     exts = [
         Extension(
             "uintr_loop._core",
-            ["cython_src/_core.pyx", "cython_src/interp/gilword.c", "cython_src/interp/mainstate.c"],
+            ["cython_src/_core.pyx", "cython_src/interp/gilword.c", "cython_src/interp/mainstate.c",
+             "cython_src/interp/ctxsnap.c"],
             include_dirs=["cython_src/includes"],
             extra_compile_args=CFLAGS,
         ),

@@ -410,6 +410,80 @@ async def test_call_soon_threadsafe_without_context_isolates_each_call() -> None
     assert var.get() == 0
 
 
+async def test_call_soon_threadsafe_a_kept_token_keeps_its_context_apart() -> None:
+    """A callback that keeps the Token of its set() keeps its context: the
+    next callbacks, posted from the same unchanged context, still see the
+    poster's value, and the kept token still names the value it replaced."""
+    loop = asyncio.get_running_loop()
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("ts_token", default="unset")
+    seen: list[str] = []
+    tokens: list[contextvars.Token[str]] = []
+    refused: list[bool] = []
+    done = loop.create_future()
+
+    def keeper() -> None:
+        seen.append(var.get())
+        tokens.append(var.set("kept"))
+
+    def reader() -> None:
+        seen.append(var.get())
+        try:
+            var.reset(tokens[-1])       # a token of another context: refused
+        except ValueError:
+            refused.append(True)
+        var.set("dirty")
+        if len(seen) == 6:
+            done.set_result(None)
+
+    def worker() -> None:
+        var.set("poster")
+        for callback in (keeper, reader, keeper, reader, reader, reader):
+            loop.call_soon_threadsafe(callback)
+
+    await _guarded_with_thread(worker, done)
+    assert seen == ["poster"] * 6
+    assert refused == [True] * 4
+    assert [t.old_value for t in tokens] == ["poster", "poster"]
+
+
+async def test_call_soon_threadsafe_held_handle_context_shows_the_callbacks_changes() -> None:
+    """get_context() of a handle that ran is the context it ran in, with what
+    the callback set there (asyncio's Handle keeps the copy it ran in)."""
+    loop = asyncio.get_running_loop()
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("ts_held", default="unset")
+    var.set("loop")
+    handle = loop.call_soon_threadsafe(var.set, "callback")
+    await _drain(loop)
+    assert _handle_context(handle)[var] == "callback"
+    assert var.get() == "loop"
+
+
+async def test_call_soon_threadsafe_exception_handler_sees_the_failed_callbacks_context() -> None:
+    """The handle passed to the exception handler answers get_context() with
+    the context the failing callback ran in, its changes included."""
+    loop = asyncio.get_running_loop()
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("ts_fail", default="unset")
+    got = loop.create_future()
+
+    def failing() -> None:
+        var.set("before the error")
+        raise ValueError("boom")
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if not got.done():
+            try:
+                got.set_result(_handle_context(context["handle"]).get(var))
+            except BaseException as exc:   # pytest.skip included: hand it to the test
+                got.set_exception(exc)
+
+    loop.set_exception_handler(handler)
+    try:
+        await _guarded_with_thread(lambda: loop.call_soon_threadsafe(failing), got)
+    finally:
+        loop.set_exception_handler(None)
+    assert got.result() == "before the error"
+
+
 def _handle_context(handle: Any) -> contextvars.Context:
     """get_context() (asyncio's Handle has it from 3.12; _context before;
     plain uvloop's Handle has neither: the test is skipped there)."""

@@ -31,11 +31,20 @@
 #
 # The wake-latency stamp taken after the step (includes/loopstats.h) is
 # plain C and never releases the GIL either.
+#
+# Contexts: a post keeps a snapshot of the poster's context variables, and
+# the drain runs each callback in one context object of its own loaded with
+# the snapshot, the same object from callback to callback while nobody else
+# holds it (kept between batches as the mailbox's spare). ctxsnap.c says why
+# that is what asyncio's copy per call gives.
 
 cimport cython
-from cpython.contextvars cimport PyContext_CopyCurrent
+from cpython.contextvars cimport PyContext_New
 from cpython.list cimport PyList_GET_SIZE
-from gcpark cimport uintr_gc_park, uintr_gc_unpark
+from cpython.ref cimport Py_REFCNT
+from cpython.tuple cimport PyTuple_GET_SIZE
+from ctxsnap cimport uintr_ctx_load, uintr_ctx_snapshot
+from gcpark cimport uintr_gc_park
 
 
 cdef extern from "Python.h":
@@ -44,52 +53,71 @@ cdef extern from "Python.h":
 
 
 @cython.no_gc
-@cython.freelist(256)
+@cython.freelist(8192)
 cdef class ThreadsafeHandle:
     """What ``call_soon_threadsafe`` returns on the uvloop base: asyncio's
     Handle API (``cancel()``, ``cancelled()``, ``get_context()``)."""
     # Not tracked by the cycle collector: half the cost of a post was the GC
     # passes its allocations triggered. A handle can only be in a cycle
-    # through its callback or arguments, and it drops both once it has run
-    # or been cancelled (a handle that is never run is cancelled when the
-    # loop closes), so no cycle outlives it.
+    # through its callback, arguments or context, and it drops them all once
+    # it has run or been cancelled (a handle that is never run is cancelled
+    # when the loop closes), so no cycle outlives it. The freelist is large
+    # because a flood frees its handles in batches of thousands: with 256,
+    # most went back to the allocator, which gave their memory back to the
+    # kernel and faulted it in again for the next batch (at most 8192 handles
+    # are kept, about half a megabyte).
+    #
+    # The context: a post with context=None keeps a snapshot of the poster's
+    # context variables (_vars, ctxsnap.h), not a copy of its context. The
+    # drain runs the callback in a context object of its own loaded with that
+    # snapshot, which is what a copy would have been. get_context() makes the
+    # copy when it is asked for; the drain makes it too when anyone but the
+    # drain still holds the handle, since they may ask later.
     cdef object _callback
     cdef tuple _args
-    cdef object _context
+    cdef object _context    # the one given, or made by get_context()/the drain
+    cdef object _vars       # the snapshot, until the handle runs or is cancelled
     cdef bint _cancelled
-    cdef bint _parked       # _context is out of the collector's sight (gcpark.h)
     cdef readonly object _source_traceback   # asyncio's name; debug mode only
 
     def cancel(self):
         cdef object callback = None, args = None
+        cdef object ctx = None
+        if self._vars is not None:
+            ctx = context_of(self._vars)    # get_context() still answers, as asyncio's does
         with cython.critical_section(self):
             if not self._cancelled:
                 self._cancelled = True
                 callback, args = self._callback, self._args
                 self._callback = None
                 self._args = None
-                self.unpark()
+                if self._context is None and self._vars is not None:
+                    self._context = ctx
+                self._vars = None
         # the references are dropped here, outside the section: a callback's
         # or argument's __del__ may run Python code
-
-    cdef inline void unpark(self):
-        if self._parked:
-            self._parked = False
-            uintr_gc_unpark(self._context)
-
-    def __dealloc__(self):
-        self.unpark()
 
     def cancelled(self):
         return self._cancelled
 
     def get_context(self):
-        return self._context
+        with cython.critical_section(self):
+            if self._context is None and self._vars is not None:
+                self._context = context_of(self._vars)
+                self._vars = None
+            return self._context
 
     def __repr__(self):
         if self._cancelled:
             return "<ThreadsafeHandle cancelled>"
         return "<ThreadsafeHandle %r%r>" % (self._callback, self._args)
+
+
+cdef object context_of(snapshot):
+    """A context of its own holding ``snapshot``: copy_context() at the post."""
+    cdef object ctx = PyContext_New()
+    uintr_ctx_load(ctx, snapshot)
+    return ctx
 
 
 cdef class Mailbox:
@@ -99,6 +127,7 @@ cdef class Mailbox:
     cdef public bint debug
     cdef bint drain_scheduled
     cdef readonly bint closed
+    cdef object spare       # the drain's context object between batches
 
     def __cinit__(self, loop, Port port not None):
         self.items = new_items()
@@ -126,8 +155,7 @@ cdef class Mailbox:
         handle._callback = callback
         handle._args = args
         if context is None:
-            handle._context = PyContext_CopyCurrent()
-            handle._parked = uintr_gc_park(handle._context)
+            handle._vars = uintr_ctx_snapshot()
         else:
             handle._context = context
         with cython.critical_section(self):  # model step M: the test and the append
@@ -183,6 +211,9 @@ cdef class Mailbox:
         cdef list items
         cdef ThreadsafeHandle handle
         cdef Py_ssize_t i, n
+        cdef bint held
+        cdef object box = None          # a context object only this drain holds
+        cdef object ctx, snapshot
         if self.port is not None:
             uintr_loopstats_sample_end(&self.port.loopstats)
         with cython.critical_section(self):     # model step T
@@ -192,25 +223,42 @@ cdef class Mailbox:
                 self.items = fresh
         if n == 0:
             return 0
+        box, self.spare = self.spare, None
         for i in range(n):
             handle = <ThreadsafeHandle>items[i]
             # the list lets go of each handle as it runs, so a flood's batch
             # does not keep the contexts of callbacks already run alive (and
             # walked by the collector) until the whole batch is done
             items[i] = None
+            # Held by anyone else (the drain's reference is the one left when
+            # not), get_context() may be asked for later: give it a context
+            # of its own. Counted before the section, which holds one more.
+            held = Py_REFCNT(handle) > 1
             with cython.critical_section(handle):   # the drain's side of cancel()
                 if handle._cancelled:
                     continue
                 callback, args = handle._callback, handle._args
                 handle._callback = None
                 handle._args = None
-                handle.unpark()
+                ctx, snapshot = handle._context, handle._vars
+                handle._vars = None
+                if ctx is None and held:
+                    ctx = handle._context = context_of(snapshot)
+            if ctx is None:
+                if box is None:
+                    box = PyContext_New()
+                uintr_ctx_load(box, snapshot)
+                ctx = box
+            snapshot = None
             try:
-                PyContext_Enter(handle._context)
+                PyContext_Enter(ctx)
                 try:
-                    callback(*args)
+                    if PyTuple_GET_SIZE(args):
+                        callback(*args)
+                    else:
+                        callback()          # a vectorcall, no tuple to unpack
                 finally:
-                    PyContext_Exit(handle._context)
+                    PyContext_Exit(ctx)
             except (SystemExit, KeyboardInterrupt) as exc:
                 # Propagate as asyncio does, and lose none of the rest. Inline,
                 # we are not in a loop callback: a callback that raises it
@@ -229,6 +277,9 @@ cdef class Mailbox:
                     return 0
                 raise
             except BaseException as exc:
+                if ctx is box:
+                    handle._context = box       # the handler may ask for it
+                    box = None
                 context = {
                     "message": "Exception in callback %r" % (callback,),
                     "exception": exc,
@@ -237,6 +288,13 @@ cdef class Mailbox:
                 if handle._source_traceback is not None:
                     context["source_traceback"] = handle._source_traceback
                 self.loop.call_exception_handler(context)
+            if ctx is box:
+                ctx = None
+                if Py_REFCNT(box) > 1:
+                    box = None      # kept by the callback (a Token): never reused
+        if box is not None:
+            uintr_ctx_load(box, None)   # keeps no variable of the last callback alive
+            self.spare = box
         return 0
 
     def close(self):

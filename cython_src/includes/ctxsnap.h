@@ -1,0 +1,20 @@
+/*
+ * ctxsnap.h - a snapshot of the calling thread's context variables, and
+ * loading one into a context object; ctxsnap.c says why this is what
+ * copy_context() gives, at a reference instead of an object.
+ *
+ * Both need the GIL (or, free-threaded, the caller's own objects).
+ */
+#ifndef UINTR_LOOP_CTXSNAP_H
+#define UINTR_LOOP_CTXSNAP_H
+
+/* New reference to the variables of the thread's current context (the
+ * empty ones when it has none yet); NULL with an exception only if even
+ * those cannot be made. */
+PyObject *uintr_ctx_snapshot(void);
+
+/* Put the snapshot vars (None: the empty ones) into the context object box,
+ * which must not be entered; 0, or -1 with an exception. */
+int uintr_ctx_load(PyObject *box, PyObject *vars);
+
+#endif

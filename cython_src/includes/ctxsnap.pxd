@@ -1,0 +1,3 @@
+cdef extern from "ctxsnap.h":
+    object uintr_ctx_snapshot()
+    int uintr_ctx_load(object box, object vars) except -1
