@@ -123,10 +123,11 @@ valgrind: build
 # The backend's instructions on an emulated Sapphire Rapids (Bochs 3.0, two
 # CPUs): builds Bochs and the level-2 UINTR kernel once (minutes, cached outside
 # the repository in $$UINTR_LOOP_HW_EMU_CACHE or ~/.cache/uintr_loop/hw-emu),
-# then boots the freestanding tests (no Linux), the kernel with its selftest and
-# with the backend harness (about 17 s in all) and prints one table of checks. make test never builds
-# them; tests/test_hardware_emulated.py runs the boots when the cache has them
-# and skips, naming what it probed, when not.
+# then boots the freestanding tests (no Linux), the kernel with its selftest, with
+# the backend harness, with Intel's selftests (when the cache has their sources)
+# and with CPython and the package (about 75 s in all), and prints one table of
+# checks. make test never builds them; tests/test_hardware_emulated.py runs the
+# boots when the cache has them and skips, naming what it probed, when not.
 hw-emu:
 	$(PYTHON) tests/hw_emu/hw_emu.py
 
