@@ -748,12 +748,17 @@ def level2_intel(cache: Path, timeout: float, build: bool) -> LevelResult:
                                + ", ".join(missing) + "); docs/design/hardware-emulated.md says how to put them there")
     res, text = kernel_level(cache, level, LEVEL2I_WHERE, timeout, build, build_intel)
     if text is not None:
-        transcript = cache / "logs" / "intel-selftests.txt"
-        transcript.parent.mkdir(parents=True, exist_ok=True)
-        transcript.write_text("".join(line + "\n" for line in text.replace("\r", "").splitlines()
-                                      if line.startswith(("intel| ", "CHECK ", "CPUS ", "SUMMARY "))))
-        res.notes.append(f"the tests' own output: {transcript}")
+        res.notes.append("the tests' own output: " + write_transcript(cache, "intel-selftests.txt", text, "intel| "))
     return res
+
+
+def write_transcript(cache: Path, name: str, console: str, prefix: str) -> str:
+    """Keep what /init printed (its prefix's lines and the checks) in <cache>/logs/name; returns the path."""
+    transcript = cache / "logs" / name
+    transcript.parent.mkdir(parents=True, exist_ok=True)
+    transcript.write_text("".join(line + "\n" for line in console.replace("\r", "").splitlines()
+                                  if line.startswith((prefix, "CHECK ", "CPUS ", "SUMMARY "))))
+    return str(transcript)
 
 
 # ---- level 4: CPython and the project under the level-2 kernel ------------
@@ -776,11 +781,8 @@ def level4(cache: Path, timeout: float, build: bool) -> LevelResult:
     res, text = kernel_level(cache, level, where, timeout, build, python_level.build_python,
                              memory_mb=python_level.PYTHON_MEMORY_MB)
     if text is not None:
-        transcript = cache / "logs" / "python-guest.txt"
-        transcript.parent.mkdir(parents=True, exist_ok=True)
-        transcript.write_text("".join(line + "\n" for line in text.replace("\r", "").splitlines()
-                                      if line.startswith(("py| ", "CHECK ", "CPUS ", "SUMMARY "))))
-        res.notes.append(f"what Python printed in the guest: {transcript}")
+        res.notes.append("what Python printed in the guest: "
+                         + write_transcript(cache, "python-guest.txt", text, "py| "))
     return res
 
 

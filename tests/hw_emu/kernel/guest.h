@@ -58,6 +58,37 @@ static void pin(int cpu)
     sched_setaffinity(0, sizeof set, &set);
 }
 
+/* Lines of a child's output, read in pieces: line_feed() hands every whole
+ * line (or one that fills the buffer) to take(), with its newline; the
+ * caller hands the last, unterminated one with line_flush() at the end. */
+struct lines {
+    char text[600];
+    size_t used;
+};
+
+static void line_feed(struct lines *l, const char *buf, ssize_t n, void (*take)(void *arg, char *line),
+                      void *arg)
+{
+    for (ssize_t i = 0; i < n; i++) {
+        if (l->used < sizeof l->text - 1)
+            l->text[l->used++] = buf[i];
+        if (buf[i] == '\n' || l->used == sizeof l->text - 1) {
+            l->text[l->used] = '\0';
+            take(arg, l->text);
+            l->used = 0;
+        }
+    }
+}
+
+static void line_flush(struct lines *l, void (*take)(void *arg, char *line), void *arg)
+{
+    if (l->used) {
+        l->text[l->used] = '\0';
+        take(arg, l->text);
+        l->used = 0;
+    }
+}
+
 /* The last line the host parses, then power off: Bochs's shutdown port if
  * this program may use it, then the kernel's power-off. */
 static void finish(void)

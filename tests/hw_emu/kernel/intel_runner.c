@@ -28,12 +28,15 @@
 #include "guest.h"
 
 struct result {
+    const char *name;
     int ok, fail, skip;
     char first_bad[160];
 };
 
-static void take_line(const char *name, char *line, struct result *res)
+static void take_line(void *arg, char *line)
 {
+    struct result *res = arg;
+    const char *name = res->name;
     char out[600];
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\r' || line[n - 1] == '\n'))
@@ -84,7 +87,7 @@ static void run_test(char *spec)
         snprintf(args + l, sizeof args - l, "%s%s%s", i == 2 ? " (args " : " ", argv[i], i + 1 == argc ? ")" : "");
     }
 
-    struct result res = {0};
+    struct result res = {.name = name};
     char check_name[96];
     snprintf(check_name, sizeof check_name, "intel_%s", name);
     int master = open_pty(slave, sizeof slave);
@@ -114,8 +117,7 @@ static void run_test(char *spec)
     if (s >= 0)
         close(s);
 
-    char line[512];
-    size_t used = 0;
+    struct lines lines = {0};
     int status = 0, exited = 0, timed_out = 0, eof = 0;
     double drain_until = 0;
     for (;;) {
@@ -151,20 +153,9 @@ static void run_test(char *spec)
             eof = 1;                    /* EIO: no process holds the terminal any more */
             continue;
         }
-        for (ssize_t i = 0; i < n; i++) {
-            if (used < sizeof line - 1)
-                line[used++] = buf[i];
-            if (buf[i] == '\n' || used == sizeof line - 1) {
-                line[used] = '\0';
-                take_line(name, line, &res);
-                used = 0;
-            }
-        }
+        line_feed(&lines, buf, n, take_line, &res);
     }
-    if (used) {
-        line[used] = '\0';
-        take_line(name, line, &res);
-    }
+    line_flush(&lines, take_line, &res);
     close(master);
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;                               /* orphans of the test, reparented to init */

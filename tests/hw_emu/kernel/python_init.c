@@ -39,8 +39,9 @@ static char *env_base[] = {
     "PYTHONUTF8=1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1", NULL,
 };
 
-static void keep_line(struct run *r, char *line)
+static void keep_line(void *arg, char *line)
 {
+    struct run *r = arg;
     char out[700];
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\r' || line[n - 1] == '\n'))
@@ -82,8 +83,7 @@ static void run_python(struct run *r, const char *name, double limit, const char
     }
     close(fds[1]);
 
-    char line[600];
-    size_t used = 0;
+    struct lines lines = {0};
     int exited = 0, eof = 0;
     for (;;) {
         if (!exited && now() - t0 > limit) {
@@ -111,22 +111,11 @@ static void run_python(struct run *r, const char *name, double limit, const char
             eof = 1;                    /* every writer (its threads and children too) is gone */
             continue;
         }
-        for (ssize_t i = 0; i < n; i++) {
-            if (used < sizeof line - 1)
-                line[used++] = buf[i];
-            if (buf[i] == '\n' || used == sizeof line - 1) {
-                line[used] = '\0';
-                keep_line(r, line);
-                used = 0;
-            }
-        }
+        line_feed(&lines, buf, n, keep_line, r);
         if (exited && r->timed_out)
             break;
     }
-    if (used) {
-        line[used] = '\0';
-        keep_line(r, line);
-    }
+    line_flush(&lines, keep_line, r);
     close(fds[0]);
     kill(-pid, SIGKILL);                /* what it left behind */
     while (waitpid(-1, NULL, WNOHANG) > 0)
