@@ -175,13 +175,7 @@ static void run_test(char *spec)
 
 int main(void)
 {
-    mkdir("/proc", 0555);
-    mkdir("/sys", 0555);
-    mkdir("/dev", 0755);
-    mkdir("/dev/pts", 0755);
-    mount("proc", "/proc", "proc", 0, NULL);
-    mount("sysfs", "/sys", "sysfs", 0, NULL);
-    mount("devpts", "/dev/pts", "devpts", 0, "ptmxmode=0666");
+    mount_basics();
     have_ports = ioperm(0xe9, 1, 1) == 0;
 
     char line[128];
