@@ -410,6 +410,45 @@ async def test_call_soon_threadsafe_without_context_isolates_each_call() -> None
     assert var.get() == 0
 
 
+async def test_call_soon_threadsafe_from_many_threads_each_callback_sees_its_posters_context() -> None:
+    """Four threads post at once, each from its own context and changing its
+    value as it goes; every callback sees the value its poster had at its
+    post, whatever ran before it (a free-threaded build posts truly in
+    parallel)."""
+    loop = asyncio.get_running_loop()
+    var: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("ts_many")
+    threads, posts = 4, 500
+    wrong: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    ran = 0
+    done = loop.create_future()
+
+    def callback(expected: tuple[int, int]) -> None:
+        nonlocal ran
+        got = var.get((-1, -1))
+        if got != expected:
+            wrong.append((expected, got))
+        var.set((-2, -2))
+        ran += 1
+        if ran == threads * posts:
+            done.set_result(None)
+
+    def poster(t: int) -> None:
+        for i in range(posts):
+            if i % 3 == 0:
+                var.set((t, i))
+            loop.call_soon_threadsafe(callback, var.get())
+
+    def run_all() -> None:
+        workers = [threading.Thread(target=contextvars.copy_context().run, args=(poster, t)) for t in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    await _guarded_with_thread(run_all, done)
+    assert wrong == []
+
+
 async def test_call_soon_threadsafe_a_kept_token_keeps_its_context_apart() -> None:
     """A callback that keeps the Token of its set() keeps its context: the
     next callbacks, posted from the same unchanged context, still see the
