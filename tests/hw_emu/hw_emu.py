@@ -55,7 +55,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -303,7 +303,7 @@ LOCK_WAIT = 4 * 3600.0
 
 
 @contextlib.contextmanager
-def cache_lock(cache: Path):
+def cache_lock(cache: Path) -> Iterator[None]:
     """One build at a time per cache (two test sessions may run at once).
 
     Waits at most LOCK_WAIT seconds, then raises RuntimeError saying so: a run
@@ -689,7 +689,7 @@ INTEL_HEADERS = [INTEL_TESTS_DIR / "uintr_common.h", Path("tools") / "testing" /
 # Each took 0.11 s of guest time or less here; the guest's clock runs far slower
 # than the wall clock (10 s of it took over 13 minutes), so these limits are
 # for tests that hang, not for slow ones.
-INTEL_TESTS = [
+INTEL_TESTS: list[tuple[str, int, list[str]]] = [
     ("ipc_base", 30, []), ("syscall_handler", 10, []), ("syscall_vector", 10, []), ("syscall_sender", 10, []),
     ("syscall_flags", 10, []), ("senduipi_instr", 10, []), ("senduipi_self_ipi", 10, []),
     ("syscall_alt_stack", 10, []), ("syscall_ipi_fd", 10, []), ("syscall_blocking", 20, []),
@@ -798,8 +798,8 @@ def print_table(results: list[LevelResult]) -> None:
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     w2 = max(len(r[2]) for r in rows)
-    for i, (a, b, c, d) in enumerate(rows):
-        print(f"{a:<{w0}}  {b:<{w1}}  {c:<{w2}}  {d}")
+    for i, (level, name, result, detail) in enumerate(rows):
+        print(f"{level:<{w0}}  {name:<{w1}}  {result:<{w2}}  {detail}")
         if i == 0:
             print(f"{'-' * w0}  {'-' * w1}  {'-' * w2}  {'-' * 6}")
     print()

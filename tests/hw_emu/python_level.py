@@ -84,7 +84,8 @@ def venv_facts() -> dict[str, Any]:
     r = subprocess.run([str(VENV_PYTHON), "-c", code], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         raise RuntimeError(f"{VENV_PYTHON.relative_to(REPO)} could not say where its parts are: {r.stderr[-500:]}")
-    return json.loads(r.stdout)
+    parts: dict[str, Any] = json.loads(r.stdout)
+    return parts
 
 
 def ldd(path: Path) -> list[Path]:
