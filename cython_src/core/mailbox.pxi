@@ -42,7 +42,6 @@ cimport cython
 from cpython.contextvars cimport PyContext_New
 from cpython.list cimport PyList_GET_SIZE
 from cpython.ref cimport Py_REFCNT
-from cpython.tuple cimport PyTuple_GET_SIZE
 from ctxsnap cimport uintr_ctx_load, uintr_ctx_snapshot
 from gcpark cimport uintr_gc_park
 
@@ -58,10 +57,12 @@ cdef class ThreadsafeHandle:
     """What ``call_soon_threadsafe`` returns on the uvloop base: asyncio's
     Handle API (``cancel()``, ``cancelled()``, ``get_context()``)."""
     # Not tracked by the cycle collector: half the cost of a post was the GC
-    # passes its allocations triggered. A handle can only be in a cycle
-    # through its callback, arguments or context, and it drops them all once
-    # it has run or been cancelled (a handle that is never run is cancelled
-    # when the loop closes), so no cycle outlives it. The freelist is large
+    # passes its allocations triggered. A cycle through its callback or
+    # arguments does not outlive it: it drops both once it has run or been
+    # cancelled (a handle that is never run is cancelled when the loop
+    # closes). It keeps its context (or snapshot) after both, as asyncio's
+    # Handle does, for get_context(); a cycle back to the handle through that
+    # is one the collector cannot see. The freelist is large
     # because a flood frees its handles in batches of thousands: with 256,
     # most went back to the allocator, which gave their memory back to the
     # kernel and faulted it in again for the next batch (at most 8192 handles
@@ -76,24 +77,18 @@ cdef class ThreadsafeHandle:
     cdef object _callback
     cdef tuple _args
     cdef object _context    # the one given, or made by get_context()/the drain
-    cdef object _vars       # the snapshot, until the handle runs or is cancelled
+    cdef object _vars       # the snapshot, until the handle runs or get_context() makes it a context
     cdef bint _cancelled
     cdef readonly object _source_traceback   # asyncio's name; debug mode only
 
     def cancel(self):
         cdef object callback = None, args = None
-        cdef object ctx = None
-        if self._vars is not None:
-            ctx = context_of(self._vars)    # get_context() still answers, as asyncio's does
         with cython.critical_section(self):
             if not self._cancelled:
                 self._cancelled = True
                 callback, args = self._callback, self._args
                 self._callback = None
                 self._args = None
-                if self._context is None and self._vars is not None:
-                    self._context = ctx
-                self._vars = None
         # the references are dropped here, outside the section: a callback's
         # or argument's __del__ may run Python code
 
@@ -253,10 +248,7 @@ cdef class Mailbox:
             try:
                 PyContext_Enter(ctx)
                 try:
-                    if PyTuple_GET_SIZE(args):
-                        callback(*args)
-                    else:
-                        callback()          # a vectorcall, no tuple to unpack
+                    callback(*args)
                 finally:
                     PyContext_Exit(ctx)
             except (SystemExit, KeyboardInterrupt) as exc:
