@@ -48,9 +48,10 @@ from typing import Any
 import pytest
 
 import uintr_loop
-from _support import HANG_GUARD
+from _support import HANG_GUARD, free_threaded_build
 from _xproc import kill, spawn_owner
 from _testcore._state import liveness_state
+from uintr_loop import _core
 from uintr_loop._native import NativeSender
 
 BASES = ["uvloop", "asyncio"]
@@ -194,6 +195,76 @@ def test_a_million_posts_leave_memory_flat(path: str, base: str) -> None:
     assert rss_growth < RSS_BOUND, f"RSS grew by {rss_growth} bytes over a million posts"
     assert traced_growth < TRACED_BOUND, (
         f"{traced_growth} bytes of Python objects made by a million posts are still alive")
+
+
+# -- a flood's handles ---------------------------------------------------------
+
+HANDLE_FREELIST = 8192      # mailbox.pxi: ThreadsafeHandle's freelist
+BIG_BATCH = 30_000
+
+
+def one_batch(loop: asyncio.AbstractEventLoop, n: int, callback: Callable[[], None]) -> None:
+    """``n`` call_soon_threadsafe from a thread while the loop's thread (the
+    caller, in a coroutine) waits without the GIL: they are drained as one batch."""
+    posted = threading.Event()
+
+    def post() -> None:
+        for _ in range(n):
+            loop.call_soon_threadsafe(callback)
+        posted.set()
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    assert posted.wait(HANG_GUARD), "the poster did not finish"
+    thread.join()
+
+
+@pytest.mark.skipif(free_threaded_build(), reason="free-threaded build: the handles' overflow pool "
+                    "is not installed there (handlepool.h), so there is nothing to give back")
+def test_a_batch_larger_than_the_freelist_gives_its_memory_back() -> None:
+    """uvloop base (the one with a mailbox): after a batch larger than the
+    handles' freelist the overflow pool holds the rest of their memory; the
+    first drain that did not need it gives it back, and so does closing the
+    loop."""
+    ran = 0
+
+    def callback() -> None:
+        nonlocal ran
+        ran += 1
+
+    async def drained(target: int) -> None:
+        while ran < target:
+            await asyncio.sleep(0.001)
+
+    async def small_post() -> None:
+        fut = asyncio.get_running_loop().create_future()
+        threading.Thread(target=fut.get_loop().call_soon_threadsafe, args=(fut.set_result, None)).start()
+        await asyncio.wait_for(fut, HANG_GUARD)
+
+    loop = uintr_loop.new_event_loop(base="uvloop")
+    try:
+        async def main() -> tuple[int, int]:
+            one_batch(asyncio.get_running_loop(), BIG_BATCH, callback)
+            await asyncio.wait_for(drained(BIG_BATCH), HANG_GUARD)
+            held = _core._handle_pool_size()
+            await small_post()
+            return held, _core._handle_pool_size()
+
+        held, after_small = loop.run_until_complete(main())
+        assert ran == BIG_BATCH
+        assert held >= BIG_BATCH - HANDLE_FREELIST, f"the pool holds {held} handles' memory"
+        assert after_small == 0, f"a drain that did not need the pool left {after_small} in it"
+
+        async def again() -> int:
+            one_batch(asyncio.get_running_loop(), BIG_BATCH, callback)
+            await asyncio.wait_for(drained(2 * BIG_BATCH), HANG_GUARD)
+            return _core._handle_pool_size()
+
+        assert loop.run_until_complete(again()) >= BIG_BATCH - HANDLE_FREELIST
+    finally:
+        loop.close()
+    assert _core._handle_pool_size() == 0, "closing the loop left memory in the pool"
+    assert ran == 2 * BIG_BATCH
 
 
 # -- descriptors -------------------------------------------------------------

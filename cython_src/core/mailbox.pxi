@@ -41,9 +41,17 @@
 cimport cython
 from cpython.contextvars cimport PyContext_New
 from cpython.list cimport PyList_GET_SIZE
+from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_REFCNT
+from batchlist cimport uintr_list_reset, uintr_list_take
 from ctxsnap cimport uintr_ctx_load, uintr_ctx_snapshot
 from gcpark cimport uintr_gc_park
+from handlepool cimport uintr_handle_pool_install, uintr_handle_pool_size, uintr_handle_pool_trim
+
+
+# the largest drained list kept for the next batch: 512 KiB of slots
+cdef enum:
+    SPARE_ITEMS_MAX = 65536
 
 
 cdef extern from "Python.h":
@@ -51,6 +59,7 @@ cdef extern from "Python.h":
     int PyContext_Exit(object ctx) except -1
 
 
+@cython.final
 @cython.no_gc
 @cython.freelist(8192)
 cdef class ThreadsafeHandle:
@@ -66,7 +75,8 @@ cdef class ThreadsafeHandle:
     # because a flood frees its handles in batches of thousands: with 256,
     # most went back to the allocator, which gave their memory back to the
     # kernel and faulted it in again for the next batch (at most 8192 handles
-    # are kept, about half a megabyte).
+    # are kept, about half a megabyte). Beyond it, a flood's handles live in
+    # an overflow pool that empties itself once floods stop (handlepool.h).
     #
     # The context: a post with context=None keeps a snapshot of the poster's
     # context variables (_vars, ctxsnap.h), not a copy of its context. The
@@ -108,6 +118,14 @@ cdef class ThreadsafeHandle:
         return "<ThreadsafeHandle %r%r>" % (self._callback, self._args)
 
 
+uintr_handle_pool_install(<PyTypeObject *>ThreadsafeHandle)
+
+
+def _handle_pool_size():
+    """Handles' memory the overflow pool holds (tests)."""
+    return uintr_handle_pool_size()
+
+
 cdef object context_of(snapshot):
     """A context of its own holding ``snapshot``: copy_context() at the post."""
     cdef object ctx = PyContext_New()
@@ -123,6 +141,7 @@ cdef class Mailbox:
     cdef bint drain_scheduled
     cdef readonly bint closed
     cdef object spare       # the drain's context object between batches
+    cdef list spare_items   # a drained list, empty, its storage kept (batchlist.h)
 
     def __cinit__(self, loop, Port port not None):
         self.items = new_items()
@@ -202,7 +221,7 @@ cdef class Mailbox:
     # not queued (Port.dispatch), and never in debug mode, where uvloop
     # times each callback it runs.
     cdef int run_items(self, bint inline) except -1:
-        cdef list fresh = new_items()
+        cdef list fresh = self.spare_items
         cdef list items
         cdef ThreadsafeHandle handle
         cdef Py_ssize_t i, n
@@ -211,20 +230,25 @@ cdef class Mailbox:
         cdef object ctx, snapshot
         if self.port is not None:
             uintr_loopstats_sample_end(&self.port.loopstats)
+        if fresh is None:
+            fresh = new_items()
+        else:
+            self.spare_items = None
         with cython.critical_section(self):     # model step T
             items = self.items
             n = PyList_GET_SIZE(items)
             if n:
                 self.items = fresh
         if n == 0:
+            self.spare_items = fresh
             return 0
+        uintr_handle_pool_trim(False)
         box, self.spare = self.spare, None
         for i in range(n):
-            handle = <ThreadsafeHandle>items[i]
             # the list lets go of each handle as it runs, so a flood's batch
             # does not keep the contexts of callbacks already run alive (and
             # walked by the collector) until the whole batch is done
-            items[i] = None
+            handle = <ThreadsafeHandle>uintr_list_take(items, i)
             # Held by anyone else (the drain's reference is the one left when
             # not), get_context() may be asked for later: give it a context
             # of its own. Counted before the section, which holds one more.
@@ -287,6 +311,8 @@ cdef class Mailbox:
         if box is not None:
             uintr_ctx_load(box, None)   # keeps no variable of the last callback alive
             self.spare = box
+        if uintr_list_reset(items, SPARE_ITEMS_MAX):
+            self.spare_items = items
         return 0
 
     def close(self):
@@ -300,6 +326,9 @@ cdef class Mailbox:
             self.items = fresh
         for handle in items:
             (<ThreadsafeHandle>handle).cancel()
+        items = None
+        self.spare_items = None
+        uintr_handle_pool_trim(True)
         # Let go of the port, so its memfd and eventfd go as soon as no
         # sender holds them, though the (closed) loop object lives on.
         with cython.critical_section(self):
