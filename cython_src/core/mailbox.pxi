@@ -44,7 +44,7 @@ from cpython.list cimport PyList_GET_SIZE
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_REFCNT
 from batchlist cimport uintr_list_reset, uintr_list_take
-from ctxsnap cimport uintr_ctx_load, uintr_ctx_snapshot
+from ctxsnap cimport uintr_ctx_is_snapshot, uintr_ctx_load, uintr_ctx_snapshot
 from gcpark cimport uintr_gc_park
 from handlepool cimport uintr_handle_pool_install, uintr_handle_pool_size, uintr_handle_pool_trim
 
@@ -59,7 +59,6 @@ cdef extern from "Python.h":
     int PyContext_Exit(object ctx) except -1
 
 
-@cython.final
 @cython.no_gc
 @cython.freelist(8192)
 cdef class ThreadsafeHandle:
@@ -77,19 +76,21 @@ cdef class ThreadsafeHandle:
     # kernel and faulted it in again for the next batch (at most 8192 handles
     # are kept, about half a megabyte). Beyond it, a flood's handles live in
     # an overflow pool that empties itself once floods stop (handlepool.h).
+    # Three references and a flag make 48 bytes, the allocator's size class
+    # below 64: a batch touches a quarter less fresh memory (debug mode's
+    # traceback lives in a subclass).
     #
     # The context: a post with context=None keeps a snapshot of the poster's
-    # context variables (_vars, ctxsnap.h), not a copy of its context. The
+    # context variables (ctxsnap.h), not a copy of its context, in the same
+    # field (a Context is the one given, or made from the snapshot). The
     # drain runs the callback in a context object of its own loaded with that
     # snapshot, which is what a copy would have been. get_context() makes the
     # copy when it is asked for; the drain makes it too when anyone but the
     # drain still holds the handle, since they may ask later.
     cdef object _callback
     cdef tuple _args
-    cdef object _context    # the one given, or made by get_context()/the drain
-    cdef object _vars       # the snapshot, until the handle runs or get_context() makes it a context
+    cdef object _context    # the context given, or the poster's snapshot until one is made
     cdef bint _cancelled
-    cdef readonly object _source_traceback   # asyncio's name; debug mode only
 
     def cancel(self):
         cdef object callback = None, args = None
@@ -107,15 +108,29 @@ cdef class ThreadsafeHandle:
 
     def get_context(self):
         with cython.critical_section(self):
-            if self._context is None and self._vars is not None:
-                self._context = context_of(self._vars)
-                self._vars = None
+            if uintr_ctx_is_snapshot(self._context):
+                self._context = context_of(self._context)
             return self._context
+
+    @property
+    def _source_traceback(self):
+        """Where it was posted from (asyncio's name): debug mode only."""
+        return None
 
     def __repr__(self):
         if self._cancelled:
             return "<ThreadsafeHandle cancelled>"
         return "<ThreadsafeHandle %r%r>" % (self._callback, self._args)
+
+
+@cython.no_gc
+cdef class DebugThreadsafeHandle(ThreadsafeHandle):
+    """A ``ThreadsafeHandle`` made in debug mode: it keeps where it was posted from."""
+    cdef object traceback
+
+    @property
+    def _source_traceback(self):
+        return self.traceback
 
 
 uintr_handle_pool_install(<PyTypeObject *>ThreadsafeHandle)
@@ -160,18 +175,17 @@ cdef class Mailbox:
         cdef bint closed, first = False
         if self.closed:
             raise RuntimeError("Event loop is closed")
-        handle = ThreadsafeHandle.__new__(ThreadsafeHandle)
         if self.debug:
             check_callback(callback, "call_soon_threadsafe")
+            handle = DebugThreadsafeHandle.__new__(DebugThreadsafeHandle)
             # where it was posted from, as asyncio's Handle records it (no
             # Python frame of ours: the innermost one is the caller's)
-            handle._source_traceback = traceback.extract_stack()
+            (<DebugThreadsafeHandle>handle).traceback = traceback.extract_stack()
+        else:
+            handle = ThreadsafeHandle.__new__(ThreadsafeHandle)
         handle._callback = callback
         handle._args = args
-        if context is None:
-            handle._vars = uintr_ctx_snapshot()
-        else:
-            handle._context = context
+        handle._context = uintr_ctx_snapshot() if context is None else context
         with cython.critical_section(self):  # model step M: the test and the append
             closed = self.closed
             if not closed:
@@ -259,10 +273,15 @@ cdef class Mailbox:
                 callback, args = handle._callback, handle._args
                 handle._callback = None
                 handle._args = None
-                ctx, snapshot = handle._context, handle._vars
-                handle._vars = None
-                if ctx is None and held:
-                    ctx = handle._context = context_of(snapshot)
+                ctx = handle._context
+                if not uintr_ctx_is_snapshot(ctx):
+                    snapshot = None
+                else:
+                    snapshot, ctx = ctx, None
+                    if held:
+                        ctx = handle._context = context_of(snapshot)
+                    else:
+                        handle._context = None
             if ctx is None:
                 if box is None:
                     box = PyContext_New()
@@ -301,8 +320,8 @@ cdef class Mailbox:
                     "exception": exc,
                     "handle": handle,
                 }
-                if handle._source_traceback is not None:
-                    context["source_traceback"] = handle._source_traceback
+                if isinstance(handle, DebugThreadsafeHandle):
+                    context["source_traceback"] = (<DebugThreadsafeHandle>handle).traceback
                 self.loop.call_exception_handler(context)
             if ctx is box:
                 ctx = None

@@ -17,4 +17,8 @@ PyObject *uintr_ctx_snapshot(void);
  * which must not be entered; 0, or -1 with an exception. */
 int uintr_ctx_load(PyObject *box, PyObject *vars);
 
+/* 1 if obj is a snapshot (the variables' own type), 0 if anything else
+ * (a Context, or whatever a caller passed as one). */
+int uintr_ctx_is_snapshot(PyObject *obj);
+
 #endif

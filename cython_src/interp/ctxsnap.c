@@ -63,3 +63,13 @@ int uintr_ctx_load(PyObject *box, PyObject *vars)
     Py_SETREF(ctx->ctx_vars, (PyHamtObject *)vars);
     return 0;
 }
+
+int uintr_ctx_is_snapshot(PyObject *obj)
+{
+    PyObject *empty = empty_vars();
+    if (empty == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    return Py_IS_TYPE(obj, Py_TYPE(empty));
+}
