@@ -75,7 +75,7 @@ def test_adaptive_spins_for_round_trips_and_counts_its_time(uintr_only_loop: Any
 def test_adaptive_sparse_posts_never_spin(uintr_only_loop: Any) -> None:
     """A thread posting with gaps far longer than the longest window (1 ms)
     while nothing else wakes the loop: every block ends late, so the window
-    never opens (the paced wake keeps its blocked latency and costs no spin)."""
+    never opens: no spin starts as the loop blocks."""
     loop = uintr_only_loop
 
     async def main() -> None:
@@ -102,7 +102,10 @@ def test_adaptive_sparse_posts_never_spin(uintr_only_loop: Any) -> None:
             t.join(HANG_GUARD)
 
     loop.run_until_complete(main())
-    assert loop.statistics().busy_polls == 0
+    st = loop.statistics()
+    # The alarm may learn so steady a pace and spin just before a post is
+    # due; no spin starts with the block.
+    assert st.busy_polls == st.busy_poll_alarms, st
 
 
 @pytest.mark.parametrize("value", ["auto", 0, 25.5])
@@ -270,3 +273,60 @@ def test_gil_word_says_whether_the_gil_is_held() -> None:
     if word is None:
         pytest.skip("this Python has no GIL (probed gilword.c's uintr_gil_word)")
     assert word == (1, 0)
+
+
+STEADY = [(200 * US, True)] * 16     # RFC 6298 starts the deviation at half the gap
+
+
+def alarm(blocks: list[tuple[int, bool]], **kw: Any) -> tuple[Any, tuple[int, int]]:
+    cells = pytest.importorskip("_testcore._cells")
+    return cells.adapt_alarm(blocks, **kw)
+
+
+def test_alarm_rings_before_a_steady_senders_post_and_spins_through_its_jitter() -> None:
+    """Posts 200 us after every block: once there have been ALARM_SAMPLES of
+    them and the deviation has come down, the alarm is set for the post's
+    time less the deviation, the margin and the timer's own lateness, and
+    its spin lasts until the post's time plus the deviation and the margin."""
+    cells = pytest.importorskip("_testcore._cells")
+    assert cells.ALARM_SAMPLES == 4
+    assert alarm(STEADY[:3])[0] is None, "armed before ALARM_SAMPLES posts"
+    armed, (gap, dev) = alarm(STEADY)
+    assert gap == 200 * US
+    assert armed is not None
+    ring, until = armed
+    jitter = 2 * dev + cells.ALARM_MARGIN_NS
+    assert (ring, until) == (gap - jitter - cells.ALARM_LATE_NS, gap + jitter)
+    assert ring < 200 * US < until
+    assert cells.ALARM_SHARE * jitter <= gap
+
+
+def test_alarm_estimate_follows_the_gap_and_its_deviation() -> None:
+    """RFC 6298's estimator: the deviation of a steady pace decays, a new
+    pace moves the mean an eighth of the way per post."""
+    _, (gap, dev) = alarm([(200 * US, True)] * 30)
+    assert gap == 200 * US and dev < 1 * US
+    _, (gap2, _) = alarm([(200 * US, True)] * 30 + [(300 * US, True)])
+    assert gap2 == 200 * US + 100 * US // 8
+
+
+@pytest.mark.parametrize(
+    ("blocks", "why"),
+    [
+        (STEADY + [(200 * US, False)], "a block ended without a post"),
+        ([(40 * US, True)] * 8, "gaps within the longest window are the window's"),
+        ([(3000 * US, True)] * 8, "gaps over ALARM_GAP_MAX_NS"),
+        ([(150 * US, True), (250 * US, True)] * 8, "a spin through this jitter would exceed an eighth of the gap"),
+    ],
+)
+def test_alarm_stays_off(blocks: list[tuple[int, bool]], why: str) -> None:
+    assert alarm(blocks)[0] is None, why
+
+
+def test_alarm_stays_off_for_one_cpu_or_a_timer_due_first() -> None:
+    assert alarm(STEADY, cpus=1)[0] is None
+    armed, _ = alarm(STEADY)
+    assert armed is not None
+    span = armed[1]
+    assert alarm(STEADY, timeout_ns=span + 1_000_000 - 1)[0] is None
+    assert alarm(STEADY, timeout_ns=span + 1_000_000)[0] is not None

@@ -344,6 +344,53 @@ def test_loops_made_and_closed_leave_no_fds(base: str) -> None:
         del idle, loop
 
 
+
+def steady_posts_until_an_alarm(loop: asyncio.AbstractEventLoop, gap_s: float, limit_s: float) -> int:
+    """A thread posts every ``gap_s`` (not waiting for the callbacks) until
+    the loop's alarm has rung (busypoll.h: it learns so steady a pace) or
+    ``limit_s`` has passed; returns the alarms rung."""
+    async def main() -> int:
+        stop = threading.Event()
+
+        def steady() -> None:
+            while not stop.is_set():
+                time.sleep(gap_s)
+                loop.call_soon_threadsafe(lambda: None)
+
+        thread = threading.Thread(target=steady)
+        thread.start()
+        try:
+            deadline = time.monotonic() + limit_s
+            while loop.statistics().busy_poll_alarms == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.to_thread(thread.join)
+        return int(loop.statistics().busy_poll_alarms)
+
+    return loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_an_alarms_timerfd_goes_with_its_loop(base: str) -> None:
+    """The adaptive wakeup's alarm makes a timerfd the first time it rings;
+    closing the loop closes it."""
+    warm = uintr_loop.new_event_loop(base=base)
+    exercise(warm)
+    warm.close()
+    with no_new_fds():
+        loop = uintr_loop.new_event_loop(base=base)
+        try:
+            rang = steady_posts_until_an_alarm(loop, 300e-6, 3.0)
+        finally:
+            loop.close()
+        del loop
+    if rang == 0:
+        pytest.skip("probed: a thread posting every 300 us for 3 s never made the alarm ring "
+                    "(its pace jittered more than the alarm spins through on this machine), "
+                    "so no timerfd was made to close")
+
+
 @pytest.mark.parametrize("base", BASES)
 def test_receivers_vector_fds_and_senders_leave_no_fds(base: str) -> None:
     def churn(loop: asyncio.AbstractEventLoop, rounds: int) -> None:

@@ -19,7 +19,9 @@ class ReceiverStatistics:
     found nothing pending. For a loop, ``busy_polls`` counts the spins it
     made before blocking (``busy_poll`` set, or the adaptive wakeup
     expecting a post), ``busy_poll_hits`` those that saw a post arrive and
-    so did not block, and ``busy_poll_time`` the seconds spent spinning.
+    so did not block, and ``busy_poll_time`` the seconds spent spinning;
+    ``busy_poll_alarms`` counts the spins the adaptive wakeup's alarm started
+    (it woke the loop just before a post of a steady sender was due).
     """
 
     mode: str
@@ -33,6 +35,7 @@ class ReceiverStatistics:
     busy_polls: int = 0
     busy_poll_hits: int = 0
     busy_poll_time: float = 0.0
+    busy_poll_alarms: int = 0
 
 
 # Wake-latency buckets (cython_src/includes/loopstats.h): bucket 0 counts

@@ -70,6 +70,7 @@ cdef class Port:
     def __cinit__(self, str mode="software", hardware=None):
         self.memfd = -1
         self.reg_fds[0] = self.reg_fds[1] = -1
+        self.adapt.alarm_fd = -1        # before anything can fail: __dealloc__ closes it
         self.channel.kind = UINTR_CHANNEL_NONE
         self.channel.fd = -1
         self.table = NULL
@@ -106,6 +107,7 @@ cdef class Port:
     def __dealloc__(self):
         # Reached only when no Sender, Receiver or loop refers to this port any
         # more: nobody can write to the channel or the table after this.
+        uintr_adapt_close(&self.adapt)
         uintr_channel_close(&self.channel)
         uintr_peers_close(&self.peers)
         if self.reg_fds[0] >= 0:
@@ -187,7 +189,8 @@ cdef class Port:
         uintr_upid_suppress(&self.table.block[0])
         if self.hw is not None:
             port_recognise_hardware(self)
-        uintr_adapt_observe(&self.adapt, uintr_upid_pending(&self.table.block[0]))
+        uintr_adapt_observe(&self.adapt, uintr_upid_pending(&self.table.block[0]),
+                            uintr_loopstats_posted_at(&self.loopstats))
         self.dispatch()
 
     cdef dispatch_from_check(self, bint nothing_ready):
@@ -261,6 +264,7 @@ cdef class Port:
             self.closed = True
         if self.owned():
             uintr_upid_shutdown(&self.table.block[0])
+            uintr_adapt_close(&self.adapt)
         for receiver in list(self.receivers.values()):
             receiver.close()
         if self.repair is not None:
@@ -352,6 +356,7 @@ cdef object block_statistics(uintr_block_t *b, str mode, uint64_t delivered,
         busy_polls=polls.polls if polls != NULL else 0,
         busy_poll_hits=polls.hits if polls != NULL else 0,
         busy_poll_time=polls.spin_ns / 1e9 if polls != NULL else 0.0,
+        busy_poll_alarms=polls.alarms if polls != NULL else 0,
     )
 
 

@@ -156,7 +156,7 @@ cdef void on_check(void *handle) noexcept nogil:
     uintr_loopstats_iteration_uv(h.loopstats, h.idle_time, h.uvloop)
     uintr_upid_suppress(h.block)
     pending = uintr_upid_pending(h.block)
-    uintr_adapt_observe(h.adapt, pending)
+    uintr_adapt_observe(h.adapt, pending, uintr_loopstats_posted_at(h.loopstats))
     if pending:
         # Nothing else ready (uvloop's ready queue empty: its idle handle
         # is stopped, so the next poll could block) is what lets the

@@ -65,12 +65,50 @@
  *             nothing about posts: the window stays, unless the block was
  *             long (then 0). A spin that found the CPU wanted closes it.
  *
- * So a paced sender whose gaps exceed MAX never makes the loop spin (the
- * window stays 0; its wake latency is the blocked one, unchanged), a
- * round-trip workload spins for about 1-2x its gap, and a burst of spins
- * that miss is bounded: one miss of at most MAX resets the window. With one
- * usable CPU the loop never spins (the poster could only run once the spin
- * ends). The explicit busy_poll=N replaces the policy with a fixed budget.
+ * So a paced sender whose gaps exceed MAX never makes the loop spin from
+ * the start of its block (the window stays 0), a round-trip workload spins
+ * for about 1-2x its gap, and a burst of spins that miss is bounded: one
+ * miss of at most MAX resets the window. With one usable CPU the loop never
+ * spins (the poster could only run once the spin ends). The explicit
+ * busy_poll=N replaces the policy with a fixed budget.
+ *
+ * The alarm (uintr_adapt_alarm)
+ * -----------------------------
+ * A sender that posts at a steady pace longer than MAX (a thread that
+ * sleeps and then posts, a sensor, a tick) makes every post a blocked wake:
+ * an eventfd write and the loop's wake from a sleep, on the critical path.
+ * Yet when the gaps are regular the post's time is known in advance. The
+ * loop then sleeps until a little before the post is due, on a timerfd
+ * (exact: no timer slack) beside its epoll fd, sets SN and spins through the
+ * gap's jitter: the post lands in the spin, with no syscall on either side.
+ * The timer's wake costs the loop what the eventfd's did, but before the
+ * post, off its path; the spin through the jitter is what the alarm costs.
+ * The gap is estimated the way TCP estimates a round-trip time (Jacobson:
+ * a smoothed mean and a smoothed mean deviation of the blocks that ended in
+ * a post, RFC 6298). The alarm is set for mean - 2 x deviation - MARGIN -
+ * LATE, where LATE is how late the timer's wake-ups have come (smoothed the
+ * same way: on a virtual machine whose idle vCPU halts, some 20 us), and
+ * the spin lasts until mean + 2 x deviation + MARGIN:
+ *
+ *   armed     at least UINTR_ALARM_SAMPLES blocks in a row ended in a post,
+ *             the mean is between MAX and UINTR_ALARM_GAP_MAX_NS (shorter
+ *             gaps are the window's; longer ones are rare enough that a
+ *             blocked wake costs little), the spin expected before the post
+ *             (2 x deviation + MARGIN) is at most an eighth of the gap (so
+ *             the alarm never costs more than an eighth of a CPU: a sender
+ *             whose own timing jitters, as a Python thread woken on a
+ *             virtual machine does, is left to the blocked wake), and the
+ *             loop's own timeout is a millisecond longer than the alarm's
+ *             span;
+ *   disarmed  by a block that ended without a post, or an alarm whose spin
+ *             saw none (its block then goes on as an ordinary one; the
+ *             estimate starts again from the next post).
+ *
+ * Anything ready on the epoll fd (I/O, a post that came early, whose
+ * eventfd write SN let through) ends the sleep at once, as the block it
+ * replaces would have ended. In the model the alarm is a wake-up with no
+ * eventfd behind it (step A), after which the loop sets SN and goes on as
+ * after any wake-up.
  *
  * Only the loop's thread touches the policy, except `inflight`, which the
  * worker that answers decrements (relaxed: a hint, not synchronisation; the
@@ -81,8 +119,11 @@
 
 #include "clock.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 #include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -98,11 +139,17 @@
 #define UINTR_ADAPT_HORIZON_NS 2000000ull   /* "a post came recently" */
 #define UINTR_BUSY_POLL_ADAPTIVE UINT64_MAX /* busy_poll="auto" */
 #define UINTR_HANDOFF_NS 30000ull           /* longest wait for a GIL hand-off */
+#define UINTR_ALARM_GAP_MAX_NS 2000000ull   /* longest gap the loop sets an alarm for */
+#define UINTR_ALARM_SHARE 8                 /* its spin is at most 1/SHARE of the gap */
+#define UINTR_ALARM_LATE_NS 30000ull        /* a timer's wake-up lateness, until measured */
+#define UINTR_ALARM_MARGIN_NS 5000ull       /* rung this much before the spin is due */
+#define UINTR_ALARM_SAMPLES 4               /* posts in a row before the first alarm */
 
 typedef struct {
     uint64_t polls;   /* spins started (the loop was about to block) */
     uint64_t hits;    /* spins that saw a post and so did not block */
     uint64_t spin_ns; /* time spent spinning */
+    uint64_t alarms;  /* of the spins, those an alarm started (uintr_adapt_alarm) */
 } uintr_poll_stats_t;
 
 typedef struct {
@@ -119,6 +166,11 @@ typedef struct {
                               NULL: none to watch */
     unsigned gil_skip;     /* GIL waits still to leave out (the back-off) */
     unsigned gil_backoff;  /* how many to leave out after the next miss */
+    uint64_t gap_ns;       /* the alarm: smoothed block-to-post time */
+    uint64_t gap_dev_ns;   /* ... and its smoothed mean deviation */
+    unsigned gap_samples;  /* blocks in a row that ended in a post */
+    uint64_t alarm_late_ns; /* smoothed lateness of the alarm's wake-ups */
+    int alarm_fd;          /* the alarm's timerfd, made at its first use; -1: none */
 } uintr_adapt_t;
 
 /* Is any event ready on epoll fd `epfd`? (-1: no fd to ask.) */
@@ -232,6 +284,20 @@ static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
     a->gil = gil;
     a->gil_skip = 0;
     a->gil_backoff = 0;
+    a->gap_ns = 0;
+    a->gap_dev_ns = 0;
+    a->gap_samples = 0;
+    a->alarm_late_ns = UINTR_ALARM_LATE_NS;
+    a->alarm_fd = -1;
+}
+
+/* Let go of the alarm's timerfd (the port closes). */
+static inline void uintr_adapt_close(uintr_adapt_t *a)
+{
+    if (a->alarm_fd >= 0) {
+        close(a->alarm_fd);
+        a->alarm_fd = -1;
+    }
 }
 
 /* The GIL baton (jobqueue.h has the essay). The loop is about to wait
@@ -355,13 +421,24 @@ static inline uint64_t uintr_adapt_budget(uintr_adapt_t *a, uint64_t busy_ns,
  * that began `waited` ns before `now` ended, in a post or not. */
 static inline void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post, uint64_t now)
 {
-    uint64_t grown;
+    uint64_t grown, err;
     if (!post) {                        /* I/O or a timer ended it */
+        a->gap_samples = 0;
         if (waited > UINTR_ADAPT_MAX_NS)
             a->window_ns = 0;
         return;
     }
     a->last_post = now;
+    if (a->gap_samples == 0) {          /* RFC 6298's first measurement */
+        a->gap_ns = waited;
+        a->gap_dev_ns = waited / 2;
+    } else {
+        err = waited > a->gap_ns ? waited - a->gap_ns : a->gap_ns - waited;
+        a->gap_dev_ns = a->gap_dev_ns - a->gap_dev_ns / 4 + err / 4;
+        a->gap_ns = a->gap_ns - a->gap_ns / 8 + waited / 8;
+    }
+    if (a->gap_samples < UINTR_ALARM_SAMPLES)
+        a->gap_samples++;
     if (a->hit) {
         if (4 * waited < a->window_ns && a->window_ns > UINTR_ADAPT_START_NS)
             a->window_ns /= 2;
@@ -377,30 +454,111 @@ static inline void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post
     }
 }
 
-/* The loop looked at its UPID after a poll; post: something was pending. */
-static inline void uintr_adapt_observe(uintr_adapt_t *a, int post)
+/* The loop looked at its UPID after a poll; post: something was pending.
+ * posted_at: when a sampled post was made (the wake-latency stamp,
+ * loopstats.h), 0 if none is in flight. A block ended by a post is timed to
+ * that post when the stamp falls within the block: the time at which the
+ * loop saw it includes its own wake-up, tens of microseconds when it slept
+ * and next to none when it spun, which would make a steady sender look
+ * irregular to the alarm. */
+static inline void uintr_adapt_observe(uintr_adapt_t *a, int post, uint64_t posted_at)
 {
-    uint64_t now;
+    uint64_t now, end;
     if (a->block_start == 0) {          /* no block: a poll between callbacks */
         if (post)
             a->last_post = uintr_monotonic_ns();
         return;
     }
     now = uintr_monotonic_ns();
-    uintr_adapt_learn(a, now - a->block_start, post, now);
+    end = post && posted_at >= a->block_start && posted_at <= now ? posted_at : now;
+    uintr_adapt_learn(a, end - a->block_start, post, now);
     a->block_start = 0;
 }
 
+/* When the alarm should ring and until when its spin may last (absolute
+ * times), for a block that starts now; 0: no alarm for this block. */
+static inline int uintr_adapt_alarm(const uintr_adapt_t *a, uint64_t now, uint64_t timeout_ns,
+                                    uint64_t *ring, uint64_t *until)
+{
+    uint64_t jitter = 2 * a->gap_dev_ns + UINTR_ALARM_MARGIN_NS;
+    uint64_t early = jitter + a->alarm_late_ns;
+    if (a->gap_samples < UINTR_ALARM_SAMPLES || a->cpus < 2 ||
+        a->gap_ns <= UINTR_ADAPT_MAX_NS || a->gap_ns > UINTR_ALARM_GAP_MAX_NS ||
+        UINTR_ALARM_SHARE * jitter > a->gap_ns || a->gap_ns <= early + UINTR_ALARM_MARGIN_NS)
+        return 0;
+    *ring = now + a->gap_ns - early;
+    *until = now + a->gap_ns + jitter;
+    if (timeout_ns != UINT64_MAX && timeout_ns < *until - now + 1000000ull)
+        return 0;               /* a timer of the loop's is due first */
+    return 1;
+}
+
+/* Sleep until the alarm rings (SN clear: a post wakes the loop as in a
+ * block), then set SN and spin until `until`. 2: a post came in the spin (SN
+ * set); 1: something was ready first, or the sleep was interrupted (SN
+ * clear; the check after the poll sets it); 0: nothing came (SN set:
+ * restore, then block); -1: the alarm could not be set (nothing changed). */
+static inline int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t ring,
+                                   uint64_t until, int epfd, uintr_poll_stats_t *st)
+{
+    struct itimerspec at;
+    struct pollfd p[2];
+    uint64_t ticks, now;
+    if (a->alarm_fd < 0) {
+        a->alarm_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (a->alarm_fd < 0)
+            return -1;
+    }
+    at.it_interval.tv_sec = 0;
+    at.it_interval.tv_nsec = 0;
+    at.it_value.tv_sec = (time_t)(ring / 1000000000ull);
+    at.it_value.tv_nsec = (long)(ring % 1000000000ull);
+    if (timerfd_settime(a->alarm_fd, TFD_TIMER_ABSTIME, &at, NULL) != 0)
+        return -1;
+    if (uintr_upid_restore(b))                      /* model step U, L */
+        return 1;
+    p[0].fd = epfd;
+    p[0].events = POLLIN;
+    p[1].fd = a->alarm_fd;
+    p[1].events = POLLIN;
+    p[0].revents = p[1].revents = 0;
+    if (poll(p, 2, -1) <= 0 || p[0].revents != 0 || !(p[1].revents & POLLIN))
+        return 1;               /* ready early (or interrupted): go and look */
+    if (read(a->alarm_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+        return 1;
+    st->alarms++;
+    uintr_upid_suppress(b);                         /* model step A, then S */
+    now = uintr_monotonic_ns();
+    if (now > ring)             /* learn how late a timer wakes this thread */
+        a->alarm_late_ns = a->alarm_late_ns - a->alarm_late_ns / 4 + (now - ring) / 4;
+    return uintr_busy_poll(b, until > now ? until - now : 0, epfd, 1, st) > 0 ? 2 : 0;
+}
+
 /* Before a block: spin as the setting and the policy say. 1: a post came
- * (do not block; SN is still set). */
+ * (do not block; SN is still set, or, after an alarm woken by something
+ * ready, clear until the check). */
 static inline int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a,
                                           uint64_t busy_ns, uint64_t timeout_ns,
                                           int epfd, uintr_poll_stats_t *st)
 {
     uint64_t budget = uintr_adapt_budget(a, busy_ns, timeout_ns);
+    uint64_t ring, until;
     int rc;
-    if (budget == 0)
-        return 0;
+    if (budget == 0) {
+        if (busy_ns != UINTR_BUSY_POLL_ADAPTIVE || epfd < 0 ||
+            !uintr_adapt_alarm(a, a->block_start, timeout_ns, &ring, &until))
+            return 0;
+        rc = uintr_alarm_wait(b, a, ring, until, epfd, st);
+        if (rc < 0)
+            return 0;
+        if (rc == 0)
+            a->gap_samples = 0;     /* it missed: no alarm until the gap is learnt again */
+        if (rc == 2) {
+            a->hit = 1;
+            uintr_adapt_await_handoff(a);
+        }
+        return rc > 0;
+    }
     rc = uintr_busy_poll(b, budget, epfd, busy_ns == UINTR_BUSY_POLL_ADAPTIVE, st);
     if (rc < 0)
         a->window_ns = 0;       /* the CPU is wanted: stop spinning for now */

@@ -7,11 +7,17 @@ cdef extern from "busypoll.h" nogil:
     const uint64_t UINTR_BUSY_POLL_ADAPTIVE
     const uint64_t UINTR_ADAPT_START_NS
     const uint64_t UINTR_ADAPT_MAX_NS
+    const uint64_t UINTR_ALARM_GAP_MAX_NS
+    const uint64_t UINTR_ALARM_LATE_NS
+    const uint64_t UINTR_ALARM_MARGIN_NS
+    const unsigned UINTR_ALARM_SAMPLES
+    const unsigned UINTR_ALARM_SHARE
 
     ctypedef struct uintr_poll_stats_t:
         uint64_t polls
         uint64_t hits
         uint64_t spin_ns
+        uint64_t alarms
 
     ctypedef struct uintr_adapt_t:
         uint64_t window_ns
@@ -20,11 +26,19 @@ cdef extern from "busypoll.h" nogil:
         int cpus
         unsigned gil_skip
         unsigned gil_backoff
+        uint64_t gap_ns
+        uint64_t gap_dev_ns
+        unsigned gap_samples
+        uint64_t alarm_late_ns
+        int alarm_fd
 
     uint64_t uintr_monotonic_ns()
     void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
+    void uintr_adapt_close(uintr_adapt_t *a)
     void uintr_adapt_expect(uintr_adapt_t *a, long delta)
-    void uintr_adapt_observe(uintr_adapt_t *a, int post)
+    void uintr_adapt_observe(uintr_adapt_t *a, int post, uint64_t posted_at)
+    int uintr_adapt_alarm(const uintr_adapt_t *a, uint64_t now, uint64_t timeout_ns,
+                          uint64_t *ring, uint64_t *until)
     void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post, uint64_t now)
     void uintr_adapt_park(uintr_adapt_t *a, int parked)
     void uintr_adapt_await_handoff(uintr_adapt_t *a)

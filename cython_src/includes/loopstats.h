@@ -188,6 +188,13 @@ static inline int uintr_loopstats_stamp(uintr_loopstats_t *s)
     return atomic_compare_exchange_strong(&s->stamp, &expected, uintr_monotonic_ns());
 }
 
+/* When the sampled post in flight was made; 0: none (the adaptive wakeup
+ * times a block by it, busypoll.h). */
+static inline uint64_t uintr_loopstats_posted_at(uintr_loopstats_t *s)
+{
+    return atomic_load_explicit(&s->stamp, UINTR_LS_RELAXED);
+}
+
 /* The loop, as the stamped post's callbacks start: file the latency and
  * free the stamp for the next post. Loop thread only. */
 static inline void uintr_loopstats_sample_end(uintr_loopstats_t *s)

@@ -26,6 +26,7 @@ cdef extern from "loopstats.h" nogil:
     void uintr_loopstats_iteration(uintr_loopstats_t *s)
     void uintr_loopstats_iteration_measured(uintr_loopstats_t *s, uint64_t provider_idle)
     int uintr_loopstats_stamp(uintr_loopstats_t *s)
+    uint64_t uintr_loopstats_posted_at(uintr_loopstats_t *s)
     void uintr_loopstats_sample_end(uintr_loopstats_t *s)
     void uintr_loopstats_read(uintr_loopstats_t *s, uintr_loopstats_snapshot_t *out)
     unsigned uintr_lat_bucket(uint64_t ns)

@@ -18,7 +18,7 @@
  * end of the model line that mirrors it (upid.h's essay: P R CAS C X U L;
  * and S suppress, Q the pending test, B busy-poll, D shut down, W eventfd
  * write, E the edge epoll consumes, M the mailbox's test-and-append, T its
- * drain). tests/test_model.py checks that every letter used here is named in
+ * drain, A the adaptive wakeup's alarm). tests/test_model.py checks that every letter used here is named in
  * the core's comments, and the other way round. Within each process the
  * steps come in the core's order.
  *
@@ -42,7 +42,13 @@
  *   Loop       the loop's thread: callbacks with SN set on its block, then
  *              the select bracketed by restore (U L; a busy-poll B may come
  *              first) and recognise (S Q C X, then the vectors highest
- *              first), as port.pxi and uvhook.pxi run them. On the uvloop
+ *              first), as port.pxi and uvhook.pxi run them. The select may
+ *              also end with no eventfd behind it, at most ALARMS times:
+ *              the alarm (busypoll.h, step A) wakes the loop just before a
+ *              steady sender's post is due; SN is then set again and the
+ *              loop goes on as after any wake-up (its spin is the busy-poll
+ *              B of the next round, its miss the restore U L before the
+ *              next select). On the uvloop
  *              base the wakeup's mailbox either runs its handles right
  *              there (T in dispatch: the check hook, nothing else queued)
  *              or schedules its drain (T among the callbacks). The receiver's
@@ -112,6 +118,9 @@
 #endif
 #ifndef OPS
 #define OPS 2            /* receiver-side operations: mask, close, task steps */
+#endif
+#ifndef ALARMS
+#define ALARMS 1         /* wake-ups by the adaptive wakeup's alarm */
 #endif
 
 byte status[2];          /* ON | SN | SHUT, per block */
@@ -673,6 +682,8 @@ proctype Loop()
     bool closed;
     byte ops;                /* receiver-side operations so far (bounded) */
     bool drain_scheduled;    /* uvloop base: Mailbox.drain is queued */
+    byte alarms;             /* the alarm's wake-ups so far (bounded) */
+    bool rang;               /* the last select was ended by the alarm */
     bool repair_due;         /* KILL: the dead sender's pidfd woke the loop */
     bool repaired;           /* KILL: its reader callback has run (once) */
     byte calls_run;          /* call_soon_threadsafe callbacks run */
@@ -696,15 +707,25 @@ proctype Loop()
 #ifdef BUG_RESTORE_LOAD_FIRST
                 pending = (pir[LOOP] != 0);                 /* step L */
                 status[LOOP] = status[LOOP] & ~SN;          /* step U */
+#elif defined(BUG_ALARM_NO_RESTORE)
+                if
+                :: rang -> skip     /* broken: a missed alarm blocks with SN set */
+                :: else -> status[LOOP] = status[LOOP] & ~SN    /* step U */
+                fi;
+                pending = (pir[LOOP] != 0);                 /* step L */
 #else
                 status[LOOP] = status[LOOP] & ~SN;          /* step U */
                 pending = (pir[LOOP] != 0);                 /* step L */
 #endif
+                rang = false;
                 if
                 :: pending -> efd = false                   /* step E */
                 :: else ->          /* epoll_wait sleeps */
                     if
                     :: efd -> efd = false                   /* step E */
+                    :: alarms < ALARMS ->
+                        alarms++;
+                        rang = true         /* the alarm: no eventfd, step A */
                     :: dead && !repaired && !repair_due ->
                         repair_due = true   /* the pidfd is readable */
                     :: timeout -> quiesce(v, w, rb, had_on, pending, finished)

@@ -91,6 +91,7 @@ BROKEN = (
         ("BUG_READY_KEPT",), "callbacks_once"),
     Run("no repair when a sender process dies mid-post",
         ("KILL", "BUG_NO_REPAIR"), "no_lost_wakeup"),
+    Run("a missed alarm blocks without clearing SN", ("BUG_ALARM_NO_RESTORE",), "no_lost_wakeup"),
     Run("job queue: a worker reads the count before it counts itself a sleeper",
         ("BUG_SLEEP_LOOKS_FIRST",), "no_lost_job", JOBQUEUE_MODEL),
     Run("job queue: put() reads the sleepers before it adds the job",

@@ -9,6 +9,16 @@ ADAPT_START_NS: int
 ADAPT_MAX_NS: int
 
 def adapt_after_block(window_ns: int, waited_ns: int, post: bool, hit: bool) -> int: ...
+
+ALARM_GAP_MAX_NS: int
+ALARM_LATE_NS: int
+ALARM_MARGIN_NS: int
+ALARM_SAMPLES: int
+ALARM_SHARE: int
+
+def adapt_alarm(
+    blocks: list[tuple[int, bool]], timeout_ns: int = ..., cpus: int = ...
+) -> tuple[tuple[int, int] | None, tuple[int, int]]: ...
 def adapt_gil_waits(calls: int) -> list[tuple[int, int]]: ...
 def gil_word() -> tuple[int, int] | None: ...
 

@@ -22,7 +22,7 @@ from libc.stdlib cimport free
 from libc.string cimport memset
 from posix.stdlib cimport posix_memalign
 
-from libc.stdint cimport uint64_t
+from libc.stdint cimport UINT64_MAX, uint64_t
 
 from busypoll cimport *
 from gilword cimport uintr_gil_held, uintr_gil_word
@@ -225,6 +225,29 @@ def adapt_after_block(uint64_t window_ns, uint64_t waited_ns, bint post, bint hi
     a.hit = hit
     uintr_adapt_learn(&a, waited_ns, post, 1)
     return a.window_ns
+
+
+ALARM_GAP_MAX_NS = UINTR_ALARM_GAP_MAX_NS
+ALARM_LATE_NS = UINTR_ALARM_LATE_NS
+ALARM_MARGIN_NS = UINTR_ALARM_MARGIN_NS
+ALARM_SAMPLES = UINTR_ALARM_SAMPLES
+ALARM_SHARE = UINTR_ALARM_SHARE
+
+
+def adapt_alarm(blocks, uint64_t timeout_ns=UINT64_MAX, int cpus=2):
+    """The alarm busypoll.h's rule sets for a block that starts at time 0,
+    after `blocks`: (waited_ns, post) pairs, each fed to uintr_adapt_learn
+    as one block that ended that long after it began, in a post or not.
+    Returns (ring_ns, until_ns) or None (no alarm), and (gap_ns, dev_ns), the
+    estimate. Only the rule runs; nothing sleeps or reads a clock."""
+    cdef uintr_adapt_t a
+    cdef uint64_t ring = 0, until = 0, t = 1
+    uintr_adapt_init(&a, cpus, NULL)
+    for waited, post in blocks:
+        t += waited
+        uintr_adapt_learn(&a, waited, post, t)
+    armed = uintr_adapt_alarm(&a, 0, timeout_ns, &ring, &until)
+    return ((ring, until) if armed else None), (a.gap_ns, a.gap_dev_ns)
 
 
 def adapt_gil_waits(int calls):
