@@ -102,6 +102,9 @@ cdef class Port:
         self.receivers = {}
         uintr_loopstats_init(&self.loopstats, timing_wanted())
         if mode == "hardware":
+            # the alarm's sleep restores the software block alone; a
+            # hardware port restores its kernel UPID too (before_block)
+            self.adapt.alarm_ok = 0
             port_open_hardware(self, hardware)
 
     def __dealloc__(self):

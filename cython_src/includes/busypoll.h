@@ -170,6 +170,8 @@ typedef struct {
     uint64_t gap_dev_ns;   /* ... and its smoothed mean deviation */
     unsigned gap_samples;  /* blocks in a row that ended in a post */
     uint64_t alarm_late_ns; /* smoothed lateness of the alarm's wake-ups */
+    int alarm_ok;          /* the alarm may ring: its sleep restores only this
+                              block, which is all a software port needs */
     int alarm_fd;          /* the alarm's timerfd, made at its first use; -1: none */
 } uintr_adapt_t;
 
@@ -288,6 +290,7 @@ static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
     a->gap_dev_ns = 0;
     a->gap_samples = 0;
     a->alarm_late_ns = UINTR_ALARM_LATE_NS;
+    a->alarm_ok = 1;
     a->alarm_fd = -1;
 }
 
@@ -482,7 +485,7 @@ static inline int uintr_adapt_alarm(const uintr_adapt_t *a, uint64_t now, uint64
 {
     uint64_t jitter = 2 * a->gap_dev_ns + UINTR_ALARM_MARGIN_NS;
     uint64_t early = jitter + a->alarm_late_ns;
-    if (a->gap_samples < UINTR_ALARM_SAMPLES || a->cpus < 2 ||
+    if (!a->alarm_ok || a->gap_samples < UINTR_ALARM_SAMPLES || a->cpus < 2 ||
         a->gap_ns <= UINTR_ADAPT_MAX_NS || a->gap_ns > UINTR_ALARM_GAP_MAX_NS ||
         UINTR_ALARM_SHARE * jitter > a->gap_ns || a->gap_ns <= early + UINTR_ALARM_MARGIN_NS)
         return 0;

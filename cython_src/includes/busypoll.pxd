@@ -31,6 +31,7 @@ cdef extern from "busypoll.h" nogil:
         unsigned gap_samples
         uint64_t alarm_late_ns
         int alarm_fd
+        int alarm_ok
 
     uint64_t uintr_monotonic_ns()
     void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
