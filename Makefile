@@ -88,6 +88,7 @@ bench: bench-here
 
 bench-here: build testcore $(BENCH_VENV)/.deps
 	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python benchmarks/roundtrip_split.py
 
 $(BENCH_VENV)/.deps:
 	$(PYTHON) -m venv $(BENCH_VENV)

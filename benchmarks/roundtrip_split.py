@@ -1,0 +1,220 @@
+"""Where a thread round trip's time goes: the loop's part and the thread's.
+
+Three of run.py's round trips hand work to a thread that sleeps in a lock of
+its own (a condition's wait, ``queue.Queue.get``), which no loop can make
+wake faster. Stamps inside each round trip split it at the hand-offs
+(p50 in us, one in flight, 2000 per round):
+
+* ``rcts``: a thread calls ``run_coroutine_threadsafe(coro(), loop).result()``.
+  *to the loop*: from the call to the coroutine's start (the post, the
+  loop's wake-up, the Task's first step); *in the loop*: to the moment the
+  concurrent future is resolved (the Task's end, its done callbacks);
+  *back*: to the return of ``result()`` (the thread's wake-up from its
+  condition's wait, its Python).
+* ``anyio_to``: ``await anyio.to_thread.run_sync(fn)``. *to the thread*:
+  from the call to ``fn``'s start (anyio's dispatch on the loop's thread,
+  its worker's wake-up from ``queue.Queue.get``); *back*: to the await's
+  return (the worker's post, the loop's wake-up, anyio's future).
+* ``anyio_from``: an anyio worker calls ``anyio.from_thread.run(coro)``.
+  *to the loop*: to the coroutine's start; *back*: to the call's return
+  (the worker's wake-up from its future's wait).
+
+The part the loop does not run is the other thread's wake-up and Python:
+*back* for rcts and anyio_from, *to the thread* for anyio_to. Where half the
+best peer's round trip (issue 12's target) is below that part as measured
+with uintr_loop, no loop can reach the target without changing how that
+thread waits. Each loop runs in a child process per round, interleaved, as
+in run.py; medians over rounds. Writes
+``results/roundtrip_split-<python>.{json,md}``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import LOOPS, PEERS, REPO, loop_factory, run_on
+from crossthread import _on_thread
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+OPS = 2000
+WARMUP = 100
+clock = time.perf_counter_ns
+
+PHASES = {
+    "rcts": ("to the loop", "in the loop", "back"),
+    "anyio_to": ("to the thread", "back"),
+    "anyio_from": ("to the loop", "back"),
+}
+OUTSIDE = {"rcts": "back", "anyio_to": "to the thread", "anyio_from": "back"}
+TITLES = {"rcts": "run_coroutine_threadsafe", "anyio_to": "anyio to_thread", "anyio_from": "anyio from_thread"}
+
+
+def split(stamps: list[list[int]]) -> list[list[int]]:
+    """Per op, the phases between consecutive stamps, then the total."""
+    return [[b - a for a, b in zip(s, s[1:])] + [s[-1] - s[0]] for s in stamps]
+
+
+async def rcts(n: int) -> list[list[int]]:
+    loop = asyncio.get_running_loop()
+    at: dict[str, int] = {}
+
+    async def coro() -> None:
+        at["coro"] = clock()
+
+    def resolved(_: Any) -> None:
+        at["set"] = clock()
+
+    def body() -> list[list[int]]:
+        out = []
+        for i in range(n + WARMUP):
+            t0 = clock()
+            fut = asyncio.run_coroutine_threadsafe(coro(), loop)
+            fut.add_done_callback(resolved)
+            fut.result()
+            t3 = clock()
+            if i >= WARMUP:
+                out.append([t0, at["coro"], at["set"], t3])
+        return out
+
+    return await _on_thread(body)
+
+
+async def anyio_to(n: int) -> list[list[int]]:
+    import anyio.to_thread
+
+    at: dict[str, int] = {}
+
+    def fn() -> None:
+        at["fn"] = clock()
+
+    out = []
+    for i in range(n + WARMUP):
+        t0 = clock()
+        await anyio.to_thread.run_sync(fn)
+        t2 = clock()
+        if i >= WARMUP:
+            out.append([t0, at["fn"], t2])
+    return out
+
+
+async def anyio_from(n: int) -> list[list[int]]:
+    import anyio.from_thread
+    import anyio.to_thread
+
+    at: dict[str, int] = {}
+
+    async def coro() -> None:
+        at["coro"] = clock()
+
+    def body() -> list[list[int]]:
+        out = []
+        for i in range(n + WARMUP):
+            t0 = clock()
+            anyio.from_thread.run(coro)
+            t2 = clock()
+            if i >= WARMUP:
+                out.append([t0, at["coro"], t2])
+        return out
+
+    return await anyio.to_thread.run_sync(body)
+
+
+WORKLOADS = {"rcts": rcts, "anyio_to": anyio_to, "anyio_from": anyio_from}
+
+
+def child(name: str, ops: int) -> dict[str, Any]:
+    factory = loop_factory(name)
+    out: dict[str, Any] = {}
+    for key, fn in WORKLOADS.items():
+        try:
+            stamps, _ = run_on(factory, lambda fn=fn: fn(ops))
+        except Exception as exc:  # noqa: BLE001 - a loop failing one workload must not hide the rest
+            out[key] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        cols = list(zip(*split(stamps)))
+        out[key] = {ph: statistics.median(c) / 1e3 for ph, c in zip((*PHASES[key], "total"), cols)}
+    return out
+
+
+def run_child(name: str, ops: int) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]))
+    proc = subprocess.run([sys.executable, __file__, "--child", name, "--ops", str(ops)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {k: {"error": f"exit {proc.returncode}: {tail}"} for k in WORKLOADS}
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def table(rounds: list[dict[str, Any]], names: list[str]) -> str:
+    def med(name: str, key: str, ph: str) -> float:
+        vals = [r[name][key][ph] for r in rounds if ph in r[name].get(key, {})]
+        return statistics.median(vals) if vals else float("nan")
+
+    lines = []
+    for key, phases in PHASES.items():
+        peers = [n for n in names if n in PEERS]
+        best = min(peers, key=lambda n: med(n, key, "total")) if peers else None
+        target = med(best, key, "total") / 2 if best else float("nan")
+        lines += [f"### {TITLES[key]}", "",
+                  "| loop | " + " | ".join(phases) + " | total |",
+                  "|---|" + "---|" * (len(phases) + 1)]
+        for n in names:
+            cells = [f"{med(n, key, ph):.1f}" for ph in (*phases, "total")]
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        if best:
+            mine = med("uintr-uvloop", key, OUTSIDE[key]) if "uintr-uvloop" in names else float("nan")
+            verdict = ("below it: out of reach of any loop that leaves the thread's wait as it is"
+                       if target < mine else "above it: within the loop's reach")
+            lines += ["", f"Best peer {best}, {med(best, key, 'total'):.1f} us; the 0.5x target "
+                      f"{target:.1f} us; the part the loop does not run (*{OUTSIDE[key]}*), with "
+                      f"uintr-uvloop, {mine:.1f} us: the target is {verdict}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--ops", type=int, default=OPS)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.ops)))
+        return 0
+    try:
+        import anyio  # noqa: F401
+    except ImportError:
+        print("roundtrip_split: anyio is not installed here: nothing to split", file=sys.stderr)
+        return 0
+    names = list(LOOPS)
+    rounds = []
+    t0 = time.monotonic()
+    for i in range(args.rounds):
+        order = names[i % len(names):] + names[:i % len(names)]
+        rounds.append({n: run_child(n, args.ops) for n in order})
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"roundtrip_split-{py}.json").write_text(json.dumps({"python": platform.python_version(),
+                                                                   "rounds": rounds}, indent=1))
+    md = (f"# Where a thread round trip's time goes, Python {platform.python_version()}\n\n"
+          f"{args.rounds} interleaved rounds of {args.ops} round trips per loop, p50 per phase in us, "
+          f"medians over rounds; {time.monotonic() - t0:.0f} s. "
+          + " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " ") + "\n\n" + table(rounds, names) + "\n")
+    (RESULTS / f"roundtrip_split-{py}.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
