@@ -83,9 +83,12 @@ def new_event_loop(
     ``base``: ``"uvloop"`` (default where installed) or ``"asyncio"``.
     ``busy_poll``: ``"auto"`` (the default): the loop spins on its PIR
     before it blocks only while a post from a thread is expected soon, for
-    about as long as recent posts took (docs/design/adaptive-wakeup.md); a
-    number: spin that many microseconds before every block (0: never).
-    See ``statistics().busy_polls``/``busy_poll_hits``/``busy_poll_time``.
+    about as long as recent posts took, and for a thread posting at a steady
+    slower pace it wakes just before the next post is due and spins through
+    its jitter (docs/design/adaptive-wakeup.md); a number: spin that many
+    microseconds before every block (0: never). See
+    ``statistics().busy_polls``/``busy_poll_hits``/``busy_poll_time``/
+    ``busy_poll_alarms``.
 
     Raises ValueError for an unknown ``base`` (RuntimeError for "uvloop"
     where it is not installed), TypeError/ValueError for a ``busy_poll``
