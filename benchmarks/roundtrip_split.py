@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import LOOPS, PEERS, REPO, loop_factory, run_on
+from _common import LOOPS, PEER_MODULES, REPO, UINTR_ALL, loop_factory, run_on
 from crossthread import _on_thread
 
 HERE = Path(__file__).resolve().parent
@@ -164,7 +164,7 @@ def table(rounds: list[dict[str, Any]], names: list[str]) -> str:
 
     lines = []
     for key, phases in PHASES.items():
-        peers = [n for n in names if n in PEERS]
+        peers = [n for n in names if n in PEER_MODULES]
         best = min(peers, key=lambda n: med(n, key, "total")) if peers else None
         target = med(best, key, "total") / 2 if best else float("nan")
         lines += [f"### {TITLES[key]}", "",
@@ -183,12 +183,43 @@ def table(rounds: list[dict[str, Any]], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+ABOUT = """\
+Stamps at the hand-offs split each round trip (one in flight) into its
+phases; each cell is a phase's p50 in us, the median over rounds.
+run_coroutine_threadsafe: *to the loop* is the post, the loop's wake-up and
+the Task's first step; *in the loop* the Task's end and its done callbacks;
+*back* the thread's wake-up from its condition's wait and its Python.
+anyio to_thread: *to the thread* is anyio's dispatch on the loop's thread
+and its worker's wake-up from `queue.Queue.get`; *back* the worker's post,
+the loop's wake-up and anyio's future. anyio from_thread: *to the loop* is
+the worker's post to the coroutine's start; *back* the worker's wake-up
+from its future's wait. The part no loop runs is the other thread's
+wake-up and Python: *back* for the first and the last, *to the thread* for
+anyio to_thread (`benchmarks/roundtrip_split.py`)."""
+
+
+def render(data: dict[str, Any]) -> str:
+    rounds = data["rounds"]
+    names = data.get("names") or [n for n in (*PEER_MODULES, *UINTR_ALL) if n in rounds[0]]
+    took = f"; {data['seconds']} s" if "seconds" in data else ""
+    return (f"# Where a thread round trip's time goes, Python {data['python']}\n\n"
+            f"{len(rounds)} interleaved rounds of {data.get('ops', OPS)} round trips per loop{took}.\n\n"
+            f"{ABOUT}\n\n{table(rounds, names)}\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--ops", type=int, default=OPS)
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--render", metavar="JSON", help="write the tables again from a run's JSON")
     args = ap.parse_args()
+    if args.render:
+        src = Path(args.render)
+        md = render(json.loads(src.read_text()))
+        src.with_suffix(".md").write_text(md)
+        print(md)
+        return 0
     if args.child:
         print(json.dumps(child(args.child, args.ops)))
         return 0
@@ -205,12 +236,10 @@ def main() -> int:
         rounds.append({n: run_child(n, args.ops) for n in order})
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"roundtrip_split-{py}.json").write_text(json.dumps({"python": platform.python_version(),
-                                                                   "rounds": rounds}, indent=1))
-    md = (f"# Where a thread round trip's time goes, Python {platform.python_version()}\n\n"
-          f"{args.rounds} interleaved rounds of {args.ops} round trips per loop, p50 per phase in us, "
-          f"medians over rounds; {time.monotonic() - t0:.0f} s. "
-          + " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " ") + "\n\n" + table(rounds, names) + "\n")
+    data = {"python": platform.python_version(), "ops": args.ops, "seconds": round(time.monotonic() - t0),
+            "names": names, "rounds": rounds}
+    (RESULTS / f"roundtrip_split-{py}.json").write_text(json.dumps(data, indent=1))
+    md = render(data)
     (RESULTS / f"roundtrip_split-{py}.md").write_text(md)
     print(md)
     return 0
