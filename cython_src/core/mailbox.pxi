@@ -44,7 +44,8 @@ from cpython.list cimport PyList_GET_SIZE
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_REFCNT
 from batchlist cimport uintr_list_reset, uintr_list_take
-from ctxsnap cimport uintr_ctx_is_snapshot, uintr_ctx_load, uintr_ctx_snapshot
+from callargs cimport uintr_call_args
+from ctxsnap cimport uintr_ctx_init, uintr_ctx_is_snapshot, uintr_ctx_load, uintr_ctx_snapshot
 from gcpark cimport uintr_gc_park
 from handlepool cimport uintr_handle_pool_install, uintr_handle_pool_size, uintr_handle_pool_trim
 
@@ -134,6 +135,7 @@ cdef class DebugThreadsafeHandle(ThreadsafeHandle):
 
 
 uintr_handle_pool_install(<PyTypeObject *>ThreadsafeHandle)
+uintr_ctx_init()
 
 
 def _handle_pool_size():
@@ -291,7 +293,7 @@ cdef class Mailbox:
             try:
                 PyContext_Enter(ctx)
                 try:
-                    callback(*args)
+                    uintr_call_args(callback, args)
                 finally:
                     PyContext_Exit(ctx)
             except (SystemExit, KeyboardInterrupt) as exc:

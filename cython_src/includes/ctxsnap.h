@@ -8,6 +8,8 @@
 #ifndef UINTR_LOOP_CTXSNAP_H
 #define UINTR_LOOP_CTXSNAP_H
 
+#include <Python.h>
+
 /* New reference to the variables of the thread's current context (the
  * empty ones when it has none yet); NULL with an exception only if even
  * those cannot be made. */
@@ -17,8 +19,17 @@ PyObject *uintr_ctx_snapshot(void);
  * which must not be entered; 0, or -1 with an exception. */
 int uintr_ctx_load(PyObject *box, PyObject *vars);
 
-/* 1 if obj is a snapshot (the variables' own type), 0 if anything else
- * (a Context, or whatever a caller passed as one). */
-int uintr_ctx_is_snapshot(PyObject *obj);
+/* The snapshots' type (the variables' own), set by uintr_ctx_init(). */
+extern PyTypeObject *uintr_ctx_snapshot_type;
+
+/* Find that type; 0, or -1 with an exception. Call once, at import. */
+int uintr_ctx_init(void);
+
+/* 1 if obj is a snapshot, 0 if anything else (a Context, or whatever a
+ * caller passed as one). */
+static inline int uintr_ctx_is_snapshot(PyObject *obj)
+{
+    return Py_TYPE(obj) == uintr_ctx_snapshot_type;
+}
 
 #endif

@@ -64,12 +64,13 @@ int uintr_ctx_load(PyObject *box, PyObject *vars)
     return 0;
 }
 
-int uintr_ctx_is_snapshot(PyObject *obj)
+PyTypeObject *uintr_ctx_snapshot_type;
+
+int uintr_ctx_init(void)
 {
     PyObject *empty = empty_vars();
-    if (empty == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    return Py_IS_TYPE(obj, Py_TYPE(empty));
+    if (empty == NULL)
+        return -1;
+    uintr_ctx_snapshot_type = Py_TYPE(empty);
+    return 0;
 }
