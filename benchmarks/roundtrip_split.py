@@ -1,4 +1,4 @@
-"""Where a thread round trip's time goes: the loop's part and the thread's.
+"""Where a thread round trip's time goes: the loop's part and the rest.
 
 Three of run.py's round trips hand work to a thread that sleeps in a lock of
 its own (a condition's wait, ``queue.Queue.get``), which no loop can make
@@ -17,13 +17,15 @@ wake faster. Stamps inside each round trip split it at the hand-offs
   return (the worker's post, the loop's wake-up, anyio's future).
 * ``anyio_from``: an anyio worker calls ``anyio.from_thread.run(coro)``.
   *to the loop*: to the coroutine's start; *back*: to the call's return
-  (the worker's wake-up from its future's wait).
+  (anyio's task wrapper ending on the loop's thread, the worker's wake-up
+  from its future's wait).
 
-The part the loop does not run is the other thread's wake-up and Python:
-*back* for rcts and anyio_from, *to the thread* for anyio_to. Where half the
-best peer's round trip (issue 12's target) is below that part as measured
-with uintr_loop, no loop can reach the target without changing how that
-thread waits. Each loop runs in a child process per round, interleaved, as
+The part no loop's own code takes part in (the other thread's wake-up and
+Python, and the library's Python around the hand-off, the same on every
+loop) is *back* for rcts and anyio_from and *to the thread* for anyio_to.
+Where half the best peer's round trip (issue 12's target) is below that
+part as measured with uintr_loop, no loop can reach the target without
+changing how that thread waits or what the library runs. Each loop runs in a child process per round, interleaved, as
 in run.py; medians over rounds. Writes
 ``results/roundtrip_split-<python>.{json,md}``.
 """
@@ -175,10 +177,10 @@ def table(rounds: list[dict[str, Any]], names: list[str]) -> str:
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         if best:
             mine = med("uintr-uvloop", key, OUTSIDE[key]) if "uintr-uvloop" in names else float("nan")
-            verdict = ("below it: out of reach of any loop that leaves the thread's wait as it is"
+            verdict = ("below it: out of reach of any loop that leaves the thread's wait and the library as they are"
                        if target < mine else "above it: within the loop's reach")
             lines += ["", f"Best peer {best}, {med(best, key, 'total'):.1f} us; the 0.5x target "
-                      f"{target:.1f} us; the part the loop does not run (*{OUTSIDE[key]}*), with "
+                      f"{target:.1f} us; the part outside the loop's own code (*{OUTSIDE[key]}*), with "
                       f"uintr-uvloop, {mine:.1f} us: the target is {verdict}.", ""]
     return "\n".join(lines)
 
@@ -192,10 +194,12 @@ the Task's first step; *in the loop* the Task's end and its done callbacks;
 anyio to_thread: *to the thread* is anyio's dispatch on the loop's thread
 and its worker's wake-up from `queue.Queue.get`; *back* the worker's post,
 the loop's wake-up and anyio's future. anyio from_thread: *to the loop* is
-the worker's post to the coroutine's start; *back* the worker's wake-up
-from its future's wait. The part no loop runs is the other thread's
-wake-up and Python: *back* for the first and the last, *to the thread* for
-anyio to_thread (`benchmarks/roundtrip_split.py`)."""
+the worker's post to the coroutine's start; *back* anyio's task wrapper
+ending on the loop's thread and the worker's wake-up from its future's
+wait. The part no loop's own code takes part in (the other thread's
+wake-up and Python, the library's Python around the hand-off) is *back*
+for the first and the last, *to the thread* for anyio to_thread
+(`benchmarks/roundtrip_split.py`)."""
 
 
 def render(data: dict[str, Any]) -> str:
