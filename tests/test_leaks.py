@@ -50,8 +50,7 @@ import pytest
 import uintr_loop
 from _support import HANG_GUARD, free_threaded_build
 from _xproc import kill, spawn_owner
-from _testcore._state import liveness_state
-from uintr_loop import _core
+from _testcore._state import handle_pool_size, liveness_state
 from uintr_loop._native import NativeSender
 
 BASES = ["uvloop", "asyncio"]
@@ -246,9 +245,9 @@ def test_a_batch_larger_than_the_freelist_gives_its_memory_back() -> None:
         async def main() -> tuple[int, int]:
             one_batch(asyncio.get_running_loop(), BIG_BATCH, callback)
             await asyncio.wait_for(drained(BIG_BATCH), HANG_GUARD)
-            held = _core._handle_pool_size()
+            held = handle_pool_size()
             await small_post()
-            return held, _core._handle_pool_size()
+            return held, handle_pool_size()
 
         held, after_small = loop.run_until_complete(main())
         assert ran == BIG_BATCH
@@ -258,12 +257,12 @@ def test_a_batch_larger_than_the_freelist_gives_its_memory_back() -> None:
         async def again() -> int:
             one_batch(asyncio.get_running_loop(), BIG_BATCH, callback)
             await asyncio.wait_for(drained(2 * BIG_BATCH), HANG_GUARD)
-            return _core._handle_pool_size()
+            return handle_pool_size()
 
         assert loop.run_until_complete(again()) >= BIG_BATCH - HANDLE_FREELIST
     finally:
         loop.close()
-    assert _core._handle_pool_size() == 0, "closing the loop left memory in the pool"
+    assert handle_pool_size() == 0, "closing the loop left memory in the pool"
     assert ran == 2 * BIG_BATCH
 
 

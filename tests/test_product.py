@@ -13,7 +13,8 @@ from uintr_loop import _core, _native
 from _support import REPO_ROOT
 
 TEST_ONLY_NAMES = ("UpidCell", "PacedPoster", "half_post", "fake_configure", "fake_log",
-                   "repair_count", "sender_watch_state", "liveness_state", "preempt_thread_only")
+                   "repair_count", "sender_watch_state", "liveness_state", "preempt_thread_only",
+                   "handle_pool_size", "_handle_pool_size")
 
 
 def test_core_and_native_hold_no_test_only_names() -> None:

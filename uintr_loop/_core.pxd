@@ -25,3 +25,4 @@ cdef object uintr_block_statistics(const void *block)
 cdef object uintr_sender_watch_figures(object loop)
 cdef object uintr_liveness_figures()
 cdef void uintr_preempt_force_thread(bint on) noexcept
+cdef Py_ssize_t uintr_handle_pool_held() noexcept

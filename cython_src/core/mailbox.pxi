@@ -138,8 +138,8 @@ uintr_handle_pool_install(<PyTypeObject *>ThreadsafeHandle)
 uintr_ctx_init()
 
 
-def _handle_pool_size():
-    """Handles' memory the overflow pool holds (tests)."""
+cdef Py_ssize_t uintr_handle_pool_held() noexcept:
+    # for the test extension (uintr_loop/_core.pxd)
     return uintr_handle_pool_size()
 
 

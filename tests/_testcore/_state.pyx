@@ -4,8 +4,8 @@ never shipped. The core's private state that tests and benchmarks read or
 switch, reached through uintr_loop/_core.pxd: the sender watch's figures,
 the liveness watcher's, and the deadline timer's fallback switch."""
 
-from uintr_loop._core cimport (uintr_liveness_figures, uintr_preempt_force_thread,
-                               uintr_sender_watch_figures)
+from uintr_loop._core cimport (uintr_handle_pool_held, uintr_liveness_figures,
+                               uintr_preempt_force_thread, uintr_sender_watch_figures)
 
 
 def sender_watch_state(loop):
@@ -31,3 +31,8 @@ def preempt_thread_only(bint on):
     """Deliver deadlines through the pthread instead of the kernel timer
     (the fallback path), from the next start on."""
     uintr_preempt_force_thread(on)
+
+
+def handle_pool_size():
+    """Handles' memory the uvloop base's overflow pool holds (handlepool.h)."""
+    return uintr_handle_pool_held()
