@@ -278,7 +278,7 @@ def test_gil_word_says_whether_the_gil_is_held() -> None:
 STEADY = [(200 * US, True)] * 16     # RFC 6298 starts the deviation at half the gap
 
 
-def alarm(blocks: list[tuple[int, bool]], **kw: Any) -> tuple[Any, tuple[int, int]]:
+def alarm(blocks: list[tuple[int, bool] | int], **kw: Any) -> tuple[Any, tuple[int, int]]:
     cells = pytest.importorskip("_testcore._cells")
     return cells.adapt_alarm(blocks, **kw)
 
@@ -295,7 +295,7 @@ def test_alarm_rings_before_a_steady_senders_post_and_spins_through_its_jitter()
     assert gap == 200 * US
     assert armed is not None
     ring, until = armed
-    jitter = 2 * dev + cells.ALARM_MARGIN_NS
+    jitter = dev + cells.ALARM_MARGIN_NS
     assert (ring, until) == (gap - jitter - cells.ALARM_LATE_NS, gap + jitter)
     assert ring < 200 * US < until
     assert cells.ALARM_SHARE * jitter <= gap
@@ -317,10 +317,26 @@ def test_alarm_estimate_follows_the_gap_and_its_deviation() -> None:
         ([(40 * US, True)] * 8, "gaps within the longest window are the window's"),
         ([(3000 * US, True)] * 8, "gaps over ALARM_GAP_MAX_NS"),
         ([(150 * US, True), (250 * US, True)] * 8, "a spin through this jitter would exceed an eighth of the gap"),
+        (STEADY + [0, 0], "two alarms in a row missed"),
     ],
 )
 def test_alarm_stays_off(blocks: list[tuple[int, bool]], why: str) -> None:
     assert alarm(blocks)[0] is None, why
+
+
+def test_one_missed_alarm_keeps_it_armed() -> None:
+    """A miss is the pace's outlier: the alarm stays armed, with the same
+    estimate, and a hit in between starts the count of misses again. Only
+    ALARM_MISSES in a row disarm it (test_alarm_stays_off)."""
+    cells = pytest.importorskip("_testcore._cells")
+    assert cells.ALARM_MISSES == 2
+    armed, estimate = alarm(STEADY)
+    assert armed is not None
+    assert alarm(STEADY + [0]) == (armed, estimate)
+    assert alarm(STEADY + [0, 2, 0]) == (armed, estimate)
+    assert alarm(STEADY + [0, 1, 0])[0] is None, "something else ready says nothing either way"
+    again, _ = alarm(STEADY + [0, 0] + STEADY[:3])
+    assert again is None, "a disarmed alarm waits for ALARM_SAMPLES posts"
 
 
 def test_alarm_stays_off_for_one_cpu_or_a_timer_due_first() -> None:

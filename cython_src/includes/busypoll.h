@@ -85,24 +85,30 @@
  * post, off its path; the spin through the jitter is what the alarm costs.
  * The gap is estimated the way TCP estimates a round-trip time (Jacobson:
  * a smoothed mean and a smoothed mean deviation of the blocks that ended in
- * a post, RFC 6298). The alarm is set for mean - 2 x deviation - MARGIN -
- * LATE, where LATE is how late the timer's wake-ups have come (smoothed the
- * same way: on a virtual machine whose idle vCPU halts, some 20 us), and
- * the spin lasts until mean + 2 x deviation + MARGIN:
+ * a post, RFC 6298). The alarm is set for mean - deviation - MARGIN - LATE,
+ * where LATE is how late the timer's wake-ups have come (smoothed the same
+ * way: on a virtual machine whose idle vCPU halts, some 20 us), and the
+ * spin lasts until mean + deviation + MARGIN. One deviation, not TCP's
+ * four or the two of a normal spread: a sleeping thread's pace is not one
+ * spread but runs of a few microseconds' width whose level shifts now and
+ * then, so the mean deviation is mostly the shifts; one of it each side
+ * catches the runs, and what falls outside is one blocked wake, no worse
+ * than without the alarm:
  *
  *   armed     at least UINTR_ALARM_SAMPLES blocks in a row ended in a post,
  *             the mean is between MAX and UINTR_ALARM_GAP_MAX_NS (shorter
  *             gaps are the window's; longer ones are rare enough that a
  *             blocked wake costs little), the spin expected before the post
- *             (2 x deviation + MARGIN) is at most an eighth of the gap (so
- *             the alarm never costs more than an eighth of a CPU: a sender
- *             whose own timing jitters, as a Python thread woken on a
- *             virtual machine does, is left to the blocked wake), and the
- *             loop's own timeout is a millisecond longer than the alarm's
- *             span;
- *   disarmed  by a block that ended without a post, or an alarm whose spin
- *             saw none (its block then goes on as an ordinary one; the
- *             estimate starts again from the next post).
+ *             (deviation + MARGIN) is at most an eighth of the gap (so the
+ *             alarm never costs more than an eighth of a CPU: a sender
+ *             whose timing jitters more than that is left to the blocked
+ *             wake), and the loop's own timeout is a millisecond longer than
+ *             the alarm's span;
+ *   disarmed  by a block that ended without a post, or UINTR_ALARM_MISSES
+ *             alarms in a row whose spin saw none (a single miss's block
+ *             goes on as an ordinary one, and its late post is learnt: a
+ *             miss is the expected outlier, two in a row a pace that
+ *             stopped). The estimate then starts again from the next post.
  *
  * Anything ready on the epoll fd (I/O, a post that came early, whose
  * eventfd write SN let through) ends the sleep at once, as the block it
@@ -144,6 +150,7 @@
 #define UINTR_ALARM_LATE_NS 30000ull        /* a timer's wake-up lateness, until measured */
 #define UINTR_ALARM_MARGIN_NS 5000ull       /* rung this much before the spin is due */
 #define UINTR_ALARM_SAMPLES 4               /* posts in a row before the first alarm */
+#define UINTR_ALARM_MISSES 2                /* missed alarms in a row that disarm it */
 
 typedef struct {
     uint64_t polls;   /* spins started (the loop was about to block) */
@@ -169,6 +176,7 @@ typedef struct {
     uint64_t gap_ns;       /* the alarm: smoothed block-to-post time */
     uint64_t gap_dev_ns;   /* ... and its smoothed mean deviation */
     unsigned gap_samples;  /* blocks in a row that ended in a post */
+    unsigned alarm_misses; /* alarms in a row whose spin saw no post */
     uint64_t alarm_late_ns; /* smoothed lateness of the alarm's wake-ups */
     int alarm_ok;          /* the alarm may ring: its sleep restores only this
                               block, which is all a software port needs */
@@ -289,6 +297,7 @@ static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
     a->gap_ns = 0;
     a->gap_dev_ns = 0;
     a->gap_samples = 0;
+    a->alarm_misses = 0;
     a->alarm_late_ns = UINTR_ALARM_LATE_NS;
     a->alarm_ok = 1;
     a->alarm_fd = -1;
@@ -483,7 +492,7 @@ static inline void uintr_adapt_observe(uintr_adapt_t *a, int post, uint64_t post
 static inline int uintr_adapt_alarm(const uintr_adapt_t *a, uint64_t now, uint64_t timeout_ns,
                                     uint64_t *ring, uint64_t *until)
 {
-    uint64_t jitter = 2 * a->gap_dev_ns + UINTR_ALARM_MARGIN_NS;
+    uint64_t jitter = a->gap_dev_ns + UINTR_ALARM_MARGIN_NS;
     uint64_t early = jitter + a->alarm_late_ns;
     if (!a->alarm_ok || a->gap_samples < UINTR_ALARM_SAMPLES || a->cpus < 2 ||
         a->gap_ns <= UINTR_ADAPT_MAX_NS || a->gap_ns > UINTR_ALARM_GAP_MAX_NS ||
@@ -537,6 +546,21 @@ static inline int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t 
     return uintr_busy_poll(b, until > now ? until - now : 0, epfd, 1, st) > 0 ? 2 : 0;
 }
 
+/* How an alarm's spin ended (uintr_alarm_wait's 2: a post came, 0: none
+ * came; 1: something else was ready first, which says nothing). A miss
+ * leaves the estimate alone: its post, late, still ends the block and is
+ * learnt. UINTR_ALARM_MISSES in a row mean the pace is gone, and the alarm
+ * stays off until it is learnt again. */
+static inline void uintr_adapt_alarm_rang(uintr_adapt_t *a, int rc)
+{
+    if (rc == 2) {
+        a->alarm_misses = 0;
+    } else if (rc == 0 && ++a->alarm_misses >= UINTR_ALARM_MISSES) {
+        a->alarm_misses = 0;
+        a->gap_samples = 0;
+    }
+}
+
 /* Before a block: spin as the setting and the policy say. 1: a post came
  * (do not block; SN is still set, or, after an alarm woken by something
  * ready, clear until the check). */
@@ -554,8 +578,7 @@ static inline int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a,
         rc = uintr_alarm_wait(b, a, ring, until, epfd, st);
         if (rc < 0)
             return 0;
-        if (rc == 0)
-            a->gap_samples = 0;     /* it missed: no alarm until the gap is learnt again */
+        uintr_adapt_alarm_rang(a, rc);
         if (rc == 2) {
             a->hit = 1;
             uintr_adapt_await_handoff(a);

@@ -12,6 +12,7 @@ cdef extern from "busypoll.h" nogil:
     const uint64_t UINTR_ALARM_MARGIN_NS
     const unsigned UINTR_ALARM_SAMPLES
     const unsigned UINTR_ALARM_SHARE
+    const unsigned UINTR_ALARM_MISSES
 
     ctypedef struct uintr_poll_stats_t:
         uint64_t polls
@@ -41,6 +42,7 @@ cdef extern from "busypoll.h" nogil:
     int uintr_adapt_alarm(const uintr_adapt_t *a, uint64_t now, uint64_t timeout_ns,
                           uint64_t *ring, uint64_t *until)
     void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post, uint64_t now)
+    void uintr_adapt_alarm_rang(uintr_adapt_t *a, int rc)
     void uintr_adapt_park(uintr_adapt_t *a, int parked)
     void uintr_adapt_await_handoff(uintr_adapt_t *a)
     int uintr_adapt_spin_for_gil(const int *gil)

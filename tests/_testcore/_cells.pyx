@@ -232,18 +232,25 @@ ALARM_LATE_NS = UINTR_ALARM_LATE_NS
 ALARM_MARGIN_NS = UINTR_ALARM_MARGIN_NS
 ALARM_SAMPLES = UINTR_ALARM_SAMPLES
 ALARM_SHARE = UINTR_ALARM_SHARE
+ALARM_MISSES = UINTR_ALARM_MISSES
 
 
 def adapt_alarm(blocks, uint64_t timeout_ns=UINT64_MAX, int cpus=2):
     """The alarm busypoll.h's rule sets for a block that starts at time 0,
     after `blocks`: (waited_ns, post) pairs, each fed to uintr_adapt_learn
-    as one block that ended that long after it began, in a post or not.
+    as one block that ended that long after it began, in a post or not, and
+    ints, each an alarm's outcome fed to uintr_adapt_alarm_rang (2: its spin
+    saw the post, 0: it missed, 1: something else came first).
     Returns (ring_ns, until_ns) or None (no alarm), and (gap_ns, dev_ns), the
     estimate. Only the rule runs; nothing sleeps or reads a clock."""
     cdef uintr_adapt_t a
     cdef uint64_t ring = 0, until = 0, t = 1
     uintr_adapt_init(&a, cpus, NULL)
-    for waited, post in blocks:
+    for block in blocks:
+        if isinstance(block, int):
+            uintr_adapt_alarm_rang(&a, block)
+            continue
+        waited, post = block
         t += waited
         uintr_adapt_learn(&a, waited, post, t)
     armed = uintr_adapt_alarm(&a, 0, timeout_ns, &ring, &until)
