@@ -25,7 +25,8 @@ print(uintr_loop.capabilities().describe().splitlines()[0])
 from uintr_loop import _core  # noqa: E402
 
 TEST_ONLY = ("UpidCell", "PacedPoster", "half_post", "repair_count", "sender_watch_state",
-             "liveness_state", "preempt_thread_only")
+             "liveness_state", "preempt_thread_only", "handle_pool_size", "_handle_pool_size",
+             "main_tstate_repaired", "main_tstate_repairs")
 leaked = [n for n in TEST_ONLY if hasattr(_core, n)]
 leaked += sorted(p.name for p in where.parent.iterdir() if "fake" in p.name or "testcore" in p.name)
 assert not leaked, f"the installed package ships test-only code: {leaked}"

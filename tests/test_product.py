@@ -1,6 +1,7 @@
 """The product ships no test scaffolding: UpidCell, PacedPoster, half_post,
 the windows onto the core's private state (repair_count, sender_watch_state,
-liveness_state, preempt_thread_only) and the fake hardware backend live in the test-only extension
+liveness_state, preempt_thread_only, handle_pool_size, main_tstate_repairs)
+and the fake hardware backend live in the test-only extension
 (tests/_testcore, built by `make test`), never in uintr_loop. `make wheel`
 checks the installed wheel the same way (.ci/wheel_smoke.py)."""
 from __future__ import annotations
@@ -14,7 +15,8 @@ from _support import REPO_ROOT
 
 TEST_ONLY_NAMES = ("UpidCell", "PacedPoster", "half_post", "fake_configure", "fake_log",
                    "repair_count", "sender_watch_state", "liveness_state", "preempt_thread_only",
-                   "handle_pool_size", "_handle_pool_size")
+                   "handle_pool_size", "_handle_pool_size", "main_tstate_repaired",
+                   "main_tstate_repairs")
 
 
 def test_core_and_native_hold_no_test_only_names() -> None:

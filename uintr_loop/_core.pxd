@@ -14,6 +14,8 @@
 # channel. The handle stays valid while the Sender object is alive: keep a
 # reference to it for as long as native code may send.
 
+from libc.stdint cimport uint64_t
+
 cdef const void *uintr_sender_handle(object sender) except NULL
 cdef int uintr_send(const void *handle) noexcept nogil
 
@@ -26,3 +28,4 @@ cdef object uintr_sender_watch_figures(object loop)
 cdef object uintr_liveness_figures()
 cdef void uintr_preempt_force_thread(bint on) noexcept
 cdef Py_ssize_t uintr_handle_pool_held() noexcept
+cdef uint64_t uintr_main_tstate_repairs() noexcept

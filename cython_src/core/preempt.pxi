@@ -18,9 +18,8 @@ def _main_tstate_after_fork():
 os.register_at_fork(after_in_child=_main_tstate_after_fork)
 
 
-def main_tstate_repaired():
-    """How many forks, this process's own and its ancestors', left a child
-    whose signals had to be pointed at its main thread (inherited)."""
+cdef uint64_t uintr_main_tstate_repairs() noexcept:
+    # for the test extension (uintr_loop/_core.pxd)
     return main_tstate_repairs
 
 

@@ -2,10 +2,12 @@
 """_testcore._state: TEST-ONLY, built by `make test` from tests/_testcore,
 never shipped. The core's private state that tests and benchmarks read or
 switch, reached through uintr_loop/_core.pxd: the sender watch's figures,
-the liveness watcher's, and the deadline timer's fallback switch."""
+the liveness watcher's, the deadline timer's fallback switch, the handle
+pool's size and the count of forks whose signals were redirected."""
 
 from uintr_loop._core cimport (uintr_handle_pool_held, uintr_liveness_figures,
-                               uintr_preempt_force_thread, uintr_sender_watch_figures)
+                               uintr_main_tstate_repairs, uintr_preempt_force_thread,
+                               uintr_sender_watch_figures)
 
 
 def sender_watch_state(loop):
@@ -36,3 +38,10 @@ def preempt_thread_only(bint on):
 def handle_pool_size():
     """Handles' memory the uvloop base's overflow pool holds (handlepool.h)."""
     return uintr_handle_pool_held()
+
+
+def main_tstate_repairs():
+    """How many forks, this process's own and its ancestors', left a child
+    whose signals had to be pointed at its main thread (inherited;
+    cython_src/interp/mainstate.c)."""
+    return uintr_main_tstate_repairs()
