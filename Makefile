@@ -19,7 +19,7 @@ CORE_SOURCES := $(wildcard cython_src/*.pyx cython_src/interp/*.c cython_src/cor
 PYROOT  ?= ../shared/tools/pyroot
 PYTHONS ?= 3.14 3.15
 
-.PHONY: all build testcore test test-pythons demo bench bench-here soak verify spin valgrind clean info docs wheel changelog hw-emu python-ft test-ft bench-ft
+.PHONY: all build testcore test test-pythons demo bench bench-here soak verify spin valgrind clean info docs wheel sdist changelog hw-emu python-ft test-ft bench-ft
 
 all: build
 
@@ -153,8 +153,14 @@ docs: build $(VENV)/.docs-deps
 # smoke test: installed into a fresh venv and imported with no C compiler on
 # PATH. Build tools go into their own venv, $(WHEEL_VENV).
 WHEEL_VENV ?= build/wheel-venv
+# make sdist: the source distribution in dist/, installed (pip builds it) into
+# a fresh venv and smoke-tested from outside the checkout, as make wheel's.
+SDIST_VENV ?= build/sdist-venv
 wheel:
 	bash .ci/wheel.sh "$(PYTHON)" "$(WHEEL_VENV)"
+
+sdist:
+	bash .ci/sdist.sh "$(PYTHON)" "$(SDIST_VENV)"
 
 # At a release: changes/*.md into CHANGELOG.md (docs/development/changelog.md)
 changelog:

@@ -57,3 +57,32 @@ def test_the_test_extension_reaches_the_core_state() -> None:
     stats = cell.statistics()
     assert isinstance(stats, uintr_loop.ReceiverStatistics)
     assert (stats.posted, stats.notifications) == (1, 1)
+
+
+def test_the_sdist_carries_every_source_and_nothing_generated(tmp_path: Path) -> None:
+    """`pip install` of the sdist builds from it alone (make sdist proves the
+    build): every Cython and C source and header of cython_src must be in it;
+    the C that Cython generates, the compiled objects and the tests are not
+    (MANIFEST.in)."""
+    import subprocess
+    import sys
+    import tarfile
+
+    subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path),
+                    "sdist", "--dist-dir", str(tmp_path)],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    (archive,) = tmp_path.glob("uintr_loop-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    src = REPO_ROOT / "cython_src"
+    generated = {p for p in src.rglob("*.c") if p.with_suffix(".pyx").exists()}
+    wanted = {str(p.relative_to(REPO_ROOT)) for p in src.rglob("*")
+              if p.suffix in (".pyx", ".pxi", ".pxd", ".h", ".c") and p not in generated
+              and "model" not in p.parts}
+    assert wanted and wanted <= names, sorted(wanted - names)
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE", "uintr_loop/__init__.py",
+                 "uintr_loop/_core.pxd", "uintr_loop/_core.pyi", "uintr_loop/py.typed"):
+        assert name in names, name
+    shipped = sorted(n for n in names if n.endswith((".so", ".o")) or n.startswith("tests/")
+                     or str(REPO_ROOT / n) in {str(p) for p in generated})
+    assert shipped == [], shipped
