@@ -346,3 +346,70 @@ def test_alarm_stays_off_for_one_cpu_or_a_timer_due_first() -> None:
     span = armed[1]
     assert alarm(STEADY, timeout_ns=span + 1_000_000 - 1)[0] is None
     assert alarm(STEADY, timeout_ns=span + 1_000_000)[0] is not None
+
+
+def test_a_poster_yields_the_gil_only_to_a_spin_that_has_lasted() -> None:
+    """busypoll.h's rule: a post lets go of the GIL only if the loop has been
+    spinning for YIELD_SPIN_NS (a flood's next post comes sooner after the
+    loop's wait began, and keeps the GIL), and never where there is no GIL."""
+    cells = pytest.importorskip("_testcore._cells")
+    spin = 10**9
+    assert cells.YIELD_SPIN_NS == 2000
+    assert not cells.adapt_should_yield(0, spin), "the loop is not spinning"
+    assert not cells.adapt_should_yield(spin, spin + cells.YIELD_SPIN_NS - 1)
+    assert cells.adapt_should_yield(spin, spin + cells.YIELD_SPIN_NS)
+    assert not cells.adapt_should_yield(spin, spin + 10 * cells.YIELD_SPIN_NS, gil=False)
+
+
+def test_round_trips_from_a_thread_while_the_loop_spins(loop_factory: Any) -> None:
+    """A thread's run_coroutine_threadsafe round trips, paced so that each
+    post lands in the loop's spin: every answer comes back, in order, and the
+    thread's own Python state is what it left. On the uintr loops (spinning
+    200 us before each block) the posts that found the spin let go of the
+    GIL for the loop (busy_poll_yields); the only timing assumed is that one
+    post in 300 lands at least 2 us into a 200 us spin."""
+    loop = loop_factory()
+    uintr = hasattr(loop, "busy_poll")
+    if uintr:
+        loop.busy_poll = 200
+    n = 300
+
+    async def square(i: int) -> int:
+        return i * i
+
+    def client() -> list[int]:
+        mine = threading.local()
+        mine.seen = []
+        for i in range(n):
+            time.sleep(50e-6)
+            mine.seen.append(asyncio.run_coroutine_threadsafe(square(i), loop).result(HANG_GUARD))
+        return list(mine.seen)
+
+    async def main() -> list[int]:
+        return await guarded(asyncio.to_thread(client))
+
+    try:
+        assert loop.run_until_complete(main()) == [i * i for i in range(n)]
+        if uintr:
+            st = loop.statistics()
+            assert 1 <= st.busy_poll_yields <= st.posted, st
+    finally:
+        loop.close()
+
+
+def test_the_loops_own_posts_never_yield(uintr_only_loop: Any) -> None:
+    """call_soon_threadsafe from the loop's own thread runs while the loop is
+    not spinning (it spins without the GIL, running no Python): it never
+    lets go of the GIL, however long the loop spun before."""
+    loop = uintr_only_loop
+    loop.busy_poll = 200
+    ran = []
+
+    async def main() -> None:
+        for i in range(200):
+            loop.call_soon_threadsafe(ran.append, i)
+            await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    assert ran == list(range(200))
+    assert loop.statistics().busy_poll_yields == 0

@@ -86,9 +86,11 @@ def new_event_loop(
     about as long as recent posts took, and for a thread posting at a steady
     slower pace it wakes just before the next post is due and spins through
     its jitter (docs/design/adaptive-wakeup.md); a number: spin that many
-    microseconds before every block (0: never). See
+    microseconds before every block (0: never). A thread whose
+    ``call_soon_threadsafe`` finds the loop spinning lets go of the GIL for
+    the loop to take at once. See
     ``statistics().busy_polls``/``busy_poll_hits``/``busy_poll_time``/
-    ``busy_poll_alarms``.
+    ``busy_poll_alarms``/``busy_poll_yields``.
 
     Raises ValueError for an unknown ``base`` (RuntimeError for "uvloop"
     where it is not installed), TypeError/ValueError for a ``busy_poll``

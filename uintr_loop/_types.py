@@ -21,7 +21,9 @@ class ReceiverStatistics:
     expecting a post), ``busy_poll_hits`` those that saw a post arrive and
     so did not block, and ``busy_poll_time`` the seconds spent spinning;
     ``busy_poll_alarms`` counts the spins the adaptive wakeup's alarm started
-    (it woke the loop just before a post of a steady sender was due).
+    (it woke the loop just before a post of a steady sender was due), and
+    ``busy_poll_yields`` the ``call_soon_threadsafe`` posts whose thread, on
+    finding the loop spinning, let go of the GIL for the loop to take at once.
     """
 
     mode: str
@@ -36,6 +38,7 @@ class ReceiverStatistics:
     busy_poll_hits: int = 0
     busy_poll_time: float = 0.0
     busy_poll_alarms: int = 0
+    busy_poll_yields: int = 0
 
 
 # Wake-latency buckets (cython_src/includes/loopstats.h): bucket 0 counts

@@ -173,7 +173,6 @@ cdef class Mailbox:
     cdef ThreadsafeHandle post(self, callback, tuple args, context):
         cdef ThreadsafeHandle handle
         cdef Port port = None
-        cdef int rc
         cdef bint closed, first = False
         if self.closed:
             raise RuntimeError("Event loop is closed")
@@ -202,9 +201,7 @@ cdef class Mailbox:
             return handle           # closed meanwhile, or a fork child's copy (port.pxi)
         # wake-latency sample: this post's drain files it (metrics.pxi)
         uintr_loopstats_stamp(&port.loopstats)
-        rc = post_with_gil(&port.wakeup_sender)
-        if rc < 0 and rc != -ESHUTDOWN:
-            raise OSError(-rc, "uintr_loop: notification failed")
+        port.post_wakeup()
         return handle
 
     def on_wakeup(self):

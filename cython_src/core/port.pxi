@@ -241,12 +241,26 @@ cdef class Port:
         write does: call_soon_threadsafe has checked for a closed loop first;
         and in a fork child, where the loop cannot run (see the top).
         """
-        cdef int rc
         if self.forked():
             return          # the loop cannot run here; its parent's must not wake
-        rc = post_with_gil(&self.wakeup_sender)
+        self.post_wakeup()
+
+    cdef int post_wakeup(self) except -1:
+        """Post the wakeup vector. A loop spinning for it gets the GIL at once:
+        the poster lets go of it until the loop has run what the post brought
+        (busypoll.h, "The yield"). Asked before the post, whose arrival ends
+        the spin. A JobQueue worker's answer does not: the GIL baton hands
+        the GIL over (jobqueue.h)."""
+        cdef bint yield_gil = (not uintr_jobq_owing()
+                               and uintr_adapt_should_yield(&self.adapt, uintr_monotonic_ns()))
+        cdef int rc = post_with_gil(&self.wakeup_sender)
         if rc < 0 and rc != -ESHUTDOWN:
             raise OSError(-rc, "uintr_loop: notification failed")
+        if rc == 0 and yield_gil:
+            self.poll_stats.yields += 1
+            with nogil:
+                uintr_adapt_yield_wait(&self.adapt)
+        return 0
 
     def statistics(self):
         return block_statistics(&self.table.block[0], self.mode,
@@ -360,6 +374,7 @@ cdef object block_statistics(uintr_block_t *b, str mode, uint64_t delivered,
         busy_poll_hits=polls.hits if polls != NULL else 0,
         busy_poll_time=polls.spin_ns / 1e9 if polls != NULL else 0.0,
         busy_poll_alarms=polls.alarms if polls != NULL else 0,
+        busy_poll_yields=polls.yields if polls != NULL else 0,
     )
 
 

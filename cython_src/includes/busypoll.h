@@ -116,9 +116,44 @@
  * eventfd behind it (step A), after which the loop sets SN and goes on as
  * after any wake-up.
  *
+ * The yield (uintr_adapt_should_yield, uintr_adapt_yield_wait)
+ * -------------------------------------------------------------
+ * A Python thread posts with the GIL held and keeps it until it next
+ * blocks. A run_coroutine_threadsafe client goes on into Future.result()
+ * and lets go of the GIL only in its condition's wait, 2 to 3 us of Python
+ * later, while the loop, which saw the post at once, waits for the GIL;
+ * then the client sleeps, and the loop's answer has to wake it: a futex
+ * wake into a vCPU that may have halted, the larger half of the round trip.
+ * So when the loop is spinning for a post, the thread that posts lets go of
+ * the GIL inside call_soon_threadsafe (stock asyncio's does too, in its
+ * self-pipe write) and waits, spinning without it, until the loop has run
+ * what was posted and waits again (`parked` goes 0, then 1) with the GIL
+ * free; then it takes the GIL back. The loop, watching the GIL's word,
+ * takes it at once. A client whose coroutine ran to its end in that
+ * iteration finds its answer ready when it comes back, and never sleeps.
+ *
+ * Only when the loop's spin (the window's or the alarm's) is at least
+ * UINTR_YIELD_SPIN_NS old as the post comes. A thread that floods takes the
+ * GIL back within a microsecond of the loop's wait and posts again at once,
+ * into a younger spin: it keeps the GIL, and the loop gets the batch, as
+ * before (and only the post that found the mailbox empty posts at all). A
+ * thread with a few microseconds of work between posts yields on each, and
+ * the loop runs each post in an iteration of its own: in the measurement
+ * (docs/design/adaptive-wakeup.md) that cost such a producer a few percent
+ * of its rate. A JobQueue worker's answer does not yield: the GIL baton
+ * (jobqueue.h) already has the loop wait for the worker's next get(), which
+ * lets go of the GIL; a yield on top would have each wait for the other.
+ * Each wait is bounded by UINTR_HANDOFF_NS; a loop that does
+ * not come back by then leaves the thread to take the GIL as usual (and
+ * perhaps sleep on it). A build without a GIL never yields. Nothing here is
+ * synchronisation: `spin_since` and `parked` are hints read relaxed, and
+ * the post went through the UPID before the yield; a wrong hint costs one
+ * bounded wait.
+ *
  * Only the loop's thread touches the policy, except `inflight`, which the
- * worker that answers decrements (relaxed: a hint, not synchronisation; the
- * protocol never depends on it).
+ * worker that answers decrements, and `spin_since`, which posters read
+ * (relaxed: hints, not synchronisation; the protocol never depends on
+ * them).
  */
 #ifndef UINTR_LOOP_BUSYPOLL_H
 #define UINTR_LOOP_BUSYPOLL_H
@@ -151,12 +186,15 @@
 #define UINTR_ALARM_MARGIN_NS 5000ull       /* rung this much before the spin is due */
 #define UINTR_ALARM_SAMPLES 4               /* posts in a row before the first alarm */
 #define UINTR_ALARM_MISSES 2                /* missed alarms in a row that disarm it */
+#define UINTR_YIELD_SPIN_NS 2000ull         /* a spin this old when a post comes: the poster yields */
 
 typedef struct {
     uint64_t polls;   /* spins started (the loop was about to block) */
     uint64_t hits;    /* spins that saw a post and so did not block */
     uint64_t spin_ns; /* time spent spinning */
     uint64_t alarms;  /* of the spins, those an alarm started (uintr_adapt_alarm) */
+    uint64_t yields;  /* posts whose thread let the spinning loop have the GIL
+                         (uintr_adapt_should_yield; posters write it, under the GIL) */
 } uintr_poll_stats_t;
 
 typedef struct {
@@ -167,6 +205,8 @@ typedef struct {
     int cpus;              /* CPUs this process may run on */
     _Atomic long inflight; /* executor round trips not yet answered */
     _Atomic int parked;    /* the loop waits for posts, without the GIL */
+    _Atomic uint64_t spin_since; /* when the loop's current spin began; 0: none
+                                    (read by posters: uintr_adapt_should_yield) */
     _Atomic int handing;   /* workers that posted and are about to let go
                               of the GIL (jobqueue.h) */
     const int *gil;        /* the interpreter's "GIL held" word (gilword.h);
@@ -291,6 +331,7 @@ static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
     atomic_store_explicit(&a->inflight, 0, memory_order_relaxed);
     atomic_store_explicit(&a->parked, 0, memory_order_relaxed);
     atomic_store_explicit(&a->handing, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
     a->gil = gil;
     a->gil_skip = 0;
     a->gil_backoff = 0;
@@ -400,6 +441,27 @@ static inline void uintr_adapt_await_handoff(uintr_adapt_t *a)
             a->gil_backoff = 64;
         a->gil_skip = a->gil_backoff;
     }
+}
+
+/* A poster, with the GIL, about to post (the yield's essay is at the top):
+ * has the loop been spinning for at least UINTR_YIELD_SPIN_NS at `now`?
+ * Asked before the post, because the loop's spin ends the moment the post
+ * lands. Never where there is no GIL to hand over. */
+static inline int uintr_adapt_should_yield(const uintr_adapt_t *a, uint64_t now)
+{
+    uint64_t since = atomic_load_explicit(&a->spin_since, memory_order_relaxed);
+    return a->gil != NULL && since != 0 && now >= since + UINTR_YIELD_SPIN_NS;
+}
+
+/* The poster, after its post and without the GIL: wait until the loop has
+ * woken (parked 0), run what the post brought and gone back to waiting
+ * (parked 1) with the GIL let go, each wait bounded by UINTR_HANDOFF_NS;
+ * then the caller takes the GIL back. */
+static inline void uintr_adapt_yield_wait(uintr_adapt_t *a)
+{
+    uintr_adapt_spin_for(&a->parked, 0);
+    uintr_adapt_spin_for(&a->parked, 1);
+    uintr_adapt_spin_for_gil(a->gil);
 }
 
 static inline void uintr_adapt_expect(uintr_adapt_t *a, long delta)
@@ -516,6 +578,7 @@ static inline int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t 
     struct itimerspec at;
     struct pollfd p[2];
     uint64_t ticks, now;
+    int rc;
     if (a->alarm_fd < 0) {
         a->alarm_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
         if (a->alarm_fd < 0)
@@ -543,7 +606,10 @@ static inline int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t 
     now = uintr_monotonic_ns();
     if (now > ring)             /* learn how late a timer wakes this thread */
         a->alarm_late_ns = a->alarm_late_ns - a->alarm_late_ns / 4 + (now - ring) / 4;
-    return uintr_busy_poll(b, until > now ? until - now : 0, epfd, 1, st) > 0 ? 2 : 0;
+    atomic_store_explicit(&a->spin_since, now, memory_order_relaxed);
+    rc = uintr_busy_poll(b, until > now ? until - now : 0, epfd, 1, st) > 0 ? 2 : 0;
+    atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
+    return rc;
 }
 
 /* How an alarm's spin ended (uintr_alarm_wait's 2: a post came, 0: none
@@ -585,7 +651,9 @@ static inline int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a,
         }
         return rc > 0;
     }
+    atomic_store_explicit(&a->spin_since, uintr_monotonic_ns(), memory_order_relaxed);
     rc = uintr_busy_poll(b, budget, epfd, busy_ns == UINTR_BUSY_POLL_ADAPTIVE, st);
+    atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
     if (rc < 0)
         a->window_ns = 0;       /* the CPU is wanted: stop spinning for now */
     a->hit = rc > 0;

@@ -13,12 +13,14 @@ cdef extern from "busypoll.h" nogil:
     const unsigned UINTR_ALARM_SAMPLES
     const unsigned UINTR_ALARM_SHARE
     const unsigned UINTR_ALARM_MISSES
+    const uint64_t UINTR_YIELD_SPIN_NS
 
     ctypedef struct uintr_poll_stats_t:
         uint64_t polls
         uint64_t hits
         uint64_t spin_ns
         uint64_t alarms
+        uint64_t yields
 
     ctypedef struct uintr_adapt_t:
         uint64_t window_ns
@@ -27,6 +29,7 @@ cdef extern from "busypoll.h" nogil:
         int cpus
         unsigned gil_skip
         unsigned gil_backoff
+        uint64_t spin_since
         uint64_t gap_ns
         uint64_t gap_dev_ns
         unsigned gap_samples
@@ -45,6 +48,8 @@ cdef extern from "busypoll.h" nogil:
     void uintr_adapt_alarm_rang(uintr_adapt_t *a, int rc)
     void uintr_adapt_park(uintr_adapt_t *a, int parked)
     void uintr_adapt_await_handoff(uintr_adapt_t *a)
+    int uintr_adapt_should_yield(const uintr_adapt_t *a, uint64_t now)
+    void uintr_adapt_yield_wait(uintr_adapt_t *a)
     int uintr_adapt_spin_for_gil(const int *gil)
     int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a, uint64_t busy_ns,
                                 uint64_t timeout_ns, int epfd, uintr_poll_stats_t *st)

@@ -115,6 +115,14 @@ static inline void uintr_jobq_handed(void)
     }
 }
 
+/* Does this thread owe the loop a hand-off (it answered a job and has not
+ * let go of the GIL yet)? Its post does not yield the GIL (busypoll.h, "The
+ * yield"): its next get() lets go, and the loop waits for that. */
+static inline int uintr_jobq_owing(void)
+{
+    return uintr_jobq_owed != NULL;
+}
+
 /* This thread is about to post an answer that loop `a` will take: the loop
  * waits for it to let go of the GIL (uintr_jobq_handed). */
 static inline void uintr_jobq_owe(uintr_adapt_t *a)

@@ -13,4 +13,5 @@ cdef extern from "jobqueue.h" nogil:
     void uintr_jobq_taken(uintr_jobq_t *q)
     void uintr_jobq_owe(uintr_adapt_t *a)
     void uintr_jobq_handed()
+    int uintr_jobq_owing()
     int uintr_jobq_wait(uintr_jobq_t *q, uintr_adapt_t *a, uint64_t deadline)

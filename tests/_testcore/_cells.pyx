@@ -233,6 +233,7 @@ ALARM_MARGIN_NS = UINTR_ALARM_MARGIN_NS
 ALARM_SAMPLES = UINTR_ALARM_SAMPLES
 ALARM_SHARE = UINTR_ALARM_SHARE
 ALARM_MISSES = UINTR_ALARM_MISSES
+YIELD_SPIN_NS = UINTR_YIELD_SPIN_NS
 
 
 def adapt_alarm(blocks, uint64_t timeout_ns=UINT64_MAX, int cpus=2):
@@ -271,6 +272,18 @@ def adapt_gil_waits(int calls):
         uintr_adapt_await_handoff(&a)
         out.append((a.gil_skip, a.gil_backoff))
     return out
+
+
+def adapt_should_yield(uint64_t spin_since, uint64_t now, bint gil=True):
+    """busypoll.h's rule for a poster: would a post at `now` let go of the
+    GIL, the loop's spin having begun at `spin_since` (0: not spinning)?
+    `gil`: False stands in for a build without a GIL (no word to watch).
+    Only the rule runs."""
+    cdef uintr_adapt_t a
+    cdef int word = 0
+    uintr_adapt_init(&a, 2, &word if gil else NULL)
+    a.spin_since = spin_since
+    return bool(uintr_adapt_should_yield(&a, now))
 
 
 def gil_word():
