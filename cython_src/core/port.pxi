@@ -251,8 +251,7 @@ cdef class Port:
         (busypoll.h, "The yield"). Asked before the post, whose arrival ends
         the spin. A JobQueue worker's answer does not: the GIL baton hands
         the GIL over (jobqueue.h)."""
-        cdef bint yield_gil = (not uintr_jobq_owing()
-                               and uintr_adapt_should_yield(&self.adapt, uintr_monotonic_ns()))
+        cdef bint yield_gil = uintr_adapt_poster_yields(&self.adapt) and not uintr_jobq_owing()
         cdef int rc = post_with_gil(&self.wakeup_sender)
         if rc < 0 and rc != -ESHUTDOWN:
             raise OSError(-rc, "uintr_loop: notification failed")

@@ -116,8 +116,8 @@
  * eventfd behind it (step A), after which the loop sets SN and goes on as
  * after any wake-up.
  *
- * The yield (uintr_adapt_should_yield, uintr_adapt_yield_wait)
- * -------------------------------------------------------------
+ * The yield (uintr_adapt_poster_yields, uintr_adapt_yield_wait)
+ * --------------------------------------------------------------
  * A Python thread posts with the GIL held and keeps it until it next
  * blocks. A run_coroutine_threadsafe client goes on into Future.result()
  * and lets go of the GIL only in its condition's wait, 2 to 3 us of Python
@@ -137,19 +137,20 @@
  * yield lets a poster whose post was caught go on at once, and one whose
  * post was not after a wake-up, so a steady sender's pace would split in two
  * and the alarm, which learns that pace, would catch fewer of its posts (in
- * the measurement, a paced wake 1.18x slower at the median). A thread that floods takes the
- * GIL back within a microsecond of the loop's wait and posts again at once,
- * into a younger spin: it keeps the GIL, and the loop gets the batch, as
- * before (and only the post that found the mailbox empty posts at all). A
- * thread with a few microseconds of work between posts yields on each, and
- * the loop runs each post in an iteration of its own: in the measurement
- * (docs/design/adaptive-wakeup.md) that cost such a producer a few percent
- * of its rate. A JobQueue worker's answer does not yield: the GIL baton
- * (jobqueue.h) already has the loop wait for the worker's next get(), which
- * lets go of the GIL; a yield on top would have each wait for the other.
- * Each wait is bounded by UINTR_HANDOFF_NS; a loop that does
- * not come back by then leaves the thread to take the GIL as usual (and
- * perhaps sleep on it). A build without a GIL never yields. Nothing here is
+ * the measurement, a paced wake 1.18x slower at the median). A thread
+ * that floods takes the GIL back within a microsecond of the loop's wait
+ * and posts again at once, into a younger spin: it keeps the GIL, and the
+ * loop gets the batch, as before (and only the post that found the mailbox
+ * empty posts at all). A thread with a few microseconds of work between
+ * posts yields on each, and the loop runs each post in an iteration of its
+ * own: in the measurement (docs/design/adaptive-wakeup.md) that cost such a
+ * producer a few percent of its rate. A JobQueue worker's answer does not
+ * yield: the GIL baton (jobqueue.h) already has the loop wait for the
+ * worker's next get(), which lets go of the GIL; a yield on top would have
+ * each wait for the other. Each wait is bounded by UINTR_HANDOFF_NS; a loop
+ * that does not come back by then leaves the thread to take the GIL as
+ * usual (and perhaps sleep on it). A build without a GIL never yields.
+ * Nothing here is
  * synchronisation: `spin_since` and `parked` are hints read relaxed, and
  * the post went through the UPID before the yield; a wrong hint costs one
  * bounded wait.
@@ -455,6 +456,14 @@ static inline int uintr_adapt_should_yield(const uintr_adapt_t *a, uint64_t now)
 {
     uint64_t since = atomic_load_explicit(&a->spin_since, memory_order_relaxed);
     return a->gil != NULL && since != 0 && now >= since + UINTR_YIELD_SPIN_NS;
+}
+
+/* The same, for a post being made now. The clock is read only while the
+ * loop spins: a post to a loop that runs or sleeps costs one load. */
+static inline int uintr_adapt_poster_yields(const uintr_adapt_t *a)
+{
+    return atomic_load_explicit(&a->spin_since, memory_order_relaxed) != 0 &&
+           uintr_adapt_should_yield(a, uintr_monotonic_ns());
 }
 
 /* The poster, after its post and without the GIL: wait until the loop has

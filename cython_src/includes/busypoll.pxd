@@ -49,6 +49,7 @@ cdef extern from "busypoll.h" nogil:
     void uintr_adapt_park(uintr_adapt_t *a, int parked)
     void uintr_adapt_await_handoff(uintr_adapt_t *a)
     int uintr_adapt_should_yield(const uintr_adapt_t *a, uint64_t now)
+    int uintr_adapt_poster_yields(const uintr_adapt_t *a)
     void uintr_adapt_yield_wait(uintr_adapt_t *a)
     int uintr_adapt_spin_for_gil(const int *gil)
     int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a, uint64_t busy_ns,
