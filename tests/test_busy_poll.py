@@ -8,6 +8,7 @@ assertions): timing is for benchmarks/.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -277,7 +278,7 @@ def test_gil_word_says_whether_the_gil_is_held() -> None:
     assert word == (1, 0)
 
 
-STEADY = [(200 * US, True)] * 16     # RFC 6298 starts the deviation at half the gap
+STEADY = [(200 * US, True)] * 16     # the deviation starts at an eighth of the gap
 
 
 def alarm(blocks: list[tuple[int, bool] | int], **kw: Any) -> tuple[Any, tuple[int, int]]:
@@ -304,12 +305,44 @@ def test_alarm_rings_before_a_steady_senders_post_and_spins_through_its_jitter()
 
 
 def test_alarm_estimate_follows_the_gap_and_its_deviation() -> None:
-    """RFC 6298's estimator: the deviation of a steady pace decays, a new
-    pace moves the mean an eighth of the way per post."""
+    """RFC 6298's estimator with its error clipped: the deviation of a steady
+    pace decays; one late post moves the mean an eighth and the deviation a
+    quarter of the clip (two deviations and the margin), not of the error;
+    a new pace is followed all the same, the clip growing post by post."""
+    cells = pytest.importorskip("_testcore._cells")
     _, (gap, dev) = alarm([(200 * US, True)] * 30)
     assert gap == 200 * US and dev < 1 * US
-    _, (gap2, _) = alarm([(200 * US, True)] * 30 + [(300 * US, True)])
-    assert gap2 == 200 * US + 100 * US // 8
+    clip = 2 * dev + cells.ALARM_MARGIN_NS
+    _, (gap3, dev3) = alarm([(200 * US, True)] * 30 + [(300 * US, True)])
+    assert (gap3, dev3) == (gap + clip // 8, dev - dev // 4 + clip // 4)
+    armed, (gap4, dev4) = alarm([(200 * US, True)] * 30 + [(300 * US, True)] * 40)
+    assert abs(gap4 - 300 * US) < 2 * US and dev4 < 5 * US
+    assert armed is not None
+
+
+def test_alarm_lateness_is_learnt_and_clipped() -> None:
+    """The timer's lateness starts at ALARM_LATE_NS and follows what the
+    alarms see, a quarter of the way per alarm; one alarm far later than
+    the estimate counts as twice the estimate."""
+    cells = pytest.importorskip("_testcore._cells")
+    late = cells.ALARM_LATE_NS
+    assert cells.adapt_alarm_late([]) == late
+    assert cells.adapt_alarm_late([late + 4 * US]) == late + US
+    assert cells.adapt_alarm_late([100 * late]) == late + late // 4
+    assert abs(cells.adapt_alarm_late([10 * US] * 60) - 10 * US) < US
+    assert abs(cells.adapt_alarm_late([90 * US] * 60) - 90 * US) < US
+
+
+def test_a_loose_pace_gets_a_spin_capped_at_its_share() -> None:
+    """Gaps of 160 and 240 us in turn: a mean deviation of some 40 us, under
+    a quarter of the mean, is still a pace; the spin reaches an eighth of the
+    gap either side of the mean, not the deviation and the margin."""
+    cells = pytest.importorskip("_testcore._cells")
+    armed, (gap, dev) = alarm([(160 * US, True), (240 * US, True)] * 12)
+    assert cells.ALARM_SPREAD * dev <= gap < cells.ALARM_SHARE * (dev + cells.ALARM_MARGIN_NS)
+    assert armed is not None
+    reach = gap // cells.ALARM_SHARE
+    assert armed == (gap - reach - cells.ALARM_LATE_NS, gap + reach)
 
 
 @pytest.mark.parametrize(
@@ -318,7 +351,7 @@ def test_alarm_estimate_follows_the_gap_and_its_deviation() -> None:
         (STEADY + [(200 * US, False)], "a block ended without a post"),
         ([(40 * US, True)] * 8, "gaps within the longest window are the window's"),
         ([(3000 * US, True)] * 8, "gaps over ALARM_GAP_MAX_NS"),
-        ([(150 * US, True), (250 * US, True)] * 8, "a spin through this jitter would exceed an eighth of the gap"),
+        ([(100 * US, True), (300 * US, True)] * 12, "a deviation over a quarter of the gap is no pace"),
         (STEADY + [0, 0], "two alarms in a row missed"),
     ],
 )
@@ -400,6 +433,67 @@ def test_round_trips_from_a_thread_while_the_loop_spins(loop_factory: Any) -> No
             else:
                 assert st.busy_poll_yields == 0, "no GIL to let go of"
     finally:
+        loop.close()
+
+
+def test_a_poster_on_the_spins_cpu_gives_it_the_cpu() -> None:
+    """busypoll.h's rule: a yielding poster on the CPU the loop's spin began
+    on gives that CPU away at each step of its waits; on another CPU, or
+    with no spin, it pauses. (This thread is pinned to one CPU to ask.)"""
+    cells = pytest.importorskip("_testcore._cells")
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        assert cells.adapt_on_spin_cpu(cpu)
+        assert not cells.adapt_on_spin_cpu(cpu + 1)
+        assert not cells.adapt_on_spin_cpu(-1)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def test_round_trips_from_a_thread_on_the_loops_cpu(loop_factory: Any) -> None:
+    """The loop's thread and a client thread pinned to one CPU, the uintr
+    loops spinning 200 us before each block: the client can post only when
+    the spin gives way, so its posts land in the spin and yield, and its
+    waits must give the CPU back to the loop. Every answer comes back, in
+    order; the uintr loops count the yields (none where there is no GIL)."""
+    loop = loop_factory()
+    uintr = hasattr(loop, "busy_poll")
+    if uintr:
+        loop.busy_poll = 200
+    n = 200
+    before = os.sched_getaffinity(0)
+    answers: list[int] = []
+
+    async def square(i: int) -> int:
+        return i * i
+
+    def client() -> None:
+        for i in range(n):
+            time.sleep(50e-6)
+            answers.append(asyncio.run_coroutine_threadsafe(square(i), loop).result(HANG_GUARD))
+
+    async def main() -> None:
+        thread = threading.Thread(target=client)   # inherits the pinning
+        thread.start()
+        try:
+            await guarded(asyncio.to_thread(thread.join))
+        finally:
+            thread.join(HANG_GUARD)
+
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        loop.run_until_complete(main())
+        assert answers == [i * i for i in range(n)]
+        if uintr:
+            st = loop.statistics()
+            if GIL:
+                assert 1 <= st.busy_poll_yields <= st.posted, st
+            else:
+                assert st.busy_poll_yields == 0, "no GIL to let go of"
+    finally:
+        os.sched_setaffinity(0, before)
         loop.close()
 
 

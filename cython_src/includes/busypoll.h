@@ -93,17 +93,36 @@
  * spread but runs of a few microseconds' width whose level shifts now and
  * then, so the mean deviation is mostly the shifts; one of it each side
  * catches the runs, and what falls outside is one blocked wake, no worse
- * than without the alarm:
+ * than without the alarm.
+ *
+ * Two departures from RFC 6298, both because one outlier is common here
+ * and a wrong estimate costs the alarm, not a retransmission. The error fed
+ * to the estimate is clipped at two deviations and the margin: one post
+ * 100 us late (a vCPU the host took away) would otherwise widen the
+ * deviation for a dozen posts and move the mean past the next post; a real
+ * change of pace still shows, as misses that disarm the alarm (below), or
+ * as a clip that grows by a quarter at every post. The first deviation is
+ * an eighth of the first gap, not half of it. The timer's lateness is
+ * clipped the same way, at twice its estimate.
  *
  *   armed     at least UINTR_ALARM_SAMPLES blocks in a row ended in a post,
  *             the mean is between MAX and UINTR_ALARM_GAP_MAX_NS (shorter
  *             gaps are the window's; longer ones are rare enough that a
- *             blocked wake costs little), the spin expected before the post
- *             (deviation + MARGIN) is at most an eighth of the gap (so the
- *             alarm never costs more than an eighth of a CPU: a sender
- *             whose timing jitters more than that is left to the blocked
- *             wake), and the loop's own timeout is a millisecond longer than
- *             the alarm's span;
+ *             blocked wake costs little), the deviation is at most a quarter
+ *             of the mean (UINTR_ALARM_SPREAD: a wider spread is no pace to
+ *             follow), and the loop's own timeout is a millisecond longer
+ *             than the alarm's span. The spin's reach each side of the mean
+ *             (deviation + MARGIN) is capped at an eighth of the gap, so the
+ *             spin before the post costs at most an eighth of a CPU. A
+ *             capped spin catches the posts near the mean, and that settles
+ *             a Python sender: a post the spin catches yields (below) and
+ *             its thread goes straight back to its own sleep, while one it
+ *             misses leaves the thread asleep on whatever the callback wakes
+ *             it with, a futex wake whose 5 to 40 us end up in the next gap.
+ *             A sender the loop does not catch thus looks too irregular to
+ *             catch; one it catches stays regular (refusing a loose pace
+ *             outright kept the paced wake's sender uncaught for good in
+ *             a third of its blocks);
  *   disarmed  by a block that ended without a post, or UINTR_ALARM_MISSES
  *             alarms in a row whose spin saw none (a single miss's block
  *             goes on as an ordinary one, and its late post is learnt: a
@@ -132,16 +151,24 @@
  * takes it at once. A client whose coroutine ran to its end in that
  * iteration finds its answer ready when it comes back, and never sleeps.
  *
- * Only when the loop's spin is at least UINTR_YIELD_SPIN_NS old as the post
- * comes, and only the window's spin (or busy_poll's), not the alarm's: a
- * yield lets a poster whose post was caught go on at once, and one whose
- * post was not after a wake-up, so a steady sender's pace would split in two
- * and the alarm, which learns that pace, would catch fewer of its posts (in
- * the measurement, a paced wake 1.18x slower at the median). A thread
- * that floods takes the GIL back within a microsecond of the loop's wait
- * and posts again at once, into a younger spin: it keeps the GIL, and the
- * loop gets the batch, as before (and only the post that found the mailbox
- * empty posts at all). A thread with a few microseconds of work between
+ * Only when the loop's spin (the window's, busy_poll's or the alarm's) is
+ * at least UINTR_YIELD_SPIN_NS old as the post comes.
+ *
+ * The poster may run on the very CPU the loop spins on: a spinning loop
+ * makes the machine look busy, and the kernel's wake-up then stops looking
+ * for an idle CPU (SIS_UTIL) and puts a waking thread where it slept. In
+ * the paced wake three posts in four came from the loop's own CPU. Such a
+ * poster runs only because the loop's spin gave way to it, or was
+ * preempted; a wait that pauses would keep the loop off its CPU for the
+ * whole bound. So a poster on the CPU the spin began on (`spin_cpu`) gives
+ * the CPU away (sched_yield) at each step of its waits. That is what makes
+ * the yield pay in the alarm's spin too: with waits that only pause, the
+ * yields there made the paced wake 1.18x slower at the median.
+ *
+ * A thread that floods takes the GIL back within a microsecond of the
+ * loop's wait and posts again at once, into a younger spin: it keeps the
+ * GIL, and the loop gets the batch, as before (and only the post that
+ * found the mailbox empty posts at all). A thread with a few microseconds of work between
  * posts yields on each, and the loop runs each post in an iteration of its
  * own: in the measurement (docs/design/adaptive-wakeup.md) that cost such a
  * producer a few percent of its rate. A JobQueue worker's answer does not
@@ -150,15 +177,14 @@
  * each wait for the other. Each wait is bounded by UINTR_HANDOFF_NS; a loop
  * that does not come back by then leaves the thread to take the GIL as
  * usual (and perhaps sleep on it). A build without a GIL never yields.
- * Nothing here is
- * synchronisation: `spin_since` and `parked` are hints read relaxed, and
- * the post went through the UPID before the yield; a wrong hint costs one
- * bounded wait.
+ * Nothing here is synchronisation: `spin_since`, `spin_cpu` and `parked`
+ * are hints read relaxed, and the post went through the UPID before the
+ * yield; a wrong hint costs one bounded wait.
  *
  * Only the loop's thread touches the policy, except `inflight`, which the
- * worker that answers decrements, and `spin_since`, which posters read
- * (relaxed: hints, not synchronisation; the protocol never depends on
- * them).
+ * worker that answers decrements, and `spin_since` and `spin_cpu`, which
+ * posters read (relaxed: hints, not synchronisation; the protocol never
+ * depends on them).
  */
 #ifndef UINTR_LOOP_BUSYPOLL_H
 #define UINTR_LOOP_BUSYPOLL_H
@@ -187,6 +213,7 @@
 #define UINTR_HANDOFF_NS 30000ull           /* longest wait for a GIL hand-off */
 #define UINTR_ALARM_GAP_MAX_NS 2000000ull   /* longest gap the loop sets an alarm for */
 #define UINTR_ALARM_SHARE 8                 /* its spin is at most 1/SHARE of the gap */
+#define UINTR_ALARM_SPREAD 4                /* a deviation over 1/SPREAD of the gap: no pace */
 #define UINTR_ALARM_LATE_NS 30000ull        /* a timer's wake-up lateness, until measured */
 #define UINTR_ALARM_MARGIN_NS 5000ull       /* rung this much before the spin is due */
 #define UINTR_ALARM_SAMPLES 4               /* posts in a row before the first alarm */
@@ -212,6 +239,8 @@ typedef struct {
     _Atomic int parked;    /* the loop waits for posts, without the GIL */
     _Atomic uint64_t spin_since; /* when the loop's current spin began; 0: none
                                     (read by posters: uintr_adapt_should_yield) */
+    _Atomic int spin_cpu;  /* the CPU that spin runs on (a yielding poster
+                              on the same one gives it the CPU) */
     _Atomic int handing;   /* workers that posted and are about to let go
                               of the GIL (jobqueue.h) */
     const int *gil;        /* the interpreter's "GIL held" word (gilword.h);
@@ -337,6 +366,7 @@ static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
     atomic_store_explicit(&a->parked, 0, memory_order_relaxed);
     atomic_store_explicit(&a->handing, 0, memory_order_relaxed);
     atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->spin_cpu, -1, memory_order_relaxed);
     a->gil = gil;
     a->gil_skip = 0;
     a->gil_backoff = 0;
@@ -366,14 +396,19 @@ static inline void uintr_adapt_park(uintr_adapt_t *a, int parked)
     atomic_store_explicit(&a->parked, parked, memory_order_relaxed);
 }
 
-/* One step of a bounded wait: 16 pauses, then 0 once UINTR_HANDOFF_NS have
- * passed since the first step (*deadline starts at 0). The clock is read
- * only from the first step on, so a wait that is not needed costs nothing. */
-static inline int uintr_handoff_step(uint64_t *deadline)
+/* One step of a bounded wait: 16 pauses (or, with give_cpu, a
+ * sched_yield(): the thread we wait for may be waiting for this CPU), then 0
+ * once UINTR_HANDOFF_NS have passed since the first step (*deadline starts
+ * at 0). The clock is read only from the first step on, so a wait that is
+ * not needed costs nothing. */
+static inline int uintr_handoff_step(uint64_t *deadline, int give_cpu)
 {
     unsigned i;
-    for (i = 0; i < 16; i++)
-        __builtin_ia32_pause();
+    if (give_cpu)
+        sched_yield();
+    else
+        for (i = 0; i < 16; i++)
+            __builtin_ia32_pause();
     if (*deadline == 0)
         *deadline = uintr_monotonic_ns() + UINTR_HANDOFF_NS;
     else if (uintr_monotonic_ns() >= *deadline)
@@ -382,12 +417,12 @@ static inline int uintr_handoff_step(uint64_t *deadline)
 }
 
 /* Spin until *flag is non-zero (want = 1) or zero (want = 0), for at most
- * UINTR_HANDOFF_NS: the GIL baton's two bounded waits. */
-static inline void uintr_adapt_spin_for(_Atomic int *flag, int want)
+ * UINTR_HANDOFF_NS: the GIL baton's and the yield's bounded waits. */
+static inline void uintr_adapt_spin_for(_Atomic int *flag, int want, int give_cpu)
 {
     uint64_t deadline = 0;
     while ((atomic_load_explicit(flag, memory_order_relaxed) != 0) != want)
-        if (!uintr_handoff_step(&deadline))
+        if (!uintr_handoff_step(&deadline, give_cpu))
             break;
 }
 
@@ -410,7 +445,7 @@ static inline int uintr_adapt_spin_for_gil(const int *gil)
 {
     uint64_t deadline = 0;
     while (uintr_gil_held(gil))
-        if (!uintr_handoff_step(&deadline))
+        if (!uintr_handoff_step(&deadline, 0))
             return 0;
     return 1;
 }
@@ -431,7 +466,7 @@ static inline int uintr_adapt_spin_for_gil(const int *gil)
 static inline void uintr_adapt_await_handoff(uintr_adapt_t *a)
 {
     if (atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 0)
-        uintr_adapt_spin_for(&a->handing, 0);
+        uintr_adapt_spin_for(&a->handing, 0, 0);
     if (a->gil == NULL || !uintr_gil_held(a->gil))
         return;
     if (a->gil_skip > 0) {
@@ -469,12 +504,27 @@ static inline int uintr_adapt_poster_yields(const uintr_adapt_t *a)
 /* The poster, after its post and without the GIL: wait until the loop has
  * woken (parked 0), run what the post brought and gone back to waiting
  * (parked 1) with the GIL let go, each wait bounded by UINTR_HANDOFF_NS;
- * then the caller takes the GIL back. */
+ * then the caller takes the GIL back. On the CPU the loop's spin runs on,
+ * the waits give that CPU to the loop (the yield's essay, at the top). */
+static inline int uintr_adapt_on_spin_cpu(const uintr_adapt_t *a)
+{
+    int cpu = sched_getcpu();
+    return cpu >= 0 && cpu == atomic_load_explicit(&a->spin_cpu, memory_order_relaxed);
+}
+
 static inline void uintr_adapt_yield_wait(uintr_adapt_t *a)
 {
-    uintr_adapt_spin_for(&a->parked, 0);
-    uintr_adapt_spin_for(&a->parked, 1);
+    int shared = uintr_adapt_on_spin_cpu(a);
+    uintr_adapt_spin_for(&a->parked, 0, shared);
+    uintr_adapt_spin_for(&a->parked, 1, shared);
     uintr_adapt_spin_for_gil(a->gil);
+}
+
+/* The loop begins a spin that posters may yield to, on this CPU. */
+static inline void uintr_adapt_spin_begins(uintr_adapt_t *a, uint64_t now)
+{
+    atomic_store_explicit(&a->spin_cpu, sched_getcpu(), memory_order_relaxed);
+    atomic_store_explicit(&a->spin_since, now, memory_order_relaxed);
 }
 
 static inline void uintr_adapt_expect(uintr_adapt_t *a, long delta)
@@ -508,7 +558,7 @@ static inline uint64_t uintr_adapt_budget(uintr_adapt_t *a, uint64_t busy_ns,
  * that began `waited` ns before `now` ended, in a post or not. */
 static inline void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post, uint64_t now)
 {
-    uint64_t grown, err;
+    uint64_t grown, err, clip;
     if (!post) {                        /* I/O or a timer ended it */
         a->gap_samples = 0;
         if (waited > UINTR_ADAPT_MAX_NS)
@@ -516,13 +566,19 @@ static inline void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post
         return;
     }
     a->last_post = now;
-    if (a->gap_samples == 0) {          /* RFC 6298's first measurement */
+    if (a->gap_samples == 0) {          /* the first measurement */
         a->gap_ns = waited;
-        a->gap_dev_ns = waited / 2;
-    } else {
+        a->gap_dev_ns = waited / UINTR_ALARM_SHARE;
+    } else {                            /* RFC 6298's gains, the error clipped */
+        clip = 2 * a->gap_dev_ns + UINTR_ALARM_MARGIN_NS;
         err = waited > a->gap_ns ? waited - a->gap_ns : a->gap_ns - waited;
+        if (err > clip)
+            err = clip;
         a->gap_dev_ns = a->gap_dev_ns - a->gap_dev_ns / 4 + err / 4;
-        a->gap_ns = a->gap_ns - a->gap_ns / 8 + waited / 8;
+        if (waited > a->gap_ns)
+            a->gap_ns += err / 8;
+        else
+            a->gap_ns -= err / 8;
     }
     if (a->gap_samples < UINTR_ALARM_SAMPLES)
         a->gap_samples++;
@@ -568,16 +624,30 @@ static inline int uintr_adapt_alarm(const uintr_adapt_t *a, uint64_t now, uint64
                                     uint64_t *ring, uint64_t *until)
 {
     uint64_t jitter = a->gap_dev_ns + UINTR_ALARM_MARGIN_NS;
-    uint64_t early = jitter + a->alarm_late_ns;
+    uint64_t early;
     if (!a->alarm_ok || a->gap_samples < UINTR_ALARM_SAMPLES || a->cpus < 2 ||
         a->gap_ns <= UINTR_ADAPT_MAX_NS || a->gap_ns > UINTR_ALARM_GAP_MAX_NS ||
-        UINTR_ALARM_SHARE * jitter > a->gap_ns || a->gap_ns <= early + UINTR_ALARM_MARGIN_NS)
+        UINTR_ALARM_SPREAD * a->gap_dev_ns > a->gap_ns)
+        return 0;
+    if (UINTR_ALARM_SHARE * jitter > a->gap_ns)
+        jitter = a->gap_ns / UINTR_ALARM_SHARE;     /* a loose pace: the spin capped */
+    early = jitter + a->alarm_late_ns;
+    if (a->gap_ns <= early + UINTR_ALARM_MARGIN_NS)
         return 0;
     *ring = now + a->gap_ns - early;
     *until = now + a->gap_ns + jitter;
     if (timeout_ns != UINT64_MAX && timeout_ns < *until - now + 1000000ull)
         return 0;               /* a timer of the loop's is due first */
     return 1;
+}
+
+/* The alarm rang `late` ns after its time: learn how late a timer wakes
+ * this thread (smoothed, each sample clipped at twice the estimate). */
+static inline void uintr_adapt_alarm_late(uintr_adapt_t *a, uint64_t late)
+{
+    if (late > 2 * a->alarm_late_ns)
+        late = 2 * a->alarm_late_ns;
+    a->alarm_late_ns = a->alarm_late_ns - a->alarm_late_ns / 4 + late / 4;
 }
 
 /* Sleep until the alarm rings (SN clear: a post wakes the loop as in a
@@ -591,6 +661,7 @@ static inline int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t 
     struct itimerspec at;
     struct pollfd p[2];
     uint64_t ticks, now;
+    int rc;
     if (a->alarm_fd < 0) {
         a->alarm_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
         if (a->alarm_fd < 0)
@@ -616,9 +687,12 @@ static inline int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t 
     st->alarms++;
     uintr_upid_suppress(b);                         /* model step A, then S */
     now = uintr_monotonic_ns();
-    if (now > ring)             /* learn how late a timer wakes this thread */
-        a->alarm_late_ns = a->alarm_late_ns - a->alarm_late_ns / 4 + (now - ring) / 4;
-    return uintr_busy_poll(b, until > now ? until - now : 0, epfd, 1, st) > 0 ? 2 : 0;
+    if (now > ring)
+        uintr_adapt_alarm_late(a, now - ring);
+    uintr_adapt_spin_begins(a, now);
+    rc = uintr_busy_poll(b, until > now ? until - now : 0, epfd, 1, st);
+    atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
+    return rc > 0 ? 2 : 0;
 }
 
 /* How an alarm's spin ended (uintr_alarm_wait's 2: a post came, 0: none
@@ -660,7 +734,7 @@ static inline int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a,
         }
         return rc > 0;
     }
-    atomic_store_explicit(&a->spin_since, uintr_monotonic_ns(), memory_order_relaxed);
+    uintr_adapt_spin_begins(a, uintr_monotonic_ns());
     rc = uintr_busy_poll(b, budget, epfd, busy_ns == UINTR_BUSY_POLL_ADAPTIVE, st);
     atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
     if (rc < 0)

@@ -12,6 +12,7 @@ cdef extern from "busypoll.h" nogil:
     const uint64_t UINTR_ALARM_MARGIN_NS
     const unsigned UINTR_ALARM_SAMPLES
     const unsigned UINTR_ALARM_SHARE
+    const unsigned UINTR_ALARM_SPREAD
     const unsigned UINTR_ALARM_MISSES
     const uint64_t UINTR_YIELD_SPIN_NS
 
@@ -30,6 +31,7 @@ cdef extern from "busypoll.h" nogil:
         unsigned gil_skip
         unsigned gil_backoff
         uint64_t spin_since
+        int spin_cpu
         uint64_t gap_ns
         uint64_t gap_dev_ns
         unsigned gap_samples
@@ -46,6 +48,8 @@ cdef extern from "busypoll.h" nogil:
                           uint64_t *ring, uint64_t *until)
     void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post, uint64_t now)
     void uintr_adapt_alarm_rang(uintr_adapt_t *a, int rc)
+    void uintr_adapt_alarm_late(uintr_adapt_t *a, uint64_t late)
+    int uintr_adapt_on_spin_cpu(const uintr_adapt_t *a)
     void uintr_adapt_park(uintr_adapt_t *a, int parked)
     void uintr_adapt_await_handoff(uintr_adapt_t *a)
     int uintr_adapt_should_yield(const uintr_adapt_t *a, uint64_t now)

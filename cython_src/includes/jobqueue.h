@@ -236,7 +236,7 @@ found:
      * flight, meets a loop that is busy, and a wait would take its CPU. */
     if (a != NULL && caught &&
         atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 1)
-        uintr_adapt_spin_for(&a->parked, 1);
+        uintr_adapt_spin_for(&a->parked, 1, 0);
 #else
     (void)caught;
 #endif

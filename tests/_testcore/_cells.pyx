@@ -232,6 +232,7 @@ ALARM_LATE_NS = UINTR_ALARM_LATE_NS
 ALARM_MARGIN_NS = UINTR_ALARM_MARGIN_NS
 ALARM_SAMPLES = UINTR_ALARM_SAMPLES
 ALARM_SHARE = UINTR_ALARM_SHARE
+ALARM_SPREAD = UINTR_ALARM_SPREAD
 ALARM_MISSES = UINTR_ALARM_MISSES
 YIELD_SPIN_NS = UINTR_YIELD_SPIN_NS
 
@@ -256,6 +257,27 @@ def adapt_alarm(blocks, uint64_t timeout_ns=UINT64_MAX, int cpus=2):
         uintr_adapt_learn(&a, waited, post, t)
     armed = uintr_adapt_alarm(&a, 0, timeout_ns, &ring, &until)
     return ((ring, until) if armed else None), (a.gap_ns, a.gap_dev_ns)
+
+
+def adapt_alarm_late(lates):
+    """The timer lateness busypoll.h's alarm expects after its alarms rang
+    `lates` ns late, one after the other (uintr_adapt_alarm_late), starting
+    from ALARM_LATE_NS. Only the rule runs."""
+    cdef uintr_adapt_t a
+    uintr_adapt_init(&a, 2, NULL)
+    for late in lates:
+        uintr_adapt_alarm_late(&a, late)
+    return a.alarm_late_ns
+
+
+def adapt_on_spin_cpu(int spin_cpu):
+    """Would a poster on this thread's CPU, now, give the CPU away in its
+    yield's waits to a loop whose spin began on `spin_cpu` (-1: none)?
+    (uintr_adapt_on_spin_cpu)"""
+    cdef uintr_adapt_t a
+    uintr_adapt_init(&a, 2, NULL)
+    a.spin_cpu = spin_cpu
+    return bool(uintr_adapt_on_spin_cpu(&a))
 
 
 def adapt_gil_waits(int calls):
