@@ -8,8 +8,10 @@
 #              busy_poll or the adaptive policy says so (busypoll.h), then
 #              restore (clear SN, load PIR); a pending post
 #              starts our idle handle, which makes the coming poll a zero-timeout
-#              one instead of a sleep. If it will not block, SN stays set (and
-#              our idle handle makes sure of it, see on_prepare).
+#              one instead of a sleep. A post the spin caught is taken right
+#              there, as check would take it, with nothing else ready. If the
+#              iteration will not block, SN stays set (and our idle handle
+#              makes sure of it, see on_prepare).
 #     poll     the eventfd woke epoll: consume it (libuv polls level-triggered).
 #     check    suppress (set SN); only if something is pending, take the GIL
 #              and recognise (vector 0 drains the call_soon_threadsafe
@@ -126,6 +128,13 @@ cdef void on_prepare(void *handle) noexcept nogil:
     uintr_loopstats_spun(h.loopstats)
     if hit:
         start_idle(h)
+        if h.adapt.hit:
+            # The spin caught a post (SN is set): take it now, not after
+            # the poll, whose epoll_wait and the rest of the iteration
+            # would be on its path. Nothing is ready, or the loop would
+            # not have spun, and no Python has run since.
+            uintr_adapt_park(h.adapt, 0)
+            take_posts(h, True)
         return
     if uintr_upid_restore(h.block):
         start_idle(h)
@@ -144,16 +153,11 @@ cdef void on_poll(void *handle, int status, int events) noexcept nogil:
     posix_read(hook_of(handle).efd, &counter, sizeof(counter))    # model step E
 
 
-cdef void on_check(void *handle) noexcept nogil:
-    cdef uvhook_c *h = hook_of(handle)
+cdef inline void take_posts(uvhook_c *h, bint before_poll) noexcept nogil:
+    # Set SN and take what is pending: the check's work, or the prepare's
+    # after a spin that caught a post (before_poll).
     cdef int pending
-    if h.idle_active:
-        h.idle_active = 0
-        h.api.idle_stop(h.idle)
-    uintr_adapt_park(h.adapt, 0)
-    if hook_forked(h):
-        return
-    uintr_loopstats_iteration_uv(h.loopstats, h.idle_time, h.uvloop)
+    cdef bint nothing_ready
     uintr_upid_suppress(h.block)
     pending = uintr_upid_pending(h.block)
     uintr_adapt_observe(h.adapt, pending, uintr_loopstats_posted_at(h.loopstats))
@@ -161,9 +165,22 @@ cdef void on_check(void *handle) noexcept nogil:
         # Nothing else ready (uvloop's ready queue empty: its idle handle
         # is stopped, so the next poll could block) is what lets the
         # mailbox run its callbacks in this iteration (mailbox.pxi).
+        nothing_ready = before_poll or h.api.backend_timeout(h.uvloop) != 0
         uintr_adapt_await_handoff(h.adapt)
         with gil:
-            recognise_from_check(<object>h.port, h.api.backend_timeout(h.uvloop) != 0)
+            recognise_from_check(<object>h.port, nothing_ready)
+
+
+cdef void on_check(void *handle) noexcept nogil:
+    cdef uvhook_c *h = hook_of(handle)
+    if h.idle_active:
+        h.idle_active = 0
+        h.api.idle_stop(h.idle)
+    uintr_adapt_park(h.adapt, 0)
+    if hook_forked(h):
+        return
+    uintr_loopstats_iteration_uv(h.loopstats, h.idle_time, h.uvloop)
+    take_posts(h, False)
 
 
 cdef void recognise_from_check(object port, bint nothing_ready) noexcept:
