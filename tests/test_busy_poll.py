@@ -452,6 +452,36 @@ def test_a_poster_on_the_spins_cpu_gives_it_the_cpu() -> None:
         os.sched_setaffinity(0, before)
 
 
+def test_the_loop_on_the_posters_cpu_gives_it_the_cpu() -> None:
+    """busypoll.h's rule: a loop on the CPU the last Python post came from
+    gives that CPU away while it spins and while it waits for the poster's
+    GIL; on another CPU, or before any post, it pauses."""
+    cells = pytest.importorskip("_testcore._cells")
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        assert cells.adapt_poster_here(cpu)
+        assert not cells.adapt_poster_here(cpu + 1)
+        assert not cells.adapt_poster_here(-1)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def test_a_yield_sees_the_loop_come_back_even_unseen() -> None:
+    """A yielding poster waits until the loop has woken since its post and
+    waits again. On one CPU the loop does both while the poster is not
+    running, so the poster never sees `parked` at 0: the loop's wake count
+    tells it. Without a wake, or with the loop not yet waiting again, the
+    wait runs out its bound (UINTR_HANDOFF_NS each)."""
+    cells = pytest.importorskip("_testcore._cells")
+    assert cells.adapt_yield_after([0, 1]) == 1
+    assert cells.adapt_yield_after([0, 1, 0, 1]) == 1
+    assert cells.adapt_yield_after([]) == 0, "the loop never woke"
+    assert cells.adapt_yield_after([1]) == 0, "parked again without a wake"
+    assert cells.adapt_yield_after([0]) == 0, "woke, not waiting again"
+
+
 def test_round_trips_from_a_thread_on_the_loops_cpu(loop_factory: Any) -> None:
     """The loop's thread and a client thread pinned to one CPU, the uintr
     loops spinning 200 us before each block: the client can post only when

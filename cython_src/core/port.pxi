@@ -252,13 +252,14 @@ cdef class Port:
         the spin. A JobQueue worker's answer does not: the GIL baton hands
         the GIL over (jobqueue.h)."""
         cdef bint yield_gil = uintr_adapt_poster_yields(&self.adapt) and not uintr_jobq_owing()
+        cdef unsigned wakes = uintr_adapt_wakes(&self.adapt)
         cdef int rc = post_with_gil(&self.wakeup_sender)
         if rc < 0 and rc != -ESHUTDOWN:
             raise OSError(-rc, "uintr_loop: notification failed")
         if rc == 0 and yield_gil:
             self.poll_stats.yields += 1
             with nogil:
-                uintr_adapt_yield_wait(&self.adapt)
+                uintr_adapt_yield_wait(&self.adapt, wakes)
         return 0
 
     def statistics(self):

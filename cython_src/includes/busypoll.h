@@ -146,8 +146,8 @@
  * So when the loop is spinning for a post, the thread that posts lets go of
  * the GIL inside call_soon_threadsafe (stock asyncio's does too, in its
  * self-pipe write) and waits, spinning without it, until the loop has run
- * what was posted and waits again (`parked` goes 0, then 1) with the GIL
- * free; then it takes the GIL back. The loop, watching the GIL's word,
+ * what was posted and waits again (it has woken since the post, `wakes`,
+ * and `parked` is 1) with the GIL free; then it takes the GIL back. The loop, watching the GIL's word,
  * takes it at once. A client whose coroutine ran to its end in that
  * iteration finds its answer ready when it comes back, and never sleeps.
  *
@@ -163,7 +163,13 @@
  * whole bound. So a poster on the CPU the spin began on (`spin_cpu`) gives
  * the CPU away (sched_yield) at each step of its waits. That is what makes
  * the yield pay in the alarm's spin too: with waits that only pause, the
- * yields there made the paced wake 1.18x slower at the median.
+ * yields there made the paced wake 1.18x slower at the median. For the
+ * same reason the poster waits for the loop's wake count to move, not for
+ * `parked` to go 0: sharing a CPU, the loop wakes and waits again while
+ * the poster is not running. The loop's side of it: a Python post notes
+ * its CPU (`post_cpu`), and a loop on that CPU gives way at every step of
+ * its spin and of its wait for the poster's GIL (uintr_busy_poll,
+ * uintr_adapt_await_handoff).
  *
  * A thread that floods takes the GIL back within a microsecond of the
  * loop's wait and posts again at once, into a younger spin: it keeps the
@@ -177,14 +183,14 @@
  * each wait for the other. Each wait is bounded by UINTR_HANDOFF_NS; a loop
  * that does not come back by then leaves the thread to take the GIL as
  * usual (and perhaps sleep on it). A build without a GIL never yields.
- * Nothing here is synchronisation: `spin_since`, `spin_cpu` and `parked`
- * are hints read relaxed, and the post went through the UPID before the
- * yield; a wrong hint costs one bounded wait.
+ * Nothing here is synchronisation: `spin_since`, `spin_cpu`, `post_cpu`,
+ * `wakes` and `parked` are hints read relaxed, and the post went through
+ * the UPID before the yield; a wrong hint costs one bounded wait.
  *
  * Only the loop's thread touches the policy, except `inflight`, which the
- * worker that answers decrements, and `spin_since` and `spin_cpu`, which
- * posters read (relaxed: hints, not synchronisation; the protocol never
- * depends on them).
+ * worker that answers decrements, `post_cpu`, which posters write, and
+ * `spin_since`, `spin_cpu` and `wakes`, which posters read (relaxed: hints,
+ * not synchronisation; the protocol never depends on them).
  */
 #ifndef UINTR_LOOP_BUSYPOLL_H
 #define UINTR_LOOP_BUSYPOLL_H
@@ -237,10 +243,14 @@ typedef struct {
     int cpus;              /* CPUs this process may run on */
     _Atomic long inflight; /* executor round trips not yet answered */
     _Atomic int parked;    /* the loop waits for posts, without the GIL */
+    _Atomic unsigned wakes; /* times `parked` went from 1 to 0 */
     _Atomic uint64_t spin_since; /* when the loop's current spin began; 0: none
                                     (read by posters: uintr_adapt_should_yield) */
     _Atomic int spin_cpu;  /* the CPU that spin runs on (a yielding poster
                               on the same one gives it the CPU) */
+    _Atomic int post_cpu;  /* the CPU of the last post from a Python thread
+                              (a loop on the same one waiting for that
+                              thread's GIL gives it the CPU) */
     _Atomic int handing;   /* workers that posted and are about to let go
                               of the GIL (jobqueue.h) */
     const int *gil;        /* the interpreter's "GIL held" word (gilword.h);
@@ -306,12 +316,18 @@ static inline int uintr_cpu_wanted(long base)
  * cost the next few round trips their spin. The count is read once, when
  * the spin begins to check (after its first UINTR_SPIN_CHECK_NS, so a
  * post that comes at once costs no syscall), and again only after a long
- * step. */
+ * step.
+ *
+ * With shared (the thread expected to post runs on this CPU: "The yield",
+ * below), the spin checks and gives way at every step instead of every
+ * UINTR_SPIN_CHECK_NS: that thread can post only while the spin lets it
+ * run. */
 static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd,
-                                  int give_way, uintr_poll_stats_t *st)
+                                  int give_way, int shared, uintr_poll_stats_t *st)
 {
+    uint64_t check_ns = shared ? 0 : UINTR_SPIN_CHECK_NS;
     uint64_t start = uintr_monotonic_ns(), now = start, before;
-    uint64_t deadline = start + budget_ns, next_check = start + UINTR_SPIN_CHECK_NS;
+    uint64_t deadline = start + budget_ns, next_check = start + check_ns;
     long base = -1;
     unsigned i;
     int rc = 0;
@@ -343,11 +359,15 @@ static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd
             before = uintr_monotonic_ns();
             sched_yield();
             now = uintr_monotonic_ns();
+            if (atomic_load_explicit(&b->upid.pir, memory_order_relaxed) != 0) {
+                rc = 1;         /* model step B: posted by the thread we gave way to */
+                break;
+            }
             if (give_way && now - before > UINTR_SPIN_PREEMPTED_NS && uintr_cpu_wanted(base)) {
                 rc = -1;
                 break;
             }
-            next_check = now + UINTR_SPIN_CHECK_NS;
+            next_check = now + check_ns;
         }
     }
     st->hits += rc == 1;
@@ -364,9 +384,11 @@ static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
     a->cpus = cpus;
     atomic_store_explicit(&a->inflight, 0, memory_order_relaxed);
     atomic_store_explicit(&a->parked, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->wakes, 0, memory_order_relaxed);
     atomic_store_explicit(&a->handing, 0, memory_order_relaxed);
     atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
     atomic_store_explicit(&a->spin_cpu, -1, memory_order_relaxed);
+    atomic_store_explicit(&a->post_cpu, -1, memory_order_relaxed);
     a->gil = gil;
     a->gil_skip = 0;
     a->gil_backoff = 0;
@@ -390,9 +412,14 @@ static inline void uintr_adapt_close(uintr_adapt_t *a)
 
 /* The GIL baton (jobqueue.h has the essay). The loop is about to wait
  * (parked = 1) or has woken (0): a worker that found a job waits for the
- * first before it takes the GIL. */
+ * first before it takes the GIL. Each wake is counted (`wakes`), so that a
+ * yielding poster sees that the loop woke and waited again even when it did
+ * both while the poster was not running (the two share a CPU). */
 static inline void uintr_adapt_park(uintr_adapt_t *a, int parked)
 {
+    if (!parked && atomic_load_explicit(&a->parked, memory_order_relaxed))
+        atomic_store_explicit(&a->wakes, atomic_load_explicit(&a->wakes, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
     atomic_store_explicit(&a->parked, parked, memory_order_relaxed);
 }
 
@@ -417,13 +444,15 @@ static inline int uintr_handoff_step(uint64_t *deadline, int give_cpu)
 }
 
 /* Spin until *flag is non-zero (want = 1) or zero (want = 0), for at most
- * UINTR_HANDOFF_NS: the GIL baton's and the yield's bounded waits. */
-static inline void uintr_adapt_spin_for(_Atomic int *flag, int want, int give_cpu)
+ * UINTR_HANDOFF_NS: the GIL baton's and the yield's bounded waits. 1: it
+ * came; 0: the bound ran out. */
+static inline int uintr_adapt_spin_for(_Atomic int *flag, int want, int give_cpu)
 {
     uint64_t deadline = 0;
     while ((atomic_load_explicit(flag, memory_order_relaxed) != 0) != want)
         if (!uintr_handoff_step(&deadline, give_cpu))
-            break;
+            return 0;
+    return 1;
 }
 
 /* Spin while the GIL is held, for at most UINTR_HANDOFF_NS. 1: it is free
@@ -441,13 +470,20 @@ static inline void uintr_adapt_spin_for(_Atomic int *flag, int want, int give_cp
  * poster still needs makes take_gil find the GIL free. The word is a hint:
  * another thread may take the GIL between the load and take_gil, which then
  * sleeps as it would have anyway. */
-static inline int uintr_adapt_spin_for_gil(const int *gil)
+static inline int uintr_adapt_spin_for_gil(const int *gil, int give_cpu)
 {
     uint64_t deadline = 0;
     while (uintr_gil_held(gil))
-        if (!uintr_handoff_step(&deadline, 0))
+        if (!uintr_handoff_step(&deadline, give_cpu))
             return 0;
     return 1;
+}
+
+/* Did the last post from a Python thread come from this CPU? (A hint.) */
+static inline int uintr_adapt_poster_here(const uintr_adapt_t *a)
+{
+    int cpu = sched_getcpu();
+    return cpu >= 0 && cpu == atomic_load_explicit(&a->post_cpu, memory_order_relaxed);
 }
 
 /* A post has come: before the loop takes the GIL, give the thread that
@@ -462,18 +498,25 @@ static inline int uintr_adapt_spin_for_gil(const int *gil)
  * thread computing in Python, which keeps it for its switch interval) was
  * wasted: the next waits are left out, 1, 2, 4, ... up to 64 of them, and
  * one that sees the GIL let go resets the back-off, so a loop beside a busy
- * Python thread spins on the GIL on at most one wakeup in 64. */
+ * Python thread spins on the GIL on at most one wakeup in 64.
+ *
+ * The thread that posted may run on the loop's own CPU (the kernel puts a
+ * thread it wakes beside a spinning loop, "The yield" above): it can then
+ * let go only when the loop lets it run, and a wait that pauses would hold
+ * the CPU for its whole bound. So a loop on the CPU the last post came from
+ * (`post_cpu`, a hint) gives the CPU away at each step of both waits. */
 static inline void uintr_adapt_await_handoff(uintr_adapt_t *a)
 {
+    int shared = uintr_adapt_poster_here(a);
     if (atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 0)
-        uintr_adapt_spin_for(&a->handing, 0, 0);
+        uintr_adapt_spin_for(&a->handing, 0, shared);
     if (a->gil == NULL || !uintr_gil_held(a->gil))
         return;
     if (a->gil_skip > 0) {
         a->gil_skip--;
         return;
     }
-    if (uintr_adapt_spin_for_gil(a->gil)) {
+    if (uintr_adapt_spin_for_gil(a->gil, shared)) {
         a->gil_backoff = 0;
     } else {
         a->gil_backoff = a->gil_backoff ? 2 * a->gil_backoff : 1;
@@ -493,31 +536,47 @@ static inline int uintr_adapt_should_yield(const uintr_adapt_t *a, uint64_t now)
     return a->gil != NULL && since != 0 && now >= since + UINTR_YIELD_SPIN_NS;
 }
 
-/* The same, for a post being made now. The clock is read only while the
- * loop spins: a post to a loop that runs or sleeps costs one load. */
-static inline int uintr_adapt_poster_yields(const uintr_adapt_t *a)
+/* The same, for a post being made now by a thread with the GIL, which
+ * notes its CPU for the loop (uintr_adapt_await_handoff). The clock is read
+ * only while the loop spins: a post to a loop that runs or sleeps costs a
+ * sched_getcpu() (glibc reads it from rseq), a store and a load. */
+static inline int uintr_adapt_poster_yields(uintr_adapt_t *a)
 {
+    atomic_store_explicit(&a->post_cpu, sched_getcpu(), memory_order_relaxed);
     return atomic_load_explicit(&a->spin_since, memory_order_relaxed) != 0 &&
            uintr_adapt_should_yield(a, uintr_monotonic_ns());
 }
 
-/* The poster, after its post and without the GIL: wait until the loop has
- * woken (parked 0), run what the post brought and gone back to waiting
- * (parked 1) with the GIL let go, each wait bounded by UINTR_HANDOFF_NS;
- * then the caller takes the GIL back. On the CPU the loop's spin runs on,
- * the waits give that CPU to the loop (the yield's essay, at the top). */
+/* Is this thread on the CPU the loop's spin began on? (A hint.) */
 static inline int uintr_adapt_on_spin_cpu(const uintr_adapt_t *a)
 {
     int cpu = sched_getcpu();
     return cpu >= 0 && cpu == atomic_load_explicit(&a->spin_cpu, memory_order_relaxed);
 }
 
-static inline void uintr_adapt_yield_wait(uintr_adapt_t *a)
+/* How many times the loop has woken; a poster reads it before its post. */
+static inline unsigned uintr_adapt_wakes(const uintr_adapt_t *a)
 {
-    int shared = uintr_adapt_on_spin_cpu(a);
-    uintr_adapt_spin_for(&a->parked, 0, shared);
-    uintr_adapt_spin_for(&a->parked, 1, shared);
-    uintr_adapt_spin_for_gil(a->gil);
+    return atomic_load_explicit(&a->wakes, memory_order_relaxed);
+}
+
+/* The poster, after its post and without the GIL: wait until the loop has
+ * woken since `wakes` (read before the post), run what the post brought and
+ * gone back to waiting (parked 1) with the GIL let go, each wait bounded by
+ * UINTR_HANDOFF_NS; then the caller takes the GIL back. On the CPU the
+ * loop's spin runs on, the waits give that CPU to the loop (the yield's
+ * essay, at the top). 1: the loop came back; 0: a bound ran out. */
+static inline int uintr_adapt_yield_wait(uintr_adapt_t *a, unsigned wakes)
+{
+    int shared = uintr_adapt_on_spin_cpu(a), woke = 1;
+    uint64_t deadline = 0;
+    while (atomic_load_explicit(&a->wakes, memory_order_relaxed) == wakes)
+        if (!uintr_handoff_step(&deadline, shared)) {
+            woke = 0;
+            break;
+        }
+    return woke & uintr_adapt_spin_for(&a->parked, 1, shared) &
+           uintr_adapt_spin_for_gil(a->gil, shared);
 }
 
 /* The loop begins a spin that posters may yield to, on this CPU. */
@@ -690,7 +749,7 @@ static inline int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t 
     if (now > ring)
         uintr_adapt_alarm_late(a, now - ring);
     uintr_adapt_spin_begins(a, now);
-    rc = uintr_busy_poll(b, until > now ? until - now : 0, epfd, 1, st);
+    rc = uintr_busy_poll(b, until > now ? until - now : 0, epfd, 1, uintr_adapt_poster_here(a), st);
     atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
     return rc > 0 ? 2 : 0;
 }
@@ -735,7 +794,8 @@ static inline int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a,
         return rc > 0;
     }
     uintr_adapt_spin_begins(a, uintr_monotonic_ns());
-    rc = uintr_busy_poll(b, budget, epfd, busy_ns == UINTR_BUSY_POLL_ADAPTIVE, st);
+    rc = uintr_busy_poll(b, budget, epfd, busy_ns == UINTR_BUSY_POLL_ADAPTIVE,
+                         uintr_adapt_poster_here(a), st);
     atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
     if (rc < 0)
         a->window_ns = 0;       /* the CPU is wanted: stop spinning for now */

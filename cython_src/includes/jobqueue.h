@@ -19,7 +19,8 @@
  *
  *   worker  caught a job in its idle spin: spin until the loop is parked
  *           (it waits for posts without the GIL: busypoll.h's `parked`),
- *           then take the GIL.
+ *           then take the GIL. On the loop's own CPU the spin gives the
+ *           CPU away at each step, or the loop could not park.
  *   worker  answered: count itself in `handing` before the post, and count
  *           itself out once it has let go of the GIL (its next get()).
  *   loop    saw a post: spin until `handing` is 0, then take the GIL.
@@ -236,7 +237,7 @@ found:
      * flight, meets a loop that is busy, and a wait would take its CPU. */
     if (a != NULL && caught &&
         atomic_load_explicit(&a->inflight, memory_order_relaxed) <= 1)
-        uintr_adapt_spin_for(&a->parked, 1, 0);
+        uintr_adapt_spin_for(&a->parked, 1, uintr_adapt_on_spin_cpu(a));
 #else
     (void)caught;
 #endif

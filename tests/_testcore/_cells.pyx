@@ -280,6 +280,34 @@ def adapt_on_spin_cpu(int spin_cpu):
     return bool(uintr_adapt_on_spin_cpu(&a))
 
 
+def adapt_poster_here(int post_cpu):
+    """Would the loop, on this thread's CPU, take the last Python post as
+    made from its own CPU (`post_cpu`, -1: none), and so give that CPU away
+    in its waits and its spin? (uintr_adapt_poster_here)"""
+    cdef uintr_adapt_t a
+    uintr_adapt_init(&a, 2, NULL)
+    a.post_cpu = post_cpu
+    return bool(uintr_adapt_poster_here(&a))
+
+
+def adapt_yield_after(parks):
+    """A poster's yield, the loop's `parked` having been set to each of
+    `parks` in turn after the poster read its wake count (as a loop that
+    shares the poster's CPU does while the poster is not running): does the
+    wait see the loop come back (1), or run out its bound (0)? The GIL
+    word is free. (uintr_adapt_park, uintr_adapt_wakes,
+    uintr_adapt_yield_wait)"""
+    cdef uintr_adapt_t a
+    cdef int word = 0
+    cdef unsigned wakes
+    uintr_adapt_init(&a, 2, &word)
+    uintr_adapt_park(&a, 1)
+    wakes = uintr_adapt_wakes(&a)
+    for parked in parks:
+        uintr_adapt_park(&a, parked)
+    return uintr_adapt_yield_wait(&a, wakes)
+
+
 def adapt_gil_waits(int calls):
     """(gil_skip, gil_backoff) after each of `calls` hand-off waits in a row
     on a GIL word that stays held (a word of our own, set to 1, standing in

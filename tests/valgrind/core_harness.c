@@ -134,7 +134,7 @@ static void port_iterate(port_t *p, int busy_poll, int timeout_ms)
 {
     uintr_block_t *b0 = &p->table->block[0];
     struct epoll_event ev;
-    int pending = busy_poll ? uintr_busy_poll(b0, 20000, -1, 0, &p->polls) > 0 : 0;
+    int pending = busy_poll ? uintr_busy_poll(b0, 20000, -1, 0, 0, &p->polls) > 0 : 0;
     if (!pending)
         pending = uintr_upid_restore(b0);        /* clear SN, then look at PIR */
     int n;
