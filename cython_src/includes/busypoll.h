@@ -137,55 +137,54 @@
  *
  * The yield (uintr_adapt_poster_yields, uintr_adapt_yield_wait)
  * --------------------------------------------------------------
- * A Python thread posts with the GIL held and keeps it until it next
- * blocks. A run_coroutine_threadsafe client goes on into Future.result()
- * and lets go of the GIL only in its condition's wait, 2 to 3 us of Python
- * later, while the loop, which saw the post at once, waits for the GIL;
- * then the client sleeps, and the loop's answer has to wake it: a futex
- * wake into a vCPU that may have halted, the larger half of the round trip.
- * So when the loop is spinning for a post, the thread that posts lets go of
- * the GIL inside call_soon_threadsafe (stock asyncio's does too, in its
- * self-pipe write) and waits, spinning without it, until the loop has run
- * what was posted and waits again (it has woken since the post, `wakes`,
- * and `parked` is 1) with the GIL free; then it takes the GIL back. The loop, watching the GIL's word,
- * takes it at once. A client whose coroutine ran to its end in that
+ * A Python thread posts with the GIL held and keeps it until it next blocks.
+ * A run_coroutine_threadsafe client goes on into Future.result() and lets go
+ * of the GIL only in its condition's wait, 2 to 3 us of Python later, while
+ * the loop, which saw the post at once, waits for the GIL; then the client
+ * sleeps, and the loop's answer has to wake it: a futex wake into a vCPU
+ * that may have halted, the larger half of the round trip. So when the loop
+ * is spinning for a post, the thread that posts lets go of the GIL inside
+ * call_soon_threadsafe (stock asyncio's does too, in its self-pipe write)
+ * and waits, spinning without it, until the loop has run what was posted and
+ * waits again (it has woken since the post, `wakes`, and `parked` is 1) with
+ * the GIL free; then it takes the GIL back. The loop, watching the GIL's
+ * word, takes it at once. A client whose coroutine ran to its end in that
  * iteration finds its answer ready when it comes back, and never sleeps.
  *
- * Only when the loop's spin (the window's, busy_poll's or the alarm's) is
- * at least UINTR_YIELD_SPIN_NS old as the post comes.
+ * Only when the loop's spin (the window's, busy_poll's or the alarm's) is at
+ * least UINTR_YIELD_SPIN_NS old as the post comes.
  *
  * The poster may run on the very CPU the loop spins on: a spinning loop
  * makes the machine look busy, and the kernel's wake-up then stops looking
- * for an idle CPU (SIS_UTIL) and puts a waking thread where it slept. In
- * the paced wake three posts in four came from the loop's own CPU. Such a
- * poster runs only because the loop's spin gave way to it, or was
- * preempted; a wait that pauses would keep the loop off its CPU for the
- * whole bound. So a poster on the CPU the spin began on (`spin_cpu`) gives
- * the CPU away (sched_yield) at each step of its waits. That is what makes
- * the yield pay in the alarm's spin too: with waits that only pause, the
- * yields there made the paced wake 1.18x slower at the median. For the
- * same reason the poster waits for the loop's wake count to move, not for
- * `parked` to go 0: sharing a CPU, the loop wakes and waits again while
- * the poster is not running. The loop's side of it: a Python post notes
- * its CPU (`post_cpu`), and a loop on that CPU gives way at every step of
- * its spin and of its wait for the poster's GIL (uintr_busy_poll,
- * uintr_adapt_await_handoff).
+ * for an idle CPU (SIS_UTIL) and puts a waking thread where it slept. In the
+ * paced wake three posts in four came from the loop's own CPU. Such a poster
+ * runs only because the loop's spin gave way to it, or was preempted; a wait
+ * that pauses would keep the loop off its CPU for the whole bound. So a
+ * poster on the CPU the spin began on (`spin_cpu`) gives the CPU away
+ * (sched_yield) at each step of its waits. That is what makes the yield pay
+ * in the alarm's spin too: with waits that only pause, the yields there made
+ * the paced wake 1.18x slower at the median. For the same reason the poster
+ * waits for the loop's wake count to move, not for `parked` to go 0: sharing
+ * a CPU, the loop wakes and waits again while the poster is not running. The
+ * loop's side of it: a Python post notes its CPU (`post_cpu`), and a loop on
+ * that CPU gives way at every step of its spin and of its wait for the
+ * poster's GIL (uintr_busy_poll, uintr_adapt_await_handoff).
  *
- * A thread that floods takes the GIL back within a microsecond of the
- * loop's wait and posts again at once, into a younger spin: it keeps the
- * GIL, and the loop gets the batch, as before (and only the post that
- * found the mailbox empty posts at all). A thread with a few microseconds of work between
- * posts yields on each, and the loop runs each post in an iteration of its
- * own: in the measurement (docs/design/adaptive-wakeup.md) that cost such a
- * producer a few percent of its rate. A JobQueue worker's answer does not
- * yield: the GIL baton (jobqueue.h) already has the loop wait for the
+ * A thread that floods takes the GIL back within a microsecond of the loop's
+ * wait and posts again at once, into a younger spin: it keeps the GIL, and
+ * the loop gets the batch, as before (and only the post that found the
+ * mailbox empty posts at all). A thread with a few microseconds of work
+ * between posts yields on each, and the loop runs each post in an iteration
+ * of its own: in the measurement (docs/design/adaptive-wakeup.md) that cost
+ * such a producer a few percent of its rate. A JobQueue worker's answer does
+ * not yield: the GIL baton (jobqueue.h) already has the loop wait for the
  * worker's next get(), which lets go of the GIL; a yield on top would have
  * each wait for the other. Each wait is bounded by UINTR_HANDOFF_NS; a loop
- * that does not come back by then leaves the thread to take the GIL as
- * usual (and perhaps sleep on it). A build without a GIL never yields.
- * Nothing here is synchronisation: `spin_since`, `spin_cpu`, `post_cpu`,
- * `wakes` and `parked` are hints read relaxed, and the post went through
- * the UPID before the yield; a wrong hint costs one bounded wait.
+ * that does not come back by then leaves the thread to take the GIL as usual
+ * (and perhaps sleep on it). A build without a GIL never yields. Nothing
+ * here is synchronisation: `spin_since`, `spin_cpu`, `post_cpu`, `wakes` and
+ * `parked` are hints read relaxed, and the post went through the UPID before
+ * the yield; a wrong hint costs one bounded wait.
  *
  * Only the loop's thread touches the policy, except `inflight`, which the
  * worker that answers decrements, `post_cpu`, which posters write, and
@@ -575,8 +574,11 @@ static inline int uintr_adapt_yield_wait(uintr_adapt_t *a, unsigned wakes)
             woke = 0;
             break;
         }
-    return woke & uintr_adapt_spin_for(&a->parked, 1, shared) &
-           uintr_adapt_spin_for_gil(a->gil, shared);
+    if (!uintr_adapt_spin_for(&a->parked, 1, shared))
+        woke = 0;
+    if (!uintr_adapt_spin_for_gil(a->gil, shared))
+        woke = 0;
+    return woke;
 }
 
 /* The loop begins a spin that posters may yield to, on this CPU. */
