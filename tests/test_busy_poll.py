@@ -290,7 +290,8 @@ def test_alarm_rings_before_a_steady_senders_post_and_spins_through_its_jitter()
     """Posts 200 us after every block: once there have been ALARM_SAMPLES of
     them and the deviation has come down, the alarm is set for the post's
     time less the deviation, the margin and the timer's own lateness, and
-    its spin lasts until the post's time plus the deviation and the margin."""
+    its spin lasts until the post's time plus twice the deviation and the
+    margin (a late post is caught; an early one costs every post)."""
     cells = pytest.importorskip("_testcore._cells")
     assert cells.ALARM_SAMPLES == 4
     assert alarm(STEADY[:3])[0] is None, "armed before ALARM_SAMPLES posts"
@@ -299,7 +300,7 @@ def test_alarm_rings_before_a_steady_senders_post_and_spins_through_its_jitter()
     assert armed is not None
     ring, until = armed
     jitter = dev + cells.ALARM_MARGIN_NS
-    assert (ring, until) == (gap - jitter - cells.ALARM_LATE_NS, gap + jitter)
+    assert (ring, until) == (gap - jitter - cells.ALARM_LATE_NS, gap + 2 * jitter)
     assert ring < 200 * US < until
     assert cells.ALARM_SHARE * jitter <= gap
 
@@ -336,13 +337,14 @@ def test_alarm_lateness_is_learnt_and_clipped() -> None:
 def test_a_loose_pace_gets_a_spin_capped_at_its_share() -> None:
     """Gaps of 160 and 240 us in turn: a mean deviation of some 40 us, under
     a quarter of the mean, is still a pace; the spin reaches an eighth of the
-    gap either side of the mean, not the deviation and the margin."""
+    gap before the mean (twice that after it), not the deviation and the
+    margin."""
     cells = pytest.importorskip("_testcore._cells")
     armed, (gap, dev) = alarm([(160 * US, True), (240 * US, True)] * 12)
     assert cells.ALARM_SPREAD * dev <= gap < cells.ALARM_SHARE * (dev + cells.ALARM_MARGIN_NS)
     assert armed is not None
     reach = gap // cells.ALARM_SHARE
-    assert armed == (gap - reach - cells.ALARM_LATE_NS, gap + reach)
+    assert armed == (gap - reach - cells.ALARM_LATE_NS, gap + 2 * reach)
 
 
 @pytest.mark.parametrize(

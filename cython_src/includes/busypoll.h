@@ -88,12 +88,15 @@
  * a post, RFC 6298). The alarm is set for mean - deviation - MARGIN - LATE,
  * where LATE is how late the timer's wake-ups have come (smoothed the same
  * way: on a virtual machine whose idle vCPU halts, some 20 us), and the
- * spin lasts until mean + deviation + MARGIN. One deviation, not TCP's
- * four or the two of a normal spread: a sleeping thread's pace is not one
- * spread but runs of a few microseconds' width whose level shifts now and
- * then, so the mean deviation is mostly the shifts; one of it each side
- * catches the runs, and what falls outside is one blocked wake, no worse
- * than without the alarm.
+ * spin lasts until mean + 2 (deviation + MARGIN). One deviation before the
+ * mean, not TCP's four or the two of a normal spread: a sleeping thread's
+ * pace is not one spread but runs of a few microseconds' width whose level
+ * shifts now and then, so the mean deviation is mostly the shifts; one of
+ * it catches the runs, and what falls outside is one blocked wake, no worse
+ * than without the alarm. Twice that after the mean: the spin before the
+ * post is paid on every post, the spin past the mean only by a post that
+ * comes late (or not at all), which it turns from a blocked wake, the
+ * paced wake's tail, into a caught one.
  *
  * Two departures from RFC 6298, both because one outlier is common here
  * and a wrong estimate costs the alarm, not a retransmission. The error fed
@@ -696,7 +699,7 @@ static inline int uintr_adapt_alarm(const uintr_adapt_t *a, uint64_t now, uint64
     if (a->gap_ns <= early + UINTR_ALARM_MARGIN_NS)
         return 0;
     *ring = now + a->gap_ns - early;
-    *until = now + a->gap_ns + jitter;
+    *until = now + a->gap_ns + 2 * jitter;
     if (timeout_ns != UINT64_MAX && timeout_ns < *until - now + 1000000ull)
         return 0;               /* a timer of the loop's is due first */
     return 1;
