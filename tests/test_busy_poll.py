@@ -8,10 +8,12 @@ assertions): timing is for benchmarks/.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -429,45 +431,51 @@ def test_round_trips_from_a_thread_while_the_loop_spins(loop_factory: Any) -> No
     try:
         assert loop.run_until_complete(main()) == [i * i for i in range(n)]
         if uintr:
-            st = loop.statistics()
-            if GIL:
-                assert 1 <= st.busy_poll_yields <= st.posted, st
-            else:
-                assert st.busy_poll_yields == 0, "no GIL to let go of"
+            assert_yielded(loop)
     finally:
         loop.close()
 
 
-def test_a_poster_on_the_spins_cpu_gives_it_the_cpu() -> None:
-    """busypoll.h's rule: a yielding poster on the CPU the loop's spin began
-    on gives that CPU away at each step of its waits; on another CPU, or
-    with no spin, it pauses. (This thread is pinned to one CPU to ask.)"""
-    cells = pytest.importorskip("_testcore._cells")
+def assert_yielded(loop: Any) -> None:
+    """Some posts let go of the GIL for the loop, and none beyond the posts
+    made; none at all where there is no GIL."""
+    st = loop.statistics()
+    if GIL:
+        assert 1 <= st.busy_poll_yields <= st.posted, st
+    else:
+        assert st.busy_poll_yields == 0, "no GIL to let go of"
+
+
+@contextlib.contextmanager
+def one_cpu() -> Iterator[int]:
+    """This thread (and the threads it starts) pinned to one of its CPUs for
+    the block: that CPU."""
     before = os.sched_getaffinity(0)
     cpu = min(before)
     os.sched_setaffinity(0, {cpu})
     try:
-        assert cells.adapt_on_spin_cpu(cpu)
-        assert not cells.adapt_on_spin_cpu(cpu + 1)
-        assert not cells.adapt_on_spin_cpu(-1)
+        yield cpu
     finally:
         os.sched_setaffinity(0, before)
 
 
-def test_the_loop_on_the_posters_cpu_gives_it_the_cpu() -> None:
-    """busypoll.h's rule: a loop on the CPU the last Python post came from
-    gives that CPU away while it spins and while it waits for the poster's
-    GIL; on another CPU, or before any post, it pauses."""
+@pytest.mark.parametrize(
+    ("rule", "who"),
+    [
+        ("adapt_on_spin_cpu", "a yielding poster on the CPU the loop's spin began on, in its waits"),
+        ("adapt_poster_here", "a loop on the CPU the last Python post came from, in its spin and its GIL wait"),
+    ],
+)
+def test_a_thread_on_the_other_ones_cpu_gives_it_the_cpu(rule: str, who: str) -> None:
+    """busypoll.h's rules for two threads that share a CPU: the one that waits
+    gives the CPU away at each step; on another CPU, or with no CPU noted
+    (-1), it pauses. This thread is pinned to one CPU to ask."""
     cells = pytest.importorskip("_testcore._cells")
-    before = os.sched_getaffinity(0)
-    cpu = min(before)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        assert cells.adapt_poster_here(cpu)
-        assert not cells.adapt_poster_here(cpu + 1)
-        assert not cells.adapt_poster_here(-1)
-    finally:
-        os.sched_setaffinity(0, before)
+    shares = getattr(cells, rule)
+    with one_cpu() as cpu:
+        assert shares(cpu), who
+        assert not shares(cpu + 1)
+        assert not shares(-1)
 
 
 def test_a_yield_sees_the_loop_come_back_even_unseen() -> None:
@@ -495,7 +503,6 @@ def test_round_trips_from_a_thread_on_the_loops_cpu(loop_factory: Any) -> None:
     if uintr:
         loop.busy_poll = 200
     n = 200
-    before = os.sched_getaffinity(0)
     answers: list[int] = []
 
     async def square(i: int) -> int:
@@ -514,18 +521,13 @@ def test_round_trips_from_a_thread_on_the_loops_cpu(loop_factory: Any) -> None:
         finally:
             thread.join(HANG_GUARD)
 
-    os.sched_setaffinity(0, {min(before)})
     try:
-        loop.run_until_complete(main())
+        with one_cpu():
+            loop.run_until_complete(main())
         assert answers == [i * i for i in range(n)]
         if uintr:
-            st = loop.statistics()
-            if GIL:
-                assert 1 <= st.busy_poll_yields <= st.posted, st
-            else:
-                assert st.busy_poll_yields == 0, "no GIL to let go of"
+            assert_yielded(loop)
     finally:
-        os.sched_setaffinity(0, before)
         loop.close()
 
 
