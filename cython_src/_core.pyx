@@ -45,9 +45,9 @@ from memfd cimport uintr_map_table, uintr_unmap_table
 from notify cimport (UINTR_CHANNEL_EVENTFD, UINTR_CHANNEL_NONE, uintr_channel_close, uintr_channel_notify,
                      uintr_channel_open, uintr_channel_t)
 from busypoll cimport (UINTR_BUSY_POLL_ADAPTIVE, uintr_adapt_await_handoff, uintr_adapt_close, uintr_adapt_expect,
-                      uintr_adapt_init, uintr_adapt_observe, uintr_adapt_park, uintr_adapt_poster_yields,
-                      uintr_adapt_t, uintr_adapt_wakes, uintr_adapt_yield_wait, uintr_poll_stats_t,
-                      uintr_spin_before_block)
+                      uintr_adapt_init, uintr_adapt_note_poster, uintr_adapt_observe, uintr_adapt_park,
+                      uintr_adapt_poster_yields, uintr_adapt_t, uintr_adapt_wakes, uintr_adapt_yield_wait,
+                      uintr_poll_stats_t, uintr_spin_before_block)
 from gilword cimport uintr_gil_word
 from mainstate cimport uintr_main_tstate_repair
 from jobqueue cimport *

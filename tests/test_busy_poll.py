@@ -495,9 +495,11 @@ def test_a_yield_sees_the_loop_come_back_even_unseen() -> None:
 def test_round_trips_from_a_thread_on_the_loops_cpu(loop_factory: Any) -> None:
     """The loop's thread and a client thread pinned to one CPU, the uintr
     loops spinning 200 us before each block: the client can post only when
-    the spin gives way, so its posts land in the spin and yield, and its
-    waits must give the CPU back to the loop. Every answer comes back, in
-    order; the uintr loops count the yields (none where there is no GIL)."""
+    the spin gives way, so its posts land in the spin and yield, each side
+    waiting on the other's CPU. Every answer comes back, in order; the uintr
+    loops count the yields (none where there is no GIL). That the waits give
+    the CPU away, and so end early, is timing: the rule tests above check
+    it, docs/design/adaptive-wakeup.md measures it."""
     loop = loop_factory()
     uintr = hasattr(loop, "busy_poll")
     if uintr:

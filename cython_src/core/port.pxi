@@ -252,8 +252,10 @@ cdef class Port:
         the spin. A JobQueue worker's answer does not: the GIL baton hands
         the GIL over (jobqueue.h)."""
         cdef bint yield_gil = uintr_adapt_poster_yields(&self.adapt) and not uintr_jobq_owing()
-        cdef unsigned wakes = uintr_adapt_wakes(&self.adapt)
-        cdef int rc = post_with_gil(&self.wakeup_sender)
+        cdef unsigned wakes = uintr_adapt_wakes(&self.adapt) if yield_gil else 0
+        cdef int rc
+        uintr_adapt_note_poster(&self.adapt)
+        rc = post_with_gil(&self.wakeup_sender)
         if rc < 0 and rc != -ESHUTDOWN:
             raise OSError(-rc, "uintr_loop: notification failed")
         if rc == 0 and yield_gil:

@@ -481,11 +481,17 @@ static inline int uintr_adapt_spin_for_gil(const int *gil, int give_cpu)
     return 1;
 }
 
+/* Is this thread on CPU `cpu` (a noted one: -1, none)? */
+static inline int uintr_on_cpu(int cpu)
+{
+    int here = sched_getcpu();
+    return here >= 0 && here == cpu;
+}
+
 /* Did the last post from a Python thread come from this CPU? (A hint.) */
 static inline int uintr_adapt_poster_here(const uintr_adapt_t *a)
 {
-    int cpu = sched_getcpu();
-    return cpu >= 0 && cpu == atomic_load_explicit(&a->post_cpu, memory_order_relaxed);
+    return uintr_on_cpu(atomic_load_explicit(&a->post_cpu, memory_order_relaxed));
 }
 
 /* A post has come: before the loop takes the GIL, give the thread that
@@ -538,22 +544,29 @@ static inline int uintr_adapt_should_yield(const uintr_adapt_t *a, uint64_t now)
     return a->gil != NULL && since != 0 && now >= since + UINTR_YIELD_SPIN_NS;
 }
 
-/* The same, for a post being made now by a thread with the GIL, which
- * notes its CPU for the loop (uintr_adapt_await_handoff). The clock is read
- * only while the loop spins: a post to a loop that runs or sleeps costs a
- * sched_getcpu() (glibc reads it from rseq), a store and a load. */
-static inline int uintr_adapt_poster_yields(uintr_adapt_t *a)
+/* The same, for a post being made now. The clock is read only while the
+ * loop spins: a post to a loop that runs or sleeps costs one load. */
+static inline int uintr_adapt_poster_yields(const uintr_adapt_t *a)
 {
-    atomic_store_explicit(&a->post_cpu, sched_getcpu(), memory_order_relaxed);
     return atomic_load_explicit(&a->spin_since, memory_order_relaxed) != 0 &&
            uintr_adapt_should_yield(a, uintr_monotonic_ns());
+}
+
+/* A Python thread posts: note its CPU for the loop (uintr_adapt_poster_here).
+ * Written only when it changes, so that a thread that stays where it is does
+ * not take the cache line the loop reads on every post: a sched_getcpu()
+ * (glibc reads it from rseq) and a load. */
+static inline void uintr_adapt_note_poster(uintr_adapt_t *a)
+{
+    int cpu = sched_getcpu();
+    if (atomic_load_explicit(&a->post_cpu, memory_order_relaxed) != cpu)
+        atomic_store_explicit(&a->post_cpu, cpu, memory_order_relaxed);
 }
 
 /* Is this thread on the CPU the loop's spin began on? (A hint.) */
 static inline int uintr_adapt_on_spin_cpu(const uintr_adapt_t *a)
 {
-    int cpu = sched_getcpu();
-    return cpu >= 0 && cpu == atomic_load_explicit(&a->spin_cpu, memory_order_relaxed);
+    return uintr_on_cpu(atomic_load_explicit(&a->spin_cpu, memory_order_relaxed));
 }
 
 /* How many times the loop has woken; a poster reads it before its post. */
@@ -584,11 +597,20 @@ static inline int uintr_adapt_yield_wait(uintr_adapt_t *a, unsigned wakes)
     return woke;
 }
 
-/* The loop begins a spin that posters may yield to, on this CPU. */
-static inline void uintr_adapt_spin_begins(uintr_adapt_t *a, uint64_t now)
+/* The loop begins a spin that posters may yield to, on this CPU. Returns
+ * whether the last Python post came from this CPU (uintr_busy_poll's
+ * `shared`), from the same sched_getcpu(). */
+static inline int uintr_adapt_spin_begins(uintr_adapt_t *a, uint64_t now)
 {
-    atomic_store_explicit(&a->spin_cpu, sched_getcpu(), memory_order_relaxed);
+    int cpu = sched_getcpu();
+    atomic_store_explicit(&a->spin_cpu, cpu, memory_order_relaxed);
     atomic_store_explicit(&a->spin_since, now, memory_order_relaxed);
+    return cpu >= 0 && cpu == atomic_load_explicit(&a->post_cpu, memory_order_relaxed);
+}
+
+static inline void uintr_adapt_spin_ends(uintr_adapt_t *a)
+{
+    atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
 }
 
 static inline void uintr_adapt_expect(uintr_adapt_t *a, long delta)
@@ -725,7 +747,7 @@ static inline int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t 
     struct itimerspec at;
     struct pollfd p[2];
     uint64_t ticks, now;
-    int rc;
+    int rc, shared;
     if (a->alarm_fd < 0) {
         a->alarm_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
         if (a->alarm_fd < 0)
@@ -753,9 +775,9 @@ static inline int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t 
     now = uintr_monotonic_ns();
     if (now > ring)
         uintr_adapt_alarm_late(a, now - ring);
-    uintr_adapt_spin_begins(a, now);
-    rc = uintr_busy_poll(b, until > now ? until - now : 0, epfd, 1, uintr_adapt_poster_here(a), st);
-    atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
+    shared = uintr_adapt_spin_begins(a, now);
+    rc = uintr_busy_poll(b, until > now ? until - now : 0, epfd, 1, shared, st);
+    uintr_adapt_spin_ends(a);
     return rc > 0 ? 2 : 0;
 }
 
@@ -783,7 +805,7 @@ static inline int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a,
 {
     uint64_t budget = uintr_adapt_budget(a, busy_ns, timeout_ns);
     uint64_t ring, until;
-    int rc;
+    int rc, shared;
     if (budget == 0) {
         if (busy_ns != UINTR_BUSY_POLL_ADAPTIVE || epfd < 0 ||
             !uintr_adapt_alarm(a, a->block_start, timeout_ns, &ring, &until))
@@ -798,10 +820,9 @@ static inline int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a,
         }
         return rc > 0;
     }
-    uintr_adapt_spin_begins(a, uintr_monotonic_ns());
-    rc = uintr_busy_poll(b, budget, epfd, busy_ns == UINTR_BUSY_POLL_ADAPTIVE,
-                         uintr_adapt_poster_here(a), st);
-    atomic_store_explicit(&a->spin_since, 0, memory_order_relaxed);
+    shared = uintr_adapt_spin_begins(a, uintr_monotonic_ns());
+    rc = uintr_busy_poll(b, budget, epfd, busy_ns == UINTR_BUSY_POLL_ADAPTIVE, shared, st);
+    uintr_adapt_spin_ends(a);
     if (rc < 0)
         a->window_ns = 0;       /* the CPU is wanted: stop spinning for now */
     a->hit = rc > 0;

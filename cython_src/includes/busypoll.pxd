@@ -55,9 +55,9 @@ cdef extern from "busypoll.h" nogil:
     void uintr_adapt_park(uintr_adapt_t *a, int parked)
     void uintr_adapt_await_handoff(uintr_adapt_t *a)
     int uintr_adapt_should_yield(const uintr_adapt_t *a, uint64_t now)
-    int uintr_adapt_poster_yields(uintr_adapt_t *a)
+    int uintr_adapt_poster_yields(const uintr_adapt_t *a)
+    void uintr_adapt_note_poster(uintr_adapt_t *a)
     unsigned uintr_adapt_wakes(const uintr_adapt_t *a)
     int uintr_adapt_yield_wait(uintr_adapt_t *a, unsigned wakes)
-    int uintr_adapt_spin_for_gil(const int *gil, int give_cpu)
     int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a, uint64_t busy_ns,
                                 uint64_t timeout_ns, int epfd, uintr_poll_stats_t *st)
