@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import sys
 import threading
 import time
+import traceback
 import warnings
 from typing import Any
 
@@ -235,7 +237,14 @@ def test_exception_in_threadsafe_callback_goes_to_handler_and_the_rest_run(loop_
         ran: list[str] = []
         contexts: list[dict[str, Any]] = []
         done = loop.create_future()
-        loop.set_exception_handler(lambda _loop, context: contexts.append(context))
+        handled: list[Any] = []
+
+        def handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            # asyncio reports from inside its except clause
+            handled.append(sys.exc_info()[1])
+            contexts.append(context)
+
+        loop.set_exception_handler(handler)
 
         def boom() -> None:
             raise ZeroDivisionError("in a threadsafe callback")
@@ -251,13 +260,16 @@ def test_exception_in_threadsafe_callback_goes_to_handler_and_the_rest_run(loop_
             await guarded(done)
         finally:
             loop.set_exception_handler(None)
-        return ran, contexts
+        return ran, contexts, handled
 
     with fresh_loop(loop_factory) as loop:
-        ran, contexts = loop.run_until_complete(main())
+        ran, contexts, handled = loop.run_until_complete(main())
     assert ran == ["before", "after"]
     assert len(contexts) == 1
     assert isinstance(contexts[0]["exception"], ZeroDivisionError)
+    assert handled == [contexts[0]["exception"]]
+    frames = [f.name for f in traceback.extract_tb(contexts[0]["exception"].__traceback__)]
+    assert frames[-1] == "boom", frames
     assert "Exception in callback" in contexts[0]["message"]
     assert "handle" in contexts[0]
 

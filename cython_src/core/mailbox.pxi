@@ -44,7 +44,7 @@ from cpython.list cimport PyList_GET_SIZE
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_REFCNT
 from batchlist cimport uintr_list_reset, uintr_list_take
-from callargs cimport uintr_call_args
+from callargs cimport uintr_call_in_context, uintr_take_error
 from ctxsnap cimport uintr_ctx_init, uintr_ctx_is_snapshot, uintr_ctx_load, uintr_ctx_snapshot
 from gcpark cimport uintr_gc_park
 from handlepool cimport uintr_handle_pool_install, uintr_handle_pool_size, uintr_handle_pool_trim
@@ -53,11 +53,6 @@ from handlepool cimport uintr_handle_pool_install, uintr_handle_pool_size, uintr
 # the largest drained list kept for the next batch: 512 KiB of slots
 cdef enum:
     SPARE_ITEMS_MAX = 65536
-
-
-cdef extern from "Python.h":
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
 
 
 @cython.no_gc
@@ -287,41 +282,31 @@ cdef class Mailbox:
                 uintr_ctx_load(box, snapshot)
                 ctx = box
             snapshot = None
-            try:
-                PyContext_Enter(ctx)
-                try:
-                    uintr_call_args(callback, args)
-                finally:
-                    PyContext_Exit(ctx)
-            except (SystemExit, KeyboardInterrupt) as exc:
-                # Propagate as asyncio does, and lose none of the rest. Inline,
-                # we are not in a loop callback: a callback that raises it
-                # hands it to uvloop, which stops the loop with it, ahead of
-                # the rest.
-                rest = items[i + 1:]
-                with cython.critical_section(self):
-                    self.items[0:0] = rest
-                    n = PyList_GET_SIZE(self.items)
-                if inline:
-                    self.loop.call_soon(reraise, exc)
-                if n:
-                    self.drain_scheduled = True
-                    self.loop.call_soon(self.drain)
-                if inline:
-                    return 0
-                raise
-            except BaseException as exc:
+            if uintr_call_in_context(ctx, callback, args) < 0:
+                # the callback raised (callargs.h: no try block per call)
+                exc = uintr_take_error()
+                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                    # Propagate as asyncio does, and lose none of the rest.
+                    # Inline, we are not in a loop callback: a callback that
+                    # raises it hands it to uvloop, which stops the loop with
+                    # it, ahead of the rest.
+                    rest = items[i + 1:]
+                    with cython.critical_section(self):
+                        self.items[0:0] = rest
+                        n = PyList_GET_SIZE(self.items)
+                    if inline:
+                        self.loop.call_soon(reraise, exc)
+                    if n:
+                        self.drain_scheduled = True
+                        self.loop.call_soon(self.drain)
+                    if inline:
+                        return 0
+                    raise exc
                 if ctx is box:
                     handle._context = box       # the handler may ask for it
                     box = None
-                context = {
-                    "message": "Exception in callback %r" % (callback,),
-                    "exception": exc,
-                    "handle": handle,
-                }
-                if isinstance(handle, DebugThreadsafeHandle):
-                    context["source_traceback"] = (<DebugThreadsafeHandle>handle).traceback
-                self.loop.call_exception_handler(context)
+                callback_failed(self.loop, exc, callback, handle)
+                exc = None
             if ctx is box:
                 ctx = None
                 if Py_REFCNT(box) > 1:
@@ -378,6 +363,23 @@ cdef int check_callback(callback, str method) except -1:
 
 def reraise(exc):
     raise exc
+
+
+cdef int callback_failed(loop, exc, callback, ThreadsafeHandle handle) except -1:
+    # asyncio's Handle._run reports from inside its except clause: the
+    # handler sees the exception as the one being handled (sys.exc_info()).
+    try:
+        raise exc
+    except BaseException:
+        context = {
+            "message": "Exception in callback %r" % (callback,),
+            "exception": exc,
+            "handle": handle,
+        }
+        if isinstance(handle, DebugThreadsafeHandle):
+            context["source_traceback"] = (<DebugThreadsafeHandle>handle).traceback
+        loop.call_exception_handler(context)
+    return 0
 
 
 def mailbox_call_soon_threadsafe(self, callback, *args, context=None):
