@@ -44,7 +44,7 @@ WAKES = {"wake": "paced wake, Python sender", "native_eventfd": "native sender, 
          "native_uintr": "native sender, uintr Sender to Receiver"}
 
 DEFAULTS = {"rounds": 5, "wakeups": 2000, "posts": 100_000, "ops": 2000, "idle": 1.0, "calls": 5000,
-            "conns": 16, "requests": 200, "timeout": 300.0}
+            "conns": 16, "requests": 1000, "timeout": 300.0}
 QUICK = {"rounds": 1, "wakeups": 200, "posts": 10_000, "ops": 200, "idle": 0.2, "calls": 500,
          "conns": 4, "requests": 25, "timeout": 120.0}
 

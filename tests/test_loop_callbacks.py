@@ -371,6 +371,30 @@ async def test_call_soon_threadsafe_from_loop_thread_and_args() -> None:
     assert seen == [(i, str(i)) for i in range(5)]
 
 
+async def test_call_soon_threadsafe_takes_its_arguments_as_asyncio_does() -> None:
+    """The callback by position or by name, then its arguments; a missing
+    callback, a second one or an unknown keyword is a TypeError, and the
+    loop goes on."""
+    loop = asyncio.get_running_loop()
+    seen: list[tuple[Any, ...]] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args)
+
+    loop.call_soon_threadsafe(callback=record)
+    loop.call_soon_threadsafe(record, 1, "two", context=None)
+    loop.call_soon_threadsafe(record, *range(40))
+    call = loop.call_soon_threadsafe
+    with pytest.raises(TypeError, match="callback|positional argument"):   # uvloop names none
+        call()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="callback"):
+        call(record, callback=record)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="bogus"):
+        call(record, bogus=1)  # type: ignore[call-arg]
+    await _drain(loop)
+    assert seen == [(), (1, "two"), tuple(range(40))]
+
+
 async def test_call_soon_threadsafe_context_argument() -> None:
     loop = asyncio.get_running_loop()
     var: contextvars.ContextVar[str] = contextvars.ContextVar("ts_var", default="none")

@@ -27,6 +27,7 @@ from ._core import (
     mailbox_call_soon_threadsafe,
     new_default_executor,
     submit_executor_job,
+    threadsafe_method,
 )
 from ._loopapi import UintrLoopAPI
 from ._shim import install_shim
@@ -113,10 +114,11 @@ class UintrUVLoop(UintrLoopAPI, uvloop.Loop):  # type: ignore[misc]  # uvloop's 
         assert port is not None
         self._uintr_mailbox = Mailbox(self, port)
         self._uintr_mailbox.debug = self.get_debug()
-        # The mailbox's own bound method, looked up on the instance first:
-        # a call skips binding the class's function and finding the mailbox
-        # (the class attribute below stays for calls through the class).
-        self.call_soon_threadsafe = self._uintr_mailbox.call_soon_threadsafe  # type: ignore[method-assign]
+        # The mailbox's call bound to it, looked up on the instance first: a
+        # call skips binding the class's function, finding the mailbox and
+        # parsing its arguments in general (the class attribute below stays
+        # for calls through the class).
+        self.call_soon_threadsafe = threadsafe_method(self._uintr_mailbox)  # type: ignore[method-assign]
         try:
             self._uintr_hook = UVHook(self, port, uvloop.loop.__file__)
         except BaseException:

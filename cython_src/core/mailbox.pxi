@@ -41,13 +41,15 @@
 cimport cython
 from cpython.contextvars cimport PyContext_New
 from cpython.list cimport PyList_GET_SIZE
-from cpython.object cimport PyTypeObject
-from cpython.ref cimport Py_REFCNT
-from batchlist cimport uintr_list_reset, uintr_list_take
-from callargs cimport uintr_call_in_context, uintr_take_error
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_REFCNT
+from batchlist cimport uintr_list_push, uintr_list_reset, uintr_list_take
+from callargs cimport uintr_take_error
 from ctxsnap cimport uintr_ctx_init, uintr_ctx_is_snapshot, uintr_ctx_load, uintr_ctx_snapshot
 from gcpark cimport uintr_gc_park
 from handlepool cimport uintr_handle_pool_install, uintr_handle_pool_size, uintr_handle_pool_trim
+from tshandle cimport uintr_tshandle_layout_ok, uintr_tshandle_new, uintr_tshandle_run
+from threadsafe cimport uintr_threadsafe_bind
 
 
 # the largest drained list kept for the next batch: 512 KiB of slots
@@ -56,7 +58,6 @@ cdef enum:
 
 
 @cython.no_gc
-@cython.freelist(8192)
 cdef class ThreadsafeHandle:
     """What ``call_soon_threadsafe`` returns on the uvloop base: asyncio's
     Handle API (``cancel()``, ``cancelled()``, ``get_context()``)."""
@@ -66,15 +67,13 @@ cdef class ThreadsafeHandle:
     # cancelled (a handle that is never run is cancelled when the loop
     # closes). It keeps its context (or snapshot) after both, as asyncio's
     # Handle does, for get_context(); a cycle back to the handle through that
-    # is one the collector cannot see. The freelist is large
-    # because a flood frees its handles in batches of thousands: with 256,
-    # most went back to the allocator, which gave their memory back to the
-    # kernel and faulted it in again for the next batch (at most 8192 handles
-    # are kept, about half a megabyte). Beyond it, a flood's handles live in
-    # an overflow pool that empties itself once floods stop (handlepool.h).
+    # is one the collector cannot see. Its memory comes from a pool
+    # (handlepool.h): a freelist of 8192 kept for good (about 400 KB), and an
+    # overflow for a flood's batch that empties itself once floods stop.
     # Three references and a flag make 48 bytes, the allocator's size class
     # below 64: a batch touches a quarter less fresh memory (debug mode's
-    # traceback lives in a subclass).
+    # traceback lives in a subclass). The post makes it and the drain takes
+    # it apart in C (tshandle.h), which mirrors this layout.
     #
     # The context: a post with context=None keeps a snapshot of the poster's
     # context variables (ctxsnap.h), not a copy of its context, in the same
@@ -133,6 +132,19 @@ uintr_handle_pool_install(<PyTypeObject *>ThreadsafeHandle)
 uintr_ctx_init()
 
 
+cdef int check_handle_layout() except -1:
+    cdef ThreadsafeHandle probe = ThreadsafeHandle.__new__(ThreadsafeHandle)
+    callback, args, context = object(), (), object()
+    probe._callback, probe._args, probe._context = callback, args, context
+    probe._cancelled = True
+    if not uintr_tshandle_layout_ok(probe, callback, args, context):
+        raise ImportError("uintr_loop: ThreadsafeHandle's layout is not the one tshandle.h mirrors")
+    return 0
+
+
+check_handle_layout()
+
+
 cdef Py_ssize_t uintr_handle_pool_held() noexcept:
     # for the test extension (uintr_loop/_core.pxd)
     return uintr_handle_pool_size()
@@ -177,17 +189,19 @@ cdef class Mailbox:
             # where it was posted from, as asyncio's Handle records it (no
             # Python frame of ours: the innermost one is the caller's)
             (<DebugThreadsafeHandle>handle).traceback = traceback.extract_stack()
+            handle._callback = callback
+            handle._args = args
+            handle._context = uintr_ctx_snapshot() if context is None else context
         else:
-            handle = ThreadsafeHandle.__new__(ThreadsafeHandle)
-        handle._callback = callback
-        handle._args = args
-        handle._context = uintr_ctx_snapshot() if context is None else context
+            handle = <ThreadsafeHandle>uintr_tshandle_new(<PyTypeObject *>ThreadsafeHandle,
+                                                          callback, args, context)
         with cython.critical_section(self):  # model step M: the test and the append
             closed = self.closed
             if not closed:
-                first = PyList_GET_SIZE(self.items) == 0
-                self.items.append(handle)   # not first: a post is already on its way
-                port = self.port
+                # not first: a post is already on its way
+                first = uintr_list_push(self.items, handle)
+                if first:
+                    port = self.port
         if closed:
             raise RuntimeError("Event loop is closed")
         if not first:
@@ -233,9 +247,8 @@ cdef class Mailbox:
         cdef list items
         cdef ThreadsafeHandle handle
         cdef Py_ssize_t i, n
-        cdef bint held
-        cdef object box = None          # a context object only this drain holds
-        cdef object ctx, snapshot
+        cdef PyObject *box = NULL       # a context object only this drain holds (tshandle.h)
+        cdef PyObject *failed = NULL
         if self.port is not None:
             uintr_loopstats_sample_end(&self.port.loopstats)
         if fresh is None:
@@ -251,39 +264,25 @@ cdef class Mailbox:
             self.spare_items = fresh
             return 0
         uintr_handle_pool_trim(False)
-        box, self.spare = self.spare, None
-        for i in range(n):
-            # the list lets go of each handle as it runs, so a flood's batch
-            # does not keep the contexts of callbacks already run alive (and
-            # walked by the collector) until the whole batch is done
-            handle = <ThreadsafeHandle>uintr_list_take(items, i)
-            # Held by anyone else (the drain's reference is the one left when
-            # not), get_context() may be asked for later: give it a context
-            # of its own. Counted before the section, which holds one more.
-            held = Py_REFCNT(handle) > 1
-            with cython.critical_section(handle):   # the drain's side of cancel()
-                if handle._cancelled:
+        if self.spare is not None:
+            box = <PyObject *>self.spare
+            Py_INCREF(<object>box)
+            self.spare = None
+        try:
+            for i in range(n):
+                # the list lets go of each handle as it runs, so a flood's
+                # batch does not keep the contexts of callbacks already run
+                # alive (and walked by the collector) until the whole batch
+                # is done
+                handle = <ThreadsafeHandle>uintr_list_take(items, i)
+                # Held by anyone else (the drain's reference is the one left
+                # when not), get_context() may be asked for later: the
+                # handle gets a context of its own.
+                if uintr_tshandle_run(handle, Py_REFCNT(handle) > 1, &box, &failed) >= 0:
                     continue
-                callback, args = handle._callback, handle._args
-                handle._callback = None
-                handle._args = None
-                ctx = handle._context
-                if not uintr_ctx_is_snapshot(ctx):
-                    snapshot = None
-                else:
-                    snapshot, ctx = ctx, None
-                    if held:
-                        ctx = handle._context = context_of(snapshot)
-                    else:
-                        handle._context = None
-            if ctx is None:
-                if box is None:
-                    box = PyContext_New()
-                uintr_ctx_load(box, snapshot)
-                ctx = box
-            snapshot = None
-            if uintr_call_in_context(ctx, callback, args) < 0:
-                # the callback raised (callargs.h: no try block per call)
+                callback = <object>failed
+                Py_DECREF(callback)
+                failed = NULL
                 exc = uintr_take_error()
                 if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                     # Propagate as asyncio does, and lose none of the rest.
@@ -302,18 +301,16 @@ cdef class Mailbox:
                     if inline:
                         return 0
                     raise exc
-                if ctx is box:
-                    handle._context = box       # the handler may ask for it
-                    box = None
                 callback_failed(self.loop, exc, callback, handle)
-                exc = None
-            if ctx is box:
-                ctx = None
-                if Py_REFCNT(box) > 1:
-                    box = None      # kept by the callback (a Token): never reused
-        if box is not None:
-            uintr_ctx_load(box, None)   # keeps no variable of the last callback alive
-            self.spare = box
+                exc = callback = None
+            if box != NULL:
+                # keeps no variable of the last callback alive
+                uintr_ctx_load(<object>box, None)
+                self.spare = <object>box
+        finally:
+            if box != NULL:
+                Py_DECREF(<object>box)
+                box = NULL
         if uintr_list_reset(items, SPARE_ITEMS_MAX):
             self.spare_items = items
         return 0
@@ -380,6 +377,17 @@ cdef int callback_failed(loop, exc, callback, ThreadsafeHandle handle) except -1
             context["source_traceback"] = (<DebugThreadsafeHandle>handle).traceback
         loop.call_exception_handler(context)
     return 0
+
+
+cdef object threadsafe_post(object mailbox, object callback, object args, object context):
+    return (<Mailbox>mailbox).post(callback, <tuple>args, context)
+
+
+def threadsafe_method(Mailbox mailbox not None):
+    """The mailbox's ``call_soon_threadsafe`` as a function bound to it, for
+    a loop's instance (threadsafe.h): the same call as the method's, with
+    its arguments taken straight from the call."""
+    return uintr_threadsafe_bind(mailbox, threadsafe_post)
 
 
 def mailbox_call_soon_threadsafe(self, callback, *args, context=None):

@@ -1,6 +1,6 @@
 /*
- * batchlist.h - the mailbox's list, drained slot by slot and used again
- * (mailbox.pxi).
+ * batchlist.h - the mailbox's list, filled by posts, drained slot by slot
+ * and used again (mailbox.pxi).
  *
  * Why: a flood's batch is tens of thousands of handles, and a list that
  * grows to that size afresh for every batch reallocates its storage some
@@ -25,6 +25,26 @@ static inline PyObject *uintr_list_take(PyObject *list, Py_ssize_t i)
     PyObject *item = PyList_GET_ITEM(list, i);
     PyList_SET_ITEM(list, i, NULL);
     return item;
+}
+
+/* Append item to list (a new reference to it): 1 if the list was empty, 0
+ * if not, -1 with an exception. The caller holds the GIL, or on a
+ * free-threaded build the one critical section every access to the list is
+ * made under; there list.append itself fills the slot. */
+static inline int uintr_list_push(PyObject *list, PyObject *item)
+{
+    Py_ssize_t n = PyList_GET_SIZE(list);
+#ifndef Py_GIL_DISABLED
+    PyListObject *l = (PyListObject *)list;
+    if (n < l->allocated && n > (l->allocated >> 1)) {
+        /* room, and not so much that the list would shrink: the slot is
+         * ours to fill, as list.append's own fast path fills it */
+        PyList_SET_ITEM(list, n, Py_NewRef(item));
+        Py_SET_SIZE(list, n + 1);
+        return 0;
+    }
+#endif
+    return PyList_Append(list, item) < 0 ? -1 : n == 0;
 }
 
 /* Empty a list whose slots have all been taken, keeping its storage; 0 (and

@@ -9,12 +9,14 @@
  * the allocator gives back to the kernel: the next batch faulted the same
  * memory in again, zeroed. That was a fifth of a flood's cost per callback.
  *
- * What: the type's allocation and free slots go through an overflow pool of
- * UINTR_HANDLE_POOL more handles' memory. A handle freed while the freelist
- * is full goes here; one allocated while the freelist is empty comes from
- * here. The pool holds memory only after a batch larger than the freelist,
- * and gives it all back at the first drain that follows a batch which did
- * not need it (uintr_handle_pool_trim), or when a loop closes.
+ * What: the type's allocation and free slots go through a pool of handles'
+ * memory. Its first UINTR_HANDLE_FREELIST entries are the type's freelist,
+ * kept for good (the post and the drain use them for every small batch).
+ * The rest, up to UINTR_HANDLE_POOL in all, are the overflow a flood's
+ * batch leaves: taken in by the drain of a batch larger than the freelist,
+ * given back at the first drain of one that is not (uintr_handle_pool_trim)
+ * or when a loop closes. A handle freed goes to the pool while there is room; one
+ * allocated comes from it while it is not empty.
  *
  * Why it is safe: every call runs with the GIL held (the allocation and free
  * slots are only ever called with it), and the pool serves only its own
@@ -28,28 +30,32 @@
 #include <Python.h>
 #include <string.h>
 
-#define UINTR_HANDLE_POOL 57344
+#define UINTR_HANDLE_FREELIST 8192
+#define UINTR_HANDLE_POOL (UINTR_HANDLE_FREELIST + 57344)
 
 #ifndef Py_GIL_DISABLED
 static PyTypeObject *uintr_pool_type;
 static void *uintr_pool[UINTR_HANDLE_POOL];
 static Py_ssize_t uintr_pool_n;
-static unsigned long uintr_pool_served;     /* allocations served since the last trim check */
+static unsigned long uintr_pool_made;       /* handles allocated since the last trim check */
+static Py_ssize_t uintr_pool_cap = UINTR_HANDLE_FREELIST;   /* the overflow's room, if kept */
 
 static PyObject *uintr_pool_alloc(PyTypeObject *tp, Py_ssize_t nitems)
 {
     PyObject *op;
-    if (tp != uintr_pool_type || nitems != 0 || uintr_pool_n == 0)
+    if (tp != uintr_pool_type || nitems != 0)
+        return PyType_GenericAlloc(tp, nitems);
+    uintr_pool_made++;
+    if (uintr_pool_n == 0)
         return PyType_GenericAlloc(tp, nitems);
     op = (PyObject *)uintr_pool[--uintr_pool_n];
-    uintr_pool_served++;
     memset(op, 0, (size_t)tp->tp_basicsize);
     return PyObject_Init(op, tp);
 }
 
 static void uintr_pool_free(void *op)
 {
-    if (Py_TYPE((PyObject *)op) == uintr_pool_type && uintr_pool_n < UINTR_HANDLE_POOL)
+    if (Py_TYPE((PyObject *)op) == uintr_pool_type && uintr_pool_n < uintr_pool_cap)
         uintr_pool[uintr_pool_n++] = op;
     else
         PyObject_Free(op);
@@ -68,30 +74,33 @@ static inline void uintr_handle_pool_install(PyTypeObject *tp)
 #endif
 }
 
-/* Give the pool's memory back unless a batch since the last call drew on it
- * (always, with force). Returns the number of handles' memory freed. */
+/* Give the overflow's memory back, and take no more into it, unless the
+ * batch since the last call (the handles allocated) was larger than the
+ * freelist (always, with force): then the overflow keeps what its drain
+ * frees. Returns the number of handles' memory freed. */
 static inline Py_ssize_t uintr_handle_pool_trim(int force)
 {
 #ifndef Py_GIL_DISABLED
     Py_ssize_t n = uintr_pool_n;
-    int keep = uintr_pool_served != 0 && !force;
-    uintr_pool_served = 0;
-    if (keep || n == 0)
+    int keep = uintr_pool_made > UINTR_HANDLE_FREELIST && !force;
+    uintr_pool_made = 0;
+    uintr_pool_cap = keep ? UINTR_HANDLE_POOL : UINTR_HANDLE_FREELIST;
+    if (keep || n <= UINTR_HANDLE_FREELIST)
         return 0;
-    while (uintr_pool_n > 0)
+    while (uintr_pool_n > UINTR_HANDLE_FREELIST)
         PyObject_Free(uintr_pool[--uintr_pool_n]);
-    return n;
+    return n - uintr_pool_n;
 #else
     (void)force;
     return 0;
 #endif
 }
 
-/* Handles' memory the pool holds now (tests). */
+/* Handles' memory the overflow holds now, beyond the freelist (tests). */
 static inline Py_ssize_t uintr_handle_pool_size(void)
 {
 #ifndef Py_GIL_DISABLED
-    return uintr_pool_n;
+    return uintr_pool_n > UINTR_HANDLE_FREELIST ? uintr_pool_n - UINTR_HANDLE_FREELIST : 0;
 #else
     return 0;
 #endif
