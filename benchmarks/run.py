@@ -3,8 +3,9 @@
 Each round runs, for every loop available here (asyncio, uvloop, rloop,
 rsloop, zuvloop, uintr_loop on each base) and in an order that rotates from
 round to round, one child process that runs every workload once on a fresh
-loop of that kind; the C floor and the thread hand-off floors
-(handoff_floor.py, no loop) run once per round too. A figure is the
+loop of that kind, then the servers (echo.py: a server process per loop,
+the loops' runs of each kind one after the other); the C floor and the
+thread hand-off floors (handoff_floor.py, no loop) run once per round too. A figure is the
 median over rounds; a ratio is the median over rounds of the ratio measured
 within one round ("x best peer": to the best peer of that round), so both
 sides of a ratio saw the same machine. Every latency and throughput figure
@@ -54,7 +55,6 @@ QUICK = {"rounds": 1, "wakeups": 200, "posts": 10_000, "ops": 200, "idle": 0.2, 
 def worker(name: str, p: dict[str, Any]) -> dict[str, Any]:
     """Every workload once on fresh loops of kind ``name``; figures, samples, errors."""
     import crossthread as ct
-    import echo
     import native_eventfd
     import throughput
     import wake
@@ -102,10 +102,6 @@ def worker(name: str, p: dict[str, Any]) -> dict[str, Any]:
     for key in ROUND_TRIPS:
         attempt(key, lambda key=key: round_trip(key))
 
-    def server(key: str, kind: str) -> None:
-        rate, lat, cpu_s = echo.run_with_cpu(name, kind, p["conns"], p["requests"])
-        out[key] = {"rps": rate, **percentiles(lat), "cpu_us": cpu_s * 1e6 / len(lat)}
-
     def notifications() -> None:
         out["notifications"] = {
             "busy": throughput.per_thousand(factory, throughput.busy_posts, p["calls"]),
@@ -113,9 +109,27 @@ def worker(name: str, p: dict[str, Any]) -> dict[str, Any]:
 
     if is_uintr(name):
         attempt("notifications", notifications)
-    attempt("echo", lambda: server("echo", "protocol"))
-    attempt("http", lambda: server("http", "http"))
     return out
+
+
+SERVERS = {"echo": "protocol", "http": "http"}
+
+
+def run_servers(order: list[str], p: dict[str, Any], loops: dict[str, dict[str, Any]]) -> None:
+    """The servers, from this process: each kind for every loop of the round
+    one after the other, so that the loops' runs of one kind are seconds
+    apart, not a whole child's workloads (echo.py starts each server)."""
+    import echo
+
+    for key, kind in SERVERS.items():
+        for name in order:
+            out = loops.setdefault(name, {})
+            try:
+                rate, lat, cpu_s = echo.run_with_cpu(name, kind, p["conns"], p["requests"])
+                out[key] = {"rps": rate, **percentiles(lat), "cpu_us": cpu_s * 1e6 / len(lat)}
+            except Exception as exc:  # noqa: BLE001 - one server failing must not hide the others
+                out.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"
+                log(f"  {name}: {key} failed: {out['errors'][key]}")
 
 
 # ---------------------------------------------------------------- the parent: rounds, tables, plots
@@ -469,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         r["flood_floor"] = run_flood_floor(p["posts"])
         for n in order:
             r["loops"][n] = run_child(n, p)
+        run_servers(order, p, r["loops"])
         rounds.append(r)
     meta["wall_s"] = time.monotonic() - t0
     meta["loadavg"] = [load0, os.getloadavg()[0]]
