@@ -198,7 +198,7 @@ def test_a_million_posts_leave_memory_flat(path: str, base: str) -> None:
 
 # -- a flood's handles ---------------------------------------------------------
 
-HANDLE_FREELIST = 8192      # mailbox.pxi: ThreadsafeHandle's freelist
+HANDLE_FREELIST = 8192      # handlepool.h: the freelist part of the handles' pool
 BIG_BATCH = 30_000
 
 

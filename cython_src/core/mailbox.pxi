@@ -39,7 +39,6 @@
 # that is what asyncio's copy per call gives.
 
 cimport cython
-from cpython.contextvars cimport PyContext_New
 from cpython.list cimport PyList_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_REFCNT
@@ -48,7 +47,7 @@ from callargs cimport uintr_take_error
 from ctxsnap cimport uintr_ctx_init, uintr_ctx_is_snapshot, uintr_ctx_load, uintr_ctx_snapshot
 from gcpark cimport uintr_gc_park
 from handlepool cimport uintr_handle_pool_install, uintr_handle_pool_size, uintr_handle_pool_trim
-from tshandle cimport uintr_tshandle_layout_ok, uintr_tshandle_new, uintr_tshandle_run
+from tshandle cimport uintr_tshandle_context_of, uintr_tshandle_layout_ok, uintr_tshandle_new, uintr_tshandle_run
 from threadsafe cimport uintr_threadsafe_bind
 
 
@@ -104,7 +103,7 @@ cdef class ThreadsafeHandle:
     def get_context(self):
         with cython.critical_section(self):
             if uintr_ctx_is_snapshot(self._context):
-                self._context = context_of(self._context)
+                self._context = uintr_tshandle_context_of(self._context)
             return self._context
 
     @property
@@ -150,13 +149,6 @@ cdef Py_ssize_t uintr_handle_pool_held() noexcept:
     return uintr_handle_pool_size()
 
 
-cdef object context_of(snapshot):
-    """A context of its own holding ``snapshot``: copy_context() at the post."""
-    cdef object ctx = PyContext_New()
-    uintr_ctx_load(ctx, snapshot)
-    return ctx
-
-
 cdef class Mailbox:
     cdef list items
     cdef Port port
@@ -172,10 +164,6 @@ cdef class Mailbox:
         self.loop = loop
         self.port = port
         port.wakeup_handler = self.on_wakeup
-
-    def call_soon_threadsafe(self, callback, *args, context=None):
-        """Like ``call_soon()``, but thread-safe."""
-        return self.post(callback, args, context)
 
     cdef ThreadsafeHandle post(self, callback, tuple args, context):
         cdef ThreadsafeHandle handle

@@ -6,9 +6,9 @@
  *
  * The drain calls one callback after another in a context, and an error is
  * the rare case: a try block around each call in Cython saves and restores
- * the thread's handled exception every time (a tenth of the drain's own
- * work in a flood). So the call, its context and its error are plain C
- * here, and the drain looks at the error only when there is one.
+ * the thread's handled exception every time. So the call, its context and
+ * its error are plain C here (tshandle.h), and the drain looks at the error
+ * only when there is one.
  */
 #ifndef UINTR_LOOP_CALLARGS_H
 #define UINTR_LOOP_CALLARGS_H

@@ -1,9 +1,7 @@
 from cpython.object cimport PyObject, PyTypeObject
 
 cdef extern from "tshandle.h":
-    enum:
-        UINTR_TSH_RAN
-        UINTR_TSH_SKIPPED
+    object uintr_tshandle_context_of(object snapshot)
     bint uintr_tshandle_layout_ok(object h, object callback, object args, object context)
     object uintr_tshandle_new(PyTypeObject *tp, object callback, tuple args, object context)
     # no except clause: -1 leaves the exception set for the caller to take
