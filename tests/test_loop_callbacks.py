@@ -473,6 +473,37 @@ async def test_call_soon_threadsafe_from_many_threads_each_callback_sees_its_pos
     assert wrong == []
 
 
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="context watchers are 3.14's (PyContext_AddWatcher)")
+async def test_call_soon_threadsafe_context_switches_reach_context_watchers() -> None:
+    """Running a threadsafe callback enters its context and leaves it again,
+    and a context watcher is told of both, as Context.run tells it."""
+    from _testcore._cells import context_switches, context_watcher_add, context_watcher_clear
+
+    loop = asyncio.get_running_loop()
+    posts = 200
+    ran = 0
+    done = loop.create_future()
+
+    def callback() -> None:
+        nonlocal ran
+        ran += 1
+        if ran == posts:
+            done.set_result(None)
+
+    def worker() -> None:
+        for _ in range(posts):
+            loop.call_soon_threadsafe(callback)
+
+    watcher = context_watcher_add()
+    try:
+        before = context_switches()
+        await _guarded_with_thread(worker, done)
+        told = context_switches() - before
+    finally:
+        context_watcher_clear(watcher)
+    assert told >= 2 * posts
+
+
 async def test_call_soon_threadsafe_a_kept_token_keeps_its_context_apart() -> None:
     """A callback that keeps the Token of its set() keeps its context: the
     next callbacks, posted from the same unchanged context, still see the

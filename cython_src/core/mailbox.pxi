@@ -41,14 +41,14 @@
 cimport cython
 from cpython.list cimport PyList_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.ref cimport Py_DECREF, Py_INCREF, Py_REFCNT
-from batchlist cimport uintr_list_push, uintr_list_reset, uintr_list_take
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from batchlist cimport uintr_list_push, uintr_list_reset
 from callargs cimport uintr_take_error
 from ctxsnap cimport uintr_ctx_init, uintr_ctx_is_snapshot, uintr_ctx_load, uintr_ctx_snapshot
 from gcpark cimport uintr_gc_park
 from handlepool cimport uintr_handle_pool_install, uintr_handle_pool_size, uintr_handle_pool_trim
-from tshandle cimport uintr_tshandle_context_of, uintr_tshandle_layout_ok, uintr_tshandle_new, uintr_tshandle_run
-from threadsafe cimport uintr_threadsafe_bind
+from tshandle cimport uintr_tshandle_context_of, uintr_tshandle_drain, uintr_tshandle_layout_ok, uintr_tshandle_new
+from threadsafe cimport uintr_mailbox_layout_ok, uintr_threadsafe_bind, uintr_threadsafe_init
 
 
 # the largest drained list kept for the next batch: 512 KiB of slots
@@ -192,13 +192,8 @@ cdef class Mailbox:
                     port = self.port
         if closed:
             raise RuntimeError("Event loop is closed")
-        if not first:
-            return handle
-        if port is None or port.forked():
-            return handle           # closed meanwhile, or a fork child's copy (port.pxi)
-        # wake-latency sample: this post's drain files it (metrics.pxi)
-        uintr_loopstats_stamp(&port.loopstats)
-        port.post_wakeup()
+        if first:
+            threadsafe_wake(port)
         return handle
 
     def on_wakeup(self):
@@ -237,6 +232,7 @@ cdef class Mailbox:
         cdef Py_ssize_t i, n
         cdef PyObject *box = NULL       # a context object only this drain holds (tshandle.h)
         cdef PyObject *failed = NULL
+        cdef PyObject *stopped = NULL
         if self.port is not None:
             uintr_loopstats_sample_end(&self.port.loopstats)
         if fresh is None:
@@ -257,17 +253,20 @@ cdef class Mailbox:
             Py_INCREF(<object>box)
             self.spare = None
         try:
-            for i in range(n):
-                # the list lets go of each handle as it runs, so a flood's
+            i = 0
+            while True:
+                # The list lets go of each handle as it runs, so a flood's
                 # batch does not keep the contexts of callbacks already run
                 # alive (and walked by the collector) until the whole batch
-                # is done
-                handle = <ThreadsafeHandle>uintr_list_take(items, i)
-                # Held by anyone else (the drain's reference is the one left
-                # when not), get_context() may be asked for later: the
-                # handle gets a context of its own.
-                if uintr_tshandle_run(handle, Py_REFCNT(handle) > 1, &box, &failed) >= 0:
-                    continue
+                # is done. A handle held by anyone else (the drain's
+                # reference is the one left when not) may be asked for its
+                # context later: it gets a context of its own (tshandle.h).
+                stopped = uintr_tshandle_drain(items, &i, n, &box, &failed)
+                if stopped == NULL:
+                    break
+                handle = <ThreadsafeHandle>stopped
+                Py_DECREF(handle)       # the reference the drain returned
+                stopped = NULL
                 callback = <object>failed
                 Py_DECREF(callback)
                 failed = NULL
@@ -291,6 +290,7 @@ cdef class Mailbox:
                     raise exc
                 callback_failed(self.loop, exc, callback, handle)
                 exc = callback = None
+                i += 1
             if box != NULL:
                 # keeps no variable of the last callback alive
                 uintr_ctx_load(<object>box, None)
@@ -367,15 +367,32 @@ cdef int callback_failed(loop, exc, callback, ThreadsafeHandle handle) except -1
     return 0
 
 
+cdef int threadsafe_wake(object port) except -1:
+    # after a first handle: its post (port, read with the append)
+    if port is None or (<Port>port).forked():
+        return 0                # closed meanwhile, or a fork child's copy (port.pxi)
+    # wake-latency sample: this post's drain files it (metrics.pxi)
+    uintr_loopstats_stamp(&(<Port>port).loopstats)
+    (<Port>port).post_wakeup()
+    return 0
+
+
 cdef object threadsafe_post(object mailbox, object callback, object args, object context):
     return (<Mailbox>mailbox).post(callback, <tuple>args, context)
+
+
+uintr_threadsafe_init(<PyTypeObject *>ThreadsafeHandle, threadsafe_post, threadsafe_wake)
 
 
 def threadsafe_method(Mailbox mailbox not None):
     """The mailbox's ``call_soon_threadsafe`` as a function bound to it, for
     a loop's instance (threadsafe.h): the same call as the method's, with
-    its arguments taken straight from the call."""
-    return uintr_threadsafe_bind(mailbox, threadsafe_post)
+    its arguments taken straight from the call and its post in C."""
+    cdef char *base = <char *><PyObject *>mailbox
+    if not uintr_mailbox_layout_ok(mailbox, mailbox.items, mailbox.port, mailbox.loop,
+                                   <char *>&mailbox.debug - base, <char *>&mailbox.closed - base):
+        raise SystemError("uintr_loop: Mailbox's layout is not the one threadsafe.h mirrors")
+    return uintr_threadsafe_bind(mailbox)
 
 
 def mailbox_call_soon_threadsafe(self, callback, *args, context=None):

@@ -14,6 +14,7 @@
 #define UINTR_LOOP_CALLARGS_H
 
 #include <Python.h>
+#include "ctxsnap.h"
 
 /* New reference to callback(*args), or NULL with an exception. */
 static inline PyObject *uintr_call_args(PyObject *callback, PyObject *args)
@@ -22,31 +23,34 @@ static inline PyObject *uintr_call_args(PyObject *callback, PyObject *args)
                                (size_t)PyTuple_GET_SIZE(args), NULL);
 }
 
-/* callback(*args) run in the context ctx, entered and left around it; 0,
- * or -1 with the exception set (the callback's, kept across the exit). */
-static inline int uintr_call_in_context(PyObject *ctx, PyObject *callback, PyObject *args)
+/* callback(*args) run in the context ctx, entered and left around it: with
+ * vars not NULL, ctx is the drain's own box, loaded with the snapshot vars
+ * (ctxsnap.h). 0, or -1 with the exception set (the callback's, kept across
+ * the exit). */
+static inline int uintr_call_in_context(PyObject *ctx, PyObject *vars, PyObject *callback,
+                                        PyObject *args)
 {
     PyObject *result, *value;
 #if PY_VERSION_HEX < 0x030C0000
     PyObject *type, *tb;
 #endif
-    if (PyContext_Enter(ctx) < 0)
+    if ((vars != NULL ? uintr_ctx_enter(ctx, vars) : PyContext_Enter(ctx)) < 0)
         return -1;
     result = uintr_call_args(callback, args);
     if (result != NULL) {
         Py_DECREF(result);
-        return PyContext_Exit(ctx);
+        return vars != NULL ? uintr_ctx_exit(ctx) : PyContext_Exit(ctx);
     }
 #if PY_VERSION_HEX >= 0x030C0000
     value = PyErr_GetRaisedException();
-    if (PyContext_Exit(ctx) < 0) {
+    if ((vars != NULL ? uintr_ctx_exit(ctx) : PyContext_Exit(ctx)) < 0) {
         Py_XDECREF(value);          /* the exit's own error is the one set */
         return -1;
     }
     PyErr_SetRaisedException(value);
 #else
     PyErr_Fetch(&type, &value, &tb);
-    if (PyContext_Exit(ctx) < 0) {
+    if ((vars != NULL ? uintr_ctx_exit(ctx) : PyContext_Exit(ctx)) < 0) {
         Py_XDECREF(type);           /* the exit's own error is the one set */
         Py_XDECREF(value);
         Py_XDECREF(tb);

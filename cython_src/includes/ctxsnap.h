@@ -19,6 +19,15 @@ PyObject *uintr_ctx_snapshot(void);
  * which must not be entered; 0, or -1 with an exception. */
 int uintr_ctx_load(PyObject *box, PyObject *vars);
 
+/* Load the snapshot vars (None: the empty ones) into box, a context object
+ * of the caller's own and not entered, and enter it, as PyContext_Enter()
+ * does; 0, or -1 with an exception. */
+int uintr_ctx_enter(PyObject *box, PyObject *vars);
+
+/* Leave box, entered by uintr_ctx_enter(), as PyContext_Exit() does; 0, or
+ * -1 with an exception. */
+int uintr_ctx_exit(PyObject *box);
+
 /* The snapshots' type (the variables' own), set by uintr_ctx_init(). */
 extern PyTypeObject *uintr_ctx_snapshot_type;
 

@@ -29,6 +29,10 @@
 
 #include <Python.h>
 #include <string.h>
+#include "tshandle.h"
+
+/* a handle's size, known to the compiler: it zeroes one in a few stores */
+#define UINTR_HANDLE_SIZE ((Py_ssize_t)sizeof(uintr_tshandle_t))
 
 #define UINTR_HANDLE_FREELIST 8192
 #define UINTR_HANDLE_POOL (UINTR_HANDLE_FREELIST + 57344)
@@ -46,10 +50,16 @@ static PyObject *uintr_pool_alloc(PyTypeObject *tp, Py_ssize_t nitems)
     if (tp != uintr_pool_type || nitems != 0)
         return PyType_GenericAlloc(tp, nitems);
     uintr_pool_made++;
-    if (uintr_pool_n == 0)
-        return PyType_GenericAlloc(tp, nitems);
-    op = (PyObject *)uintr_pool[--uintr_pool_n];
-    memset(op, 0, (size_t)tp->tp_basicsize);
+    if (uintr_pool_n != 0) {
+        op = (PyObject *)uintr_pool[--uintr_pool_n];
+    } else {
+        /* what PyType_GenericAlloc does for a type without the collector
+         * or items, less its general case: a flood's batch is mostly these */
+        op = (PyObject *)PyObject_Malloc(UINTR_HANDLE_SIZE);
+        if (op == NULL)
+            return PyErr_NoMemory();
+    }
+    memset(op, 0, UINTR_HANDLE_SIZE);
     return PyObject_Init(op, tp);
 }
 
@@ -62,10 +72,13 @@ static void uintr_pool_free(void *op)
 }
 #endif
 
-/* Route tp's (a non-GC type's) allocation through the pool. */
+/* Route tp's (a non-GC type of UINTR_HANDLE_SIZE bytes) allocation
+ * through the pool; a type of any other size keeps its slots. */
 static inline void uintr_handle_pool_install(PyTypeObject *tp)
 {
 #ifndef Py_GIL_DISABLED
+    if (tp->tp_basicsize != UINTR_HANDLE_SIZE || tp->tp_itemsize != 0 || PyType_IS_GC(tp))
+        return;
     uintr_pool_type = tp;
     tp->tp_alloc = uintr_pool_alloc;
     tp->tp_free = uintr_pool_free;

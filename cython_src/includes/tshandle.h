@@ -24,6 +24,7 @@
 #define UINTR_LOOP_TSHANDLE_H
 
 #include <Python.h>
+#include "batchlist.h"
 #include "callargs.h"
 #include "ctxsnap.h"
 
@@ -132,14 +133,14 @@ static inline int uintr_tshandle_run(PyObject *h, int held, PyObject **box, PyOb
     if (rc == 0 && ctx == NULL) {
         if (*box == NULL)
             *box = PyContext_New();
-        if (*box == NULL || uintr_ctx_load(*box, snapshot) < 0)
+        if (*box == NULL)
             rc = -1;
         else
             ctx = Py_NewRef(*box);
     }
-    Py_XDECREF(snapshot);
     if (rc == 0)
-        rc = uintr_call_in_context(ctx, callback, args);
+        rc = uintr_call_in_context(ctx, snapshot, callback, args);
+    Py_XDECREF(snapshot);
     Py_DECREF(args);
     if (rc < 0) {
         if (ctx != NULL && ctx == *box) {
@@ -157,6 +158,25 @@ static inline int uintr_tshandle_run(PyObject *h, int held, PyObject **box, PyOb
         *box = NULL;
     }
     return UINTR_TSH_RAN;
+}
+
+/* The drain's loop: from items[*i] to items[n - 1], each handle is taken out
+ * of its slot (the list no longer keeps it or its context alive), run by
+ * uintr_tshandle_run(), held by anyone but the drain or not, and let go.
+ * NULL once all have run; else the handle whose step failed, a new
+ * reference, at *i, with the exception and *failed as uintr_tshandle_run()
+ * leaves them. */
+static inline PyObject *uintr_tshandle_drain(PyObject *items, Py_ssize_t *i, Py_ssize_t n,
+                                             PyObject **box, PyObject **failed)
+{
+    PyObject *h;
+    for (; *i < n; (*i)++) {
+        h = uintr_list_take(items, *i);
+        if (uintr_tshandle_run(h, Py_REFCNT(h) > 1, box, failed) < 0)
+            return h;
+        Py_DECREF(h);
+    }
+    return NULL;
 }
 
 #endif

@@ -20,10 +20,24 @@
  * interpreter's own (internal/pycore_context.h, the same from 3.11 to
  * 3.15): this file alone is compiled as a core module, per Python version,
  * like gilword.c.
+ *
+ * Entering and leaving the box are PyContext_Enter() and PyContext_Exit()
+ * for a box known to be one: an exact Context, the drain's own, entered
+ * only by the drain around one callback, so the checks those make of their
+ * argument are the drain's to make once (uintr_ctx_enter checks the one
+ * that can fail). What is left is theirs, step for step: the previous
+ * context is kept in the box, the thread's context becomes the box, and
+ * the thread's context version moves on, so a ContextVar's cached value is
+ * never read across the switch. From 3.14 a context switch is also told to
+ * the interpreter's context watchers: while any is set, both go through
+ * the API, which tells them.
  */
 #define Py_BUILD_CORE_MODULE 1
 #include <Python.h>
 #include "internal/pycore_context.h"
+#if PY_VERSION_HEX >= 0x030E0000
+#include "internal/pycore_interp_structs.h"
+#endif
 
 #include "ctxsnap.h"
 
@@ -61,6 +75,46 @@ int uintr_ctx_load(PyObject *box, PyObject *vars)
         return -1;
     Py_INCREF(vars);
     Py_SETREF(ctx->ctx_vars, (PyHamtObject *)vars);
+    return 0;
+}
+
+/* 1 if a context switch must be told to someone (3.14's context watchers). */
+static inline int ctx_watched(PyThreadState *ts)
+{
+#if PY_VERSION_HEX >= 0x030E0000
+    return ts->interp->active_context_watchers != 0;
+#else
+    (void)ts;
+    return 0;
+#endif
+}
+
+int uintr_ctx_enter(PyObject *box, PyObject *vars)
+{
+    PyContext *ctx = (PyContext *)box;
+    PyThreadState *ts;
+    if ((PyObject *)ctx->ctx_vars != vars && uintr_ctx_load(box, vars) < 0)
+        return -1;          /* not a context, or entered */
+    ts = PyThreadState_Get();
+    if (ctx_watched(ts) || ctx->ctx_entered)
+        return PyContext_Enter(box);        /* the watchers told, or its error */
+    ctx->ctx_prev = (PyContext *)ts->context;   /* the thread's reference, kept */
+    ctx->ctx_entered = 1;
+    ts->context = Py_NewRef(box);
+    ts->context_ver++;
+    return 0;
+}
+
+int uintr_ctx_exit(PyObject *box)
+{
+    PyContext *ctx = (PyContext *)box;
+    PyThreadState *ts = PyThreadState_Get();
+    if (ctx_watched(ts) || !ctx->ctx_entered || ts->context != box)
+        return PyContext_Exit(box);     /* the watchers told, or its error */
+    Py_SETREF(ts->context, (PyObject *)ctx->ctx_prev);
+    ctx->ctx_prev = NULL;
+    ctx->ctx_entered = 0;
+    ts->context_ver++;
     return 0;
 }
 

@@ -1,8 +1,8 @@
 # cython: language_level=3, freethreading_compatible=True
 """_testcore._cells: TEST-ONLY, built by `make test` from tests/_testcore,
 never shipped. UpidCell, a window onto the protocol of includes/upid.h;
-PacedPoster; half_post; the adaptive wakeup's window rule (busypoll.h) and
-the GIL word (gilword.h)."""
+PacedPoster; half_post; the adaptive wakeup's window rule (busypoll.h), the
+GIL word (gilword.h) and a counting context watcher (ctxwatch.h)."""
 # UpidCell: a window onto the protocol of includes/upid.h.
 #
 # One UPID block of its own (64-byte aligned, as a table's blocks are), and
@@ -27,6 +27,11 @@ from libc.stdint cimport UINT64_MAX, uint64_t
 from busypoll cimport *
 from gilword cimport uintr_gil_held, uintr_gil_word
 from pacedpost cimport uintr_paced_post_run, uintr_paced_post_t
+
+cdef extern from "ctxwatch.h":
+    Py_ssize_t ctxwatch_switches
+    int ctxwatch_add() except -1
+    int ctxwatch_clear(int id) except -1
 from send cimport uintr_sender_c
 from upid cimport *
 from uintr_loop._core cimport uintr_block_statistics, uintr_check_vector as check_vector
@@ -352,3 +357,19 @@ def gil_word():
                 released = 0
                 break
     return (held, released)
+
+
+def context_watcher_add():
+    """Add a watcher that counts context switches (3.14+): its id, or -2
+    where this Python has no context watchers."""
+    return ctxwatch_add()
+
+
+def context_watcher_clear(int watcher):
+    """Remove the watcher context_watcher_add() added."""
+    ctxwatch_clear(watcher)
+
+
+def context_switches():
+    """The context switches the watcher has been told of so far."""
+    return ctxwatch_switches

@@ -37,7 +37,7 @@ def main() -> None:
             [os.path.join(here, "_cells.pyx"), "cython_src/interp/gilword.c"],
             include_dirs=[here, "cython_src/includes"],
             extra_compile_args=product.CFLAGS,
-            depends=[os.path.join(here, "pacedpost.h")],
+            depends=[os.path.join(here, "pacedpost.h"), os.path.join(here, "ctxwatch.h")],
         ),
         Extension(
             "_testcore._state",
