@@ -37,8 +37,9 @@
 typedef PyObject *(*uintr_post_fn)(PyObject *mailbox, PyObject *callback, PyObject *args,
                                    PyObject *context);
 
-/* The wakeup after a first handle, given the port read with it (a new
- * reference, or NULL): 0, or -1 with an exception. */
+/* The wakeup after a first handle, given the mailbox's port as read with
+ * the append (a Port, or None once the loop closed): 0, or -1 with an
+ * exception. */
 typedef int (*uintr_wake_fn)(PyObject *port);
 
 typedef struct {
