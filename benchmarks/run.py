@@ -45,9 +45,9 @@ WAKES = {"wake": "paced wake, Python sender", "native_eventfd": "native sender, 
          "native_uintr": "native sender, uintr Sender to Receiver"}
 
 DEFAULTS = {"rounds": 5, "wakeups": 2000, "posts": 100_000, "floods": 3, "ops": 2000, "idle": 1.0,
-            "calls": 5000, "conns": 16, "requests": 1000, "timeout": 300.0}
+            "calls": 5000, "conns": 16, "requests": 1000, "serves": 3, "timeout": 300.0}
 QUICK = {"rounds": 1, "wakeups": 200, "posts": 10_000, "floods": 1, "ops": 200, "idle": 0.2, "calls": 500,
-         "conns": 4, "requests": 25, "timeout": 120.0}
+         "conns": 4, "requests": 25, "serves": 1, "timeout": 120.0}
 
 
 # ---------------------------------------------------------------- the child: one loop, every workload
@@ -123,18 +123,31 @@ SERVERS = {"echo": "protocol", "http": "http"}
 def run_servers(order: list[str], p: dict[str, Any], loops: dict[str, dict[str, Any]]) -> None:
     """The servers, from this process: each kind for every loop of the round
     one after the other, so that the loops' runs of one kind are seconds
-    apart, not a whole child's workloads (echo.py starts each server)."""
+    apart, not a whole child's workloads (echo.py starts each server). That
+    goes round ``p["serves"]`` times, and a loop's figures are the medians of
+    its runs: one run's rate moves by a tenth from run to run."""
     import echo
 
     for key, kind in SERVERS.items():
-        for name in order:
-            out = loops.setdefault(name, {})
-            try:
-                rate, lat, cpu_s = echo.run_with_cpu(name, kind, p["conns"], p["requests"])
-                out[key] = {"rps": rate, **percentiles(lat), "cpu_us": cpu_s * 1e6 / len(lat)}
-            except Exception as exc:  # noqa: BLE001 - one server failing must not hide the others
-                out.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"
-                log(f"  {name}: {key} failed: {out['errors'][key]}")
+        runs: dict[str, list[tuple[float, list[int], float]]] = {name: [] for name in order}
+        for _ in range(p["serves"]):
+            for name in order:
+                if key in loops.get(name, {}).get("errors", {}):
+                    continue
+                try:
+                    runs[name].append(echo.run_with_cpu(name, kind, p["conns"], p["requests"]))
+                except Exception as exc:  # noqa: BLE001 - one server failing must not hide the others
+                    out = loops.setdefault(name, {})
+                    out.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"
+                    log(f"  {name}: {key} failed: {out['errors'][key]}")
+        for name, got in runs.items():
+            if got and key not in loops.get(name, {}).get("errors", {}):
+                pct = [percentiles(lat) for _, lat, _ in got]
+                loops.setdefault(name, {})[key] = {
+                    "rps": median(rate for rate, _, _ in got),
+                    **{q: median(x[q] for x in pct) for q in pct[0]},
+                    "cpu_us": median(cpu_s * 1e6 / len(lat) for _, lat, cpu_s in got),
+                    "runs_rps": [round(rate) for rate, _, _ in got]}
 
 
 # ---------------------------------------------------------------- the parent: rounds, tables, plots
@@ -376,7 +389,9 @@ def markdown(rounds: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines += ["\n## Servers (loopback; server pinned to one CPU, client on plain uvloop on the other)\n",
               f"{p['conns']} connections, {p['requests']} sequential requests each. Echo: 64-byte messages to a "
               "Protocol. HTTP: keep-alive requests, each answered from `run_in_executor` (SHA-256 of 4 KiB). "
-              "CPU: the server process's, us per request.\n",
+              "CPU: the server process's, us per request. "
+              f"Each round runs every loop's server {p.get('serves', 1)} time(s) in turn; its figures are the "
+              "medians of its runs.\n",
               "| loop | echo req/s | p99 us | CPU | x best | HTTP offload req/s | p99 us | CPU | x best |",
               "|---|" + "---|" * 8]
     for n in loops:
