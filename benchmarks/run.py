@@ -17,7 +17,7 @@ bench-PY.json (every figure of every round, the run's settings and versions),
 bench-PY.md (the tables, also printed), latency_cdf-PY.png and
 roundtrip-PY.png.
 
-    python benchmarks/run.py [--rounds 5] [--quick] [--loops asyncio,uvloop,...]
+    python benchmarks/run.py [--rounds 7] [--quick] [--loops asyncio,uvloop,...]
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ ROUND_TRIPS = {"to_thread": "asyncio.to_thread", "executor": "run_in_executor", 
 WAKES = {"wake": "paced wake, Python sender", "native_eventfd": "native sender, eventfd + add_reader",
          "native_uintr": "native sender, uintr Sender to Receiver"}
 
-DEFAULTS = {"rounds": 5, "wakeups": 2000, "posts": 100_000, "floods": 3, "ops": 2000, "idle": 1.0,
+DEFAULTS = {"rounds": 7, "wakeups": 5000, "posts": 100_000, "floods": 3, "ops": 2000, "idle": 1.0,
             "calls": 5000, "conns": 16, "requests": 1000, "serves": 3, "timeout": 300.0}
 QUICK = {"rounds": 1, "wakeups": 200, "posts": 10_000, "floods": 1, "ops": 200, "idle": 0.2, "calls": 500,
          "conns": 4, "requests": 25, "serves": 1, "timeout": 120.0}
