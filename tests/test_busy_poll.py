@@ -293,7 +293,8 @@ def test_alarm_rings_before_a_steady_senders_post_and_spins_through_its_jitter()
     them and the deviation has come down, the alarm is set for the post's
     time less the deviation, the margin and the timer's own lateness, and
     its spin lasts until the post's time plus twice the deviation and the
-    margin (a late post is caught; an early one costs every post)."""
+    margin, and then as long again as a blocked wake-up costs (a late post
+    is caught; an early one costs every post)."""
     cells = pytest.importorskip("_testcore._cells")
     assert cells.ALARM_SAMPLES == 4
     assert alarm(STEADY[:3])[0] is None, "armed before ALARM_SAMPLES posts"
@@ -302,7 +303,7 @@ def test_alarm_rings_before_a_steady_senders_post_and_spins_through_its_jitter()
     assert armed is not None
     ring, until = armed
     jitter = dev + cells.ALARM_MARGIN_NS
-    assert (ring, until) == (gap - jitter - cells.ALARM_LATE_NS, gap + 2 * jitter)
+    assert (ring, until) == (gap - jitter - cells.ALARM_LATE_NS, gap + 2 * jitter + cells.WAKE_COST_NS)
     assert ring < 200 * US < until
     assert cells.ALARM_SHARE * jitter <= gap
 
@@ -346,7 +347,37 @@ def test_a_loose_pace_gets_a_spin_capped_at_its_share() -> None:
     assert cells.ALARM_SPREAD * dev <= gap < cells.ALARM_SHARE * (dev + cells.ALARM_MARGIN_NS)
     assert armed is not None
     reach = gap // cells.ALARM_SHARE
-    assert armed == (gap - reach - cells.ALARM_LATE_NS, gap + 2 * reach)
+    assert armed == (gap - reach - cells.ALARM_LATE_NS, gap + 2 * reach + cells.WAKE_COST_NS)
+
+
+def test_blocked_wake_cost_is_learnt_dear_first_and_clipped() -> None:
+    """A blocked wake-up's cost starts at WAKE_COST_NS, rises half the way to
+    a dearer sample and falls an eighth of the way to a cheaper one; a sample
+    past the longest window counts as the longest window."""
+    cells = pytest.importorskip("_testcore._cells")
+    start = cells.WAKE_COST_NS
+    assert cells.adapt_wake_cost([]) == start
+    assert cells.adapt_wake_cost([start + 8 * US]) == start + 4 * US
+    assert cells.adapt_wake_cost([start - 8 * US]) == start - US
+    assert cells.adapt_wake_cost([10**9]) == start + (cells.ADAPT_MAX_NS - start) // 2
+    assert cells.adapt_wake_cost([10**9] * 40) == cells.ADAPT_MAX_NS
+    assert abs(cells.adapt_wake_cost([30 * US] * 12) - 30 * US) < US
+    assert abs(cells.adapt_wake_cost([30 * US] * 12 + [6 * US] * 80) - 6 * US) < US
+
+
+def test_alarm_spin_after_the_post_lasts_a_blocked_wake_up_more() -> None:
+    """The alarm's spin goes on past the pace's jitter for as long as a
+    blocked wake-up costs, as learnt: a post that late costs that spin
+    whether it is caught or not, so spinning never costs more than twice
+    blocking (spin-then-block's rule); the ring is unchanged."""
+    cells = pytest.importorskip("_testcore._cells")
+    armed, estimate = alarm(STEADY)
+    dear, estimate2 = alarm(STEADY + [("wake", 40 * US)] * 12)
+    assert armed is not None and dear is not None and estimate == estimate2
+    assert dear[0] == armed[0]
+    learnt = cells.adapt_wake_cost([40 * US] * 12)
+    assert dear[1] - armed[1] == learnt - cells.WAKE_COST_NS
+    assert dear[1] - armed[1] > 25 * US
 
 
 @pytest.mark.parametrize(

@@ -224,6 +224,7 @@
 #define UINTR_ALARM_SPREAD 4                /* a deviation over 1/SPREAD of the gap: no pace */
 #define UINTR_ALARM_LATE_NS 30000ull        /* a timer's wake-up lateness, until measured */
 #define UINTR_ALARM_MARGIN_NS 5000ull       /* rung this much before the spin is due */
+#define UINTR_WAKE_COST_NS 10000ull         /* a blocked wake-up's cost, until measured */
 #define UINTR_ALARM_SAMPLES 4               /* posts in a row before the first alarm */
 #define UINTR_ALARM_MISSES 2                /* missed alarms in a row that disarm it */
 #define UINTR_YIELD_SPIN_NS 2000ull         /* a spin this old when a post comes: the poster yields */
@@ -264,6 +265,7 @@ typedef struct {
     unsigned gap_samples;  /* blocks in a row that ended in a post */
     unsigned alarm_misses; /* alarms in a row whose spin saw no post */
     uint64_t alarm_late_ns; /* smoothed lateness of the alarm's wake-ups */
+    uint64_t wake_ns;      /* a blocked wake-up's cost: a post to its loop awake */
     int alarm_ok;          /* the alarm may ring: its sleep restores only this
                               block, which is all a software port needs */
     int alarm_fd;          /* the alarm's timerfd, made at its first use; -1: none */
@@ -399,6 +401,7 @@ static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
     a->gap_samples = 0;
     a->alarm_misses = 0;
     a->alarm_late_ns = UINTR_ALARM_LATE_NS;
+    a->wake_ns = UINTR_WAKE_COST_NS;
     a->alarm_ok = 1;
     a->alarm_fd = -1;
 }
@@ -683,6 +686,22 @@ static inline void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post
     }
 }
 
+/* A post `cost` ns before the loop, woken from its block, saw it: learn
+ * what a blocked wake-up costs. It rises half the way to a dearer sample and
+ * falls an eighth of the way to a cheaper one, so the estimate follows the
+ * dear wake-ups (one CPU waking another, halted: 25 to 50 us here) more than
+ * the cheap (the poster's own CPU: 5 to 10 us); a sample is clipped at the
+ * longest window, past which the host took the CPU, not the wake-up. */
+static inline void uintr_adapt_wake_cost(uintr_adapt_t *a, uint64_t cost)
+{
+    if (cost > UINTR_ADAPT_MAX_NS)
+        cost = UINTR_ADAPT_MAX_NS;
+    if (cost > a->wake_ns)
+        a->wake_ns += (cost - a->wake_ns + 1) / 2;
+    else
+        a->wake_ns -= (a->wake_ns - cost) / 8;
+}
+
 /* The loop looked at its UPID after a poll; post: something was pending.
  * posted_at: when a sampled post was made (the wake-latency stamp,
  * loopstats.h), 0 if none is in flight. A block ended by a post is timed to
@@ -700,6 +719,8 @@ static inline void uintr_adapt_observe(uintr_adapt_t *a, int post, uint64_t post
     }
     now = uintr_monotonic_ns();
     end = post && posted_at >= a->block_start && posted_at <= now ? posted_at : now;
+    if (post && !a->hit && end < now)
+        uintr_adapt_wake_cost(a, now - end);
     uintr_adapt_learn(a, end - a->block_start, post, now);
     a->block_start = 0;
 }
@@ -721,7 +742,7 @@ static inline int uintr_adapt_alarm(const uintr_adapt_t *a, uint64_t now, uint64
     if (a->gap_ns <= early + UINTR_ALARM_MARGIN_NS)
         return 0;
     *ring = now + a->gap_ns - early;
-    *until = now + a->gap_ns + 2 * jitter;
+    *until = now + a->gap_ns + 2 * jitter + a->wake_ns;
     if (timeout_ns != UINT64_MAX && timeout_ns < *until - now + 1000000ull)
         return 0;               /* a timer of the loop's is due first */
     return 1;

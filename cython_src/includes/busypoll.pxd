@@ -9,6 +9,7 @@ cdef extern from "busypoll.h" nogil:
     const uint64_t UINTR_ADAPT_MAX_NS
     const uint64_t UINTR_ALARM_GAP_MAX_NS
     const uint64_t UINTR_ALARM_LATE_NS
+    const uint64_t UINTR_WAKE_COST_NS
     const uint64_t UINTR_ALARM_MARGIN_NS
     const unsigned UINTR_ALARM_SAMPLES
     const unsigned UINTR_ALARM_SHARE
@@ -37,6 +38,7 @@ cdef extern from "busypoll.h" nogil:
         uint64_t gap_dev_ns
         unsigned gap_samples
         uint64_t alarm_late_ns
+        uint64_t wake_ns
         int alarm_fd
         int alarm_ok
 
@@ -50,6 +52,7 @@ cdef extern from "busypoll.h" nogil:
     void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post, uint64_t now)
     void uintr_adapt_alarm_rang(uintr_adapt_t *a, int rc)
     void uintr_adapt_alarm_late(uintr_adapt_t *a, uint64_t late)
+    void uintr_adapt_wake_cost(uintr_adapt_t *a, uint64_t cost)
     int uintr_adapt_on_spin_cpu(const uintr_adapt_t *a)
     int uintr_adapt_poster_here(const uintr_adapt_t *a)
     void uintr_adapt_park(uintr_adapt_t *a, int parked)

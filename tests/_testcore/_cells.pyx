@@ -234,6 +234,7 @@ def adapt_after_block(uint64_t window_ns, uint64_t waited_ns, bint post, bint hi
 
 ALARM_GAP_MAX_NS = UINTR_ALARM_GAP_MAX_NS
 ALARM_LATE_NS = UINTR_ALARM_LATE_NS
+WAKE_COST_NS = UINTR_WAKE_COST_NS
 ALARM_MARGIN_NS = UINTR_ALARM_MARGIN_NS
 ALARM_SAMPLES = UINTR_ALARM_SAMPLES
 ALARM_SHARE = UINTR_ALARM_SHARE
@@ -245,9 +246,10 @@ YIELD_SPIN_NS = UINTR_YIELD_SPIN_NS
 def adapt_alarm(blocks, uint64_t timeout_ns=UINT64_MAX, int cpus=2):
     """The alarm busypoll.h's rule sets for a block that starts at time 0,
     after `blocks`: (waited_ns, post) pairs, each fed to uintr_adapt_learn
-    as one block that ended that long after it began, in a post or not, and
+    as one block that ended that long after it began, in a post or not;
     ints, each an alarm's outcome fed to uintr_adapt_alarm_rang (2: its spin
-    saw the post, 0: it missed, 1: something else came first).
+    saw the post, 0: it missed, 1: something else came first); and
+    ("wake", cost_ns), a blocked wake-up's cost fed to uintr_adapt_wake_cost.
     Returns (ring_ns, until_ns) or None (no alarm), and (gap_ns, dev_ns), the
     estimate. Only the rule runs; nothing sleeps or reads a clock."""
     cdef uintr_adapt_t a
@@ -256,6 +258,9 @@ def adapt_alarm(blocks, uint64_t timeout_ns=UINT64_MAX, int cpus=2):
     for block in blocks:
         if isinstance(block, int):
             uintr_adapt_alarm_rang(&a, block)
+            continue
+        if block[0] == "wake":
+            uintr_adapt_wake_cost(&a, block[1])
             continue
         waited, post = block
         t += waited
@@ -273,6 +278,17 @@ def adapt_alarm_late(lates):
     for late in lates:
         uintr_adapt_alarm_late(&a, late)
     return a.alarm_late_ns
+
+
+def adapt_wake_cost(costs):
+    """The cost of a blocked wake-up busypoll.h expects after wake-ups that
+    cost `costs` ns, one after the other (uintr_adapt_wake_cost), starting
+    from WAKE_COST_NS. Only the rule runs."""
+    cdef uintr_adapt_t a
+    uintr_adapt_init(&a, 2, NULL)
+    for cost in costs:
+        uintr_adapt_wake_cost(&a, cost)
+    return a.wake_ns
 
 
 def adapt_on_spin_cpu(int spin_cpu):
