@@ -405,8 +405,13 @@ def test_one_missed_alarm_keeps_it_armed() -> None:
     assert alarm(STEADY + [0]) == (armed, estimate)
     assert alarm(STEADY + [0, 2, 0]) == (armed, estimate)
     assert alarm(STEADY + [0, 1, 0])[0] is None, "something else ready says nothing either way"
-    again, _ = alarm(STEADY + [0, 0] + STEADY[:3])
-    assert again is None, "a disarmed alarm waits for ALARM_SAMPLES posts"
+    assert cells.ALARM_RESAMPLES == 2
+    again, _ = alarm(STEADY + [0, 0] + STEADY[:1])
+    assert again is None, "alarms the misses disarmed wait for ALARM_RESAMPLES posts"
+    again, _ = alarm(STEADY + [0, 0] + STEADY[:2])
+    assert again is not None, "the sender was posting: ALARM_RESAMPLES posts re-arm it"
+    gone, _ = alarm(STEADY + [0, 0] + [(200 * US, False)] + STEADY[:3])
+    assert gone is None, "after a block with no post, a pace takes ALARM_SAMPLES posts again"
 
 
 def test_alarm_stays_off_for_one_cpu_or_a_timer_due_first() -> None:

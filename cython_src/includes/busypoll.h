@@ -227,6 +227,7 @@
 #define UINTR_WAKE_COST_NS 10000ull         /* a blocked wake-up's cost, until measured */
 #define UINTR_ALARM_SAMPLES 4               /* posts in a row before the first alarm */
 #define UINTR_ALARM_MISSES 2                /* missed alarms in a row that disarm it */
+#define UINTR_ALARM_RESAMPLES 2             /* posts in a row that re-arm an alarm misses disarmed */
 #define UINTR_YIELD_SPIN_NS 2000ull         /* a spin this old when a post comes: the poster yields */
 
 typedef struct {
@@ -263,6 +264,8 @@ typedef struct {
     uint64_t gap_ns;       /* the alarm: smoothed block-to-post time */
     uint64_t gap_dev_ns;   /* ... and its smoothed mean deviation */
     unsigned gap_samples;  /* blocks in a row that ended in a post */
+    unsigned arm_after;    /* ... that arm the alarm (UINTR_ALARM_SAMPLES,
+                              or UINTR_ALARM_RESAMPLES after misses) */
     unsigned alarm_misses; /* alarms in a row whose spin saw no post */
     uint64_t alarm_late_ns; /* smoothed lateness of the alarm's wake-ups */
     uint64_t wake_ns;      /* a blocked wake-up's cost: a post to its loop awake */
@@ -399,6 +402,7 @@ static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
     a->gap_ns = 0;
     a->gap_dev_ns = 0;
     a->gap_samples = 0;
+    a->arm_after = UINTR_ALARM_SAMPLES;
     a->alarm_misses = 0;
     a->alarm_late_ns = UINTR_ALARM_LATE_NS;
     a->wake_ns = UINTR_WAKE_COST_NS;
@@ -650,6 +654,7 @@ static inline void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post
     uint64_t grown, err, clip;
     if (!post) {                        /* I/O or a timer ended it */
         a->gap_samples = 0;
+        a->arm_after = UINTR_ALARM_SAMPLES;
         if (waited > UINTR_ADAPT_MAX_NS)
             a->window_ns = 0;
         return;
@@ -732,7 +737,7 @@ static inline int uintr_adapt_alarm(const uintr_adapt_t *a, uint64_t now, uint64
 {
     uint64_t jitter = a->gap_dev_ns + UINTR_ALARM_MARGIN_NS;
     uint64_t early;
-    if (!a->alarm_ok || a->gap_samples < UINTR_ALARM_SAMPLES || a->cpus < 2 ||
+    if (!a->alarm_ok || a->gap_samples < a->arm_after || a->cpus < 2 ||
         a->gap_ns <= UINTR_ADAPT_MAX_NS || a->gap_ns > UINTR_ALARM_GAP_MAX_NS ||
         UINTR_ALARM_SPREAD * a->gap_dev_ns > a->gap_ns)
         return 0;
@@ -805,8 +810,11 @@ static inline int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t 
 /* How an alarm's spin ended (uintr_alarm_wait's 2: a post came, 0: none
  * came; 1: something else was ready first, which says nothing). A miss
  * leaves the estimate alone: its post, late, still ends the block and is
- * learnt. UINTR_ALARM_MISSES in a row mean the pace is gone, and the alarm
- * stays off until it is learnt again. */
+ * learnt. UINTR_ALARM_MISSES in a row mean the pace has moved: the
+ * estimate starts again, and the alarm stays off until it has
+ * UINTR_ALARM_RESAMPLES posts in a row. The sender was posting, so fewer
+ * posts than a first pace takes (UINTR_ALARM_SAMPLES) will do; each post
+ * until then costs a blocked wake-up. */
 static inline void uintr_adapt_alarm_rang(uintr_adapt_t *a, int rc)
 {
     if (rc == 2) {
@@ -814,6 +822,7 @@ static inline void uintr_adapt_alarm_rang(uintr_adapt_t *a, int rc)
     } else if (rc == 0 && ++a->alarm_misses >= UINTR_ALARM_MISSES) {
         a->alarm_misses = 0;
         a->gap_samples = 0;
+        a->arm_after = UINTR_ALARM_RESAMPLES;
     }
 }
 

@@ -15,6 +15,7 @@ cdef extern from "busypoll.h" nogil:
     const unsigned UINTR_ALARM_SHARE
     const unsigned UINTR_ALARM_SPREAD
     const unsigned UINTR_ALARM_MISSES
+    const unsigned UINTR_ALARM_RESAMPLES
     const uint64_t UINTR_YIELD_SPIN_NS
 
     ctypedef struct uintr_poll_stats_t:
