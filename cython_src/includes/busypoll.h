@@ -88,7 +88,7 @@
  * a post, RFC 6298). The alarm is set for mean - deviation - MARGIN - LATE,
  * where LATE is how late the timer's wake-ups have come (smoothed the same
  * way: on a virtual machine whose idle vCPU halts, some 20 us), and the
- * spin lasts until mean + 2 (deviation + MARGIN). One deviation before the
+ * spin lasts until mean + 2 (deviation + MARGIN) + WAKE. One deviation before the
  * mean, not TCP's four or the two of a normal spread: a sleeping thread's
  * pace is not one spread but runs of a few microseconds' width whose level
  * shifts now and then, so the mean deviation is mostly the shifts; one of
@@ -96,7 +96,14 @@
  * than without the alarm. Twice that after the mean: the spin before the
  * post is paid on every post, the spin past the mean only by a post that
  * comes late (or not at all), which it turns from a blocked wake, the
- * paced wake's tail, into a caught one.
+ * paced wake's tail, into a caught one. WAKE on top: what a blocked wake
+ * costs this loop, learnt from its own (uintr_adapt_wake_cost). A post
+ * later than the jitter is dear when the sender runs on the other CPU (the
+ * hypervisor wakes the loop's halted vCPU: 25 to 50 us) and cheap when it
+ * runs on the loop's (5 to 10 us), and the paced wake's tail is those dear
+ * ones. Spinning as long as blocking would cost is spin-then-block's rule
+ * (Karlin et al., SOSP 1991): never more than twice the better choice's
+ * cost, and nothing when the post is on time.
  *
  * Two departures from RFC 6298, both because one outlier is common here
  * and a wrong estimate costs the alarm, not a retransmission. The error fed
@@ -130,7 +137,10 @@
  *             alarms in a row whose spin saw none (a single miss's block
  *             goes on as an ordinary one, and its late post is learnt: a
  *             miss is the expected outlier, two in a row a pace that
- *             stopped). The estimate then starts again from the next post.
+ *             moved). The estimate then starts again from the next post;
+ *             after misses UINTR_ALARM_RESAMPLES posts in a row re-arm it
+ *             (the sender is still posting, and each post until then is a
+ *             blocked wake), after a block with no post UINTR_ALARM_SAMPLES.
  *
  * Anything ready on the epoll fd (I/O, a post that came early, whose
  * eventfd write SN let through) ends the sleep at once, as the block it
