@@ -391,7 +391,9 @@ def markdown(rounds: list[dict[str, Any]], meta: dict[str, Any]) -> str:
               "Protocol. HTTP: keep-alive requests, each answered from `run_in_executor` (SHA-256 of 4 KiB). "
               "CPU: the server process's, us per request. "
               f"Each round runs every loop's server {p.get('serves', 1)} time(s) in turn; its figures are the "
-              "medians of its runs.\n",
+              "medians of its runs. asyncio and uintr-asyncio read through asyncio's transports, whose "
+              "speed here is set by glibc malloc's mmap threshold in the server's process, not by the "
+              "loop (docs/development/benchmarks.md, \"The asyncio transports and malloc\").\n",
               "| loop | echo req/s | p99 us | CPU | x best | HTTP offload req/s | p99 us | CPU | x best |",
               "|---|" + "---|" * 8]
     for n in loops:
