@@ -270,26 +270,31 @@ def adapt_alarm(blocks, uint64_t timeout_ns=UINT64_MAX, int cpus=2):
     return ((ring, until) if armed else None), (a.gap_ns, a.gap_dev_ns)
 
 
+ctypedef void (*adapt_sample_t)(uintr_adapt_t *a, uint64_t sample) noexcept nogil
+
+
+cdef uintr_adapt_t adapt_fed(adapt_sample_t learn, samples):
+    """A fresh estimate that `learn` has been fed `samples`, one after the
+    other. Only the rule runs."""
+    cdef uintr_adapt_t a
+    uintr_adapt_init(&a, 2, NULL)
+    for sample in samples:
+        learn(&a, sample)
+    return a
+
+
 def adapt_alarm_late(lates):
     """The timer lateness busypoll.h's alarm expects after its alarms rang
     `lates` ns late, one after the other (uintr_adapt_alarm_late), starting
-    from ALARM_LATE_NS. Only the rule runs."""
-    cdef uintr_adapt_t a
-    uintr_adapt_init(&a, 2, NULL)
-    for late in lates:
-        uintr_adapt_alarm_late(&a, late)
-    return a.alarm_late_ns
+    from ALARM_LATE_NS."""
+    return adapt_fed(uintr_adapt_alarm_late, lates).alarm_late_ns
 
 
 def adapt_wake_cost(costs):
     """The cost of a blocked wake-up busypoll.h expects after wake-ups that
     cost `costs` ns, one after the other (uintr_adapt_wake_cost), starting
-    from WAKE_COST_NS. Only the rule runs."""
-    cdef uintr_adapt_t a
-    uintr_adapt_init(&a, 2, NULL)
-    for cost in costs:
-        uintr_adapt_wake_cost(&a, cost)
-    return a.wake_ns
+    from WAKE_COST_NS."""
+    return adapt_fed(uintr_adapt_wake_cost, costs).wake_ns
 
 
 def adapt_on_spin_cpu(int spin_cpu):
