@@ -365,6 +365,21 @@ def test_blocked_wake_cost_is_learnt_dear_first_and_clipped() -> None:
     assert abs(cells.adapt_wake_cost([30 * US] * 12 + [6 * US] * 80) - 6 * US) < US
 
 
+def test_the_wake_up_cost_is_learnt_only_from_a_stamped_post_that_woke_the_loop() -> None:
+    """uintr_adapt_observe learns a blocked wake-up's cost from a block that a
+    stamped post ended without the spin catching it, timed from the stamp;
+    a caught post, an unstamped one or a stamp from before the block teach
+    it nothing. (The clock runs on between the stamp and the look, so only
+    a lower bound holds for the sample, and the clip an upper one.)"""
+    cells = pytest.importorskip("_testcore._cells")
+    start = cells.WAKE_COST_NS
+    learnt = cells.adapt_observe_wake(100 * US, 40 * US, True, False)
+    assert start + (40 * US - start) // 2 <= learnt <= start + (cells.ADAPT_MAX_NS - start + 1) // 2
+    assert cells.adapt_observe_wake(100 * US, 40 * US, True, True) == start, "the spin caught it"
+    assert cells.adapt_observe_wake(100 * US, 40 * US, False, False) == start, "no stamp"
+    assert cells.adapt_observe_wake(100 * US, 200 * US, True, False) == start, "stamped before the block"
+
+
 def test_alarm_spin_after_the_post_lasts_a_blocked_wake_up_more() -> None:
     """The alarm's spin goes on past the pace's jitter for as long as a
     blocked wake-up costs, as learnt: a post that late costs that spin

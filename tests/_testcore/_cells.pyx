@@ -297,6 +297,22 @@ def adapt_wake_cost(costs):
     return adapt_fed(uintr_adapt_wake_cost, costs).wake_ns
 
 
+def adapt_observe_wake(uint64_t block_ago_ns, uint64_t posted_ago_ns, bint stamped, bint hit):
+    """The wake-up cost busypoll.h has learnt after one look at a post
+    (uintr_adapt_observe) that ends a block begun `block_ago_ns` ago, the
+    post stamped `posted_ago_ns` ago (or not `stamped`), caught by the spin
+    (`hit`) or not. The clock is read as the loop reads it; the cost learnt
+    is at least `posted_ago_ns` for a stamped post the spin missed."""
+    cdef uintr_adapt_t a
+    cdef uint64_t now
+    uintr_adapt_init(&a, 2, NULL)
+    now = uintr_monotonic_ns()
+    a.block_start = now - block_ago_ns
+    a.hit = hit
+    uintr_adapt_observe(&a, 1, now - posted_ago_ns if stamped else 0)
+    return a.wake_ns
+
+
 def adapt_on_spin_cpu(int spin_cpu):
     """Would a poster on this thread's CPU, now, give the CPU away in its
     yield's waits to a loop whose spin began on `spin_cpu` (-1: none)?
