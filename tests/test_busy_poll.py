@@ -261,6 +261,43 @@ def test_adaptive_window_rule(window: float, waited: float, post: bool, hit: boo
     assert cells.adapt_after_block(int(window * US), int(waited * US), post, hit) == int(after * US)
 
 
+def test_window_stays_over_the_slow_answers_of_a_two_speed_round_trip() -> None:
+    """A round trip whose answers come at two speeds: most within 3 us, one
+    in five 40 us later (anyio's worker, asleep on the other vCPU, woken
+    through the host). Each quick catch halves the window, but not below the
+    slowest recent answer with a quarter to spare, so after the first slow
+    answer (missed, and learnt from) every slow one is caught."""
+    cells = pytest.importorskip("_testcore._cells")
+    window = cells.WindowCell()
+    assert not window.block(40 * US)
+    caught = []
+    for _ in range(50):
+        for _ in range(4):
+            assert window.block(3 * US)
+        caught.append(window.block(40 * US))
+    assert all(caught)
+    assert 40 * US <= window.window_ns <= cells.ADAPT_MAX_NS
+
+
+def test_window_follows_the_answers_down_once_the_slow_ones_stop() -> None:
+    """The slowest recent answer fades, a sixty-fourth a post: once every
+    answer comes quickly, the window falls back to START within a few hundred
+    posts and stays there (a spin that catches its post early costs only
+    what it spun; a long window is paid for by posts that do not come)."""
+    cells = pytest.importorskip("_testcore._cells")
+    window = cells.WindowCell()
+    window.block(60 * US)
+    assert window.window_ns == cells.ADAPT_MAX_NS
+    seen = []
+    for _ in range(400):
+        assert window.block(1 * US)
+        seen.append(window.window_ns)
+    assert seen == sorted(seen, reverse=True)
+    assert seen[3] >= 60 * US
+    assert seen[-1] == cells.ADAPT_START_NS
+    assert seen.index(cells.ADAPT_START_NS) < 300
+
+
 def test_gil_wait_backs_off_when_the_gil_stays_held() -> None:
     """A hand-off wait that runs out with the GIL still held leaves out the
     next 1, 2, 4, ... 64 waits; the ones left out return without spinning."""

@@ -61,9 +61,20 @@
  *             that lasted longer than MAX sets it back to 0 (sparse posts:
  *             spinning only wastes); a spin that caught its post in under a
  *             quarter of the window halves it (the window follows the gap
- *             down). A block ended by I/O or a timer, with no post, says
- *             nothing about posts: the window stays, unless the block was
- *             long (then 0). A spin that found the CPU wanted closes it.
+ *             down), but not below the slowest recent post with a quarter
+ *             to spare (`peak`: the longest block within MAX that ended in
+ *             a post, falling by 1/UINTR_ADAPT_PEAK_DECAY at each post). A
+ *             round trip's answers often come at two speeds: anyio's worker
+ *             answers in a few microseconds when its CPU is awake and 30 to
+ *             40 later when the host must wake it. Halving on each quick
+ *             catch left the window under the slow answers, so one in four
+ *             or five was missed and cost a blocked wake on top; the peak
+ *             keeps them caught, and fades once they stop. A spin that
+ *             catches its post early costs only what it spun, so a window
+ *             longer than the typical post is paid for only by a post that
+ *             does not come. A block ended by I/O or a timer, with no post,
+ *             says nothing about posts: the window stays, unless the block
+ *             was long (then 0). A spin that found the CPU wanted closes it.
  *
  * So a paced sender whose gaps exceed MAX never makes the loop spin from
  * the start of its block (the window stays 0), a round-trip workload spins
@@ -226,6 +237,7 @@
 #define UINTR_SPIN_PREEMPTED_NS 20000ull    /* a step this long: the CPU was taken */
 #define UINTR_ADAPT_START_NS 8000ull        /* first window */
 #define UINTR_ADAPT_MAX_NS 64000ull         /* longest window */
+#define UINTR_ADAPT_PEAK_DECAY 64           /* the peak falls 1/DECAY a post */
 #define UINTR_ADAPT_HORIZON_NS 2000000ull   /* "a post came recently" */
 #define UINTR_BUSY_POLL_ADAPTIVE UINT64_MAX /* busy_poll="auto" */
 #define UINTR_HANDOFF_NS 30000ull           /* longest wait for a GIL hand-off */
@@ -251,6 +263,7 @@ typedef struct {
 
 typedef struct {
     uint64_t window_ns;    /* the next spin's budget; 0: block at once */
+    uint64_t peak_ns;      /* the slowest recent post within MAX (decaying) */
     uint64_t block_start;  /* when the current block began; 0: none */
     uint64_t last_post;    /* when a post was last taken */
     int hit;               /* the current block's spin saw a post */
@@ -395,6 +408,7 @@ static inline int uintr_busy_poll(uintr_block_t *b, uint64_t budget_ns, int epfd
 static inline void uintr_adapt_init(uintr_adapt_t *a, int cpus, const int *gil)
 {
     a->window_ns = 0;
+    a->peak_ns = 0;
     a->block_start = 0;
     a->last_post = 0;
     a->hit = 0;
@@ -661,7 +675,7 @@ static inline uint64_t uintr_adapt_budget(uintr_adapt_t *a, uint64_t busy_ns,
  * that began `waited` ns before `now` ended, in a post or not. */
 static inline void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post, uint64_t now)
 {
-    uint64_t grown, err, clip;
+    uint64_t grown, err, clip, floor;
     if (!post) {                        /* I/O or a timer ended it */
         a->gap_samples = 0;
         a->arm_after = UINTR_ALARM_SAMPLES;
@@ -686,9 +700,17 @@ static inline void uintr_adapt_learn(uintr_adapt_t *a, uint64_t waited, int post
     }
     if (a->gap_samples < UINTR_ALARM_SAMPLES)
         a->gap_samples++;
+    if (waited <= UINTR_ADAPT_MAX_NS) {
+        a->peak_ns -= a->peak_ns / UINTR_ADAPT_PEAK_DECAY;
+        if (a->peak_ns < waited)
+            a->peak_ns = waited;
+    }
     if (a->hit) {
-        if (4 * waited < a->window_ns && a->window_ns > UINTR_ADAPT_START_NS)
-            a->window_ns /= 2;
+        floor = a->peak_ns + a->peak_ns / 4;
+        if (floor < UINTR_ADAPT_START_NS)
+            floor = UINTR_ADAPT_START_NS;
+        if (4 * waited < a->window_ns && a->window_ns > floor)
+            a->window_ns = a->window_ns / 2 > floor ? a->window_ns / 2 : floor;
     } else if (waited <= UINTR_ADAPT_MAX_NS) {
         grown = a->window_ns ? 2 * a->window_ns : UINTR_ADAPT_START_NS;
         if (grown < waited + waited / 4)

@@ -232,6 +232,32 @@ def adapt_after_block(uint64_t window_ns, uint64_t waited_ns, bint post, bint hi
     return a.window_ns
 
 
+cdef class WindowCell:
+    """One loop's window (busypoll.h: uintr_adapt_learn) over a run of
+    blocks, each ended by a post `waited_ns` after it began or not: a spin as
+    long as the window catches a post that comes within it. Only the rule
+    runs; nothing spins, sleeps or reads a clock."""
+    cdef uintr_adapt_t a
+    cdef uint64_t t
+
+    def __cinit__(self, uint64_t window_ns=0):
+        uintr_adapt_init(&self.a, 2, NULL)
+        self.a.window_ns = window_ns
+        self.t = 1
+
+    @property
+    def window_ns(self):
+        return self.a.window_ns
+
+    def block(self, uint64_t waited_ns, bint post=True):
+        """One block, learnt; returns whether the spin caught its post."""
+        cdef bint hit = post and waited_ns <= self.a.window_ns
+        self.a.hit = hit
+        self.t += waited_ns
+        uintr_adapt_learn(&self.a, waited_ns, post, self.t)
+        return hit
+
+
 ALARM_GAP_MAX_NS = UINTR_ALARM_GAP_MAX_NS
 ALARM_LATE_NS = UINTR_ALARM_LATE_NS
 WAKE_COST_NS = UINTR_WAKE_COST_NS
