@@ -361,6 +361,29 @@ def test_alarm_estimate_follows_the_gap_and_its_deviation() -> None:
     assert armed is not None
 
 
+def test_alarm_lateness_is_learnt_from_a_ring_that_a_post_beat() -> None:
+    """A post that ends the alarm's sleep while the timer's wake-up is still
+    on its way leaves both ready at once: the lateness of that ring is learnt
+    too (busypoll.h, uintr_alarm_wait), or the estimate would learn only the
+    wake-ups that came before the post, the punctual ones. An event with no
+    ring behind it teaches nothing.
+
+    The alarm is set 1 ms in the past; whether the kernel has marked the
+    timer by the time the sleep looks is its own business, so the ring is
+    tried a few times, and one look that saw it is enough."""
+    cells = pytest.importorskip("_testcore._cells")
+    late = cells.ALARM_LATE_NS
+    assert cells.alarm_wait_after_an_event(1_000_000_000) == (1, late)
+    learnt = []
+    for _ in range(50):
+        rc, expected = cells.alarm_wait_after_an_event(-1_000_000)
+        assert rc == 1
+        learnt.append(expected)
+        if expected != late:
+            break
+    assert learnt[-1] == late + late // 4, learnt
+
+
 def test_alarm_lateness_is_learnt_and_clipped() -> None:
     """The timer's lateness starts at ALARM_LATE_NS and follows what the
     alarms see, a quarter of the way per alarm; one alarm far later than

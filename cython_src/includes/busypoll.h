@@ -98,7 +98,8 @@
  * a smoothed mean and a smoothed mean deviation of the blocks that ended in
  * a post, RFC 6298). The alarm is set for mean - deviation - MARGIN - LATE,
  * where LATE is how late the timer's wake-ups have come (smoothed the same
- * way: on a virtual machine whose idle vCPU halts, some 20 us), and the
+ * way, from every ring, also one a post beat: on a virtual machine whose
+ * idle vCPU halts, some 20 us), and the
  * spin lasts until mean + 2 (deviation + MARGIN) + WAKE. One deviation before the
  * mean, not TCP's four or the two of a normal spread: a sleeping thread's
  * pace is not one spread but runs of a few microseconds' width whose level
@@ -824,15 +825,23 @@ static inline int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t 
     p[1].fd = a->alarm_fd;
     p[1].events = POLLIN;
     p[0].revents = p[1].revents = 0;
-    if (poll(p, 2, -1) <= 0 || p[0].revents != 0 || !(p[1].revents & POLLIN))
-        return 1;               /* ready early (or interrupted): go and look */
+    if (poll(p, 2, -1) <= 0)
+        return 1;               /* interrupted: go and look */
+    /* The timer's lateness is learnt from every ring the loop sees, also
+     * from one whose sleep a post ended as well: a post beats the loop out
+     * of its sleep mostly while a late wake-up is still on its way (the
+     * host waking a halted vCPU, 40 to 70 us here), so learning only from
+     * the wake-ups that came first would learn the punctual ones. */
+    now = uintr_monotonic_ns();
+    if ((p[1].revents & POLLIN) && now > ring)
+        uintr_adapt_alarm_late(a, now - ring);
+    if (p[0].revents != 0 || !(p[1].revents & POLLIN))
+        return 1;               /* ready early: go and look */
     if (read(a->alarm_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
         return 1;
     st->alarms++;
     uintr_upid_suppress(b);                         /* model step A, then S */
     now = uintr_monotonic_ns();
-    if (now > ring)
-        uintr_adapt_alarm_late(a, now - ring);
     shared = uintr_adapt_spin_begins(a, now);
     rc = uintr_busy_poll(b, until > now ? until - now : 0, epfd, 1, shared, st);
     uintr_adapt_spin_ends(a);

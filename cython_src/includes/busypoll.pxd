@@ -65,3 +65,5 @@ cdef extern from "busypoll.h" nogil:
     int uintr_adapt_yield_wait(uintr_adapt_t *a, unsigned wakes)
     int uintr_spin_before_block(uintr_block_t *b, uintr_adapt_t *a, uint64_t busy_ns,
                                 uint64_t timeout_ns, int epfd, uintr_poll_stats_t *st)
+    int uintr_alarm_wait(uintr_block_t *b, uintr_adapt_t *a, uint64_t ring, uint64_t until,
+                         int epfd, uintr_poll_stats_t *st)

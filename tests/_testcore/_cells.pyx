@@ -323,6 +323,55 @@ def adapt_wake_cost(costs):
     return adapt_fed(uintr_adapt_wake_cost, costs).wake_ns
 
 
+cdef extern from "sys/epoll.h" nogil:
+    enum: EPOLLIN
+    enum: EPOLL_CTL_ADD
+    union epoll_data_t:
+        int fd
+    struct epoll_event:
+        unsigned events
+        epoll_data_t data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+
+cdef extern from "sys/eventfd.h" nogil:
+    int eventfd(unsigned initval, int flags)
+
+from posix.unistd cimport close, write
+
+
+def alarm_wait_after_an_event(long long ring_in_ns):
+    """busypoll.h's alarm (uintr_alarm_wait) for a fresh UPID and a fresh
+    estimate, due `ring_in_ns` from now (negative: already past), with an
+    event already ready on the loop's epoll fd, as a post that came while the
+    loop slept leaves it: (its return code, the timer lateness the estimate
+    expects afterwards)."""
+    cdef UpidCell cell = UpidCell()
+    cdef uintr_adapt_t a
+    cdef uintr_poll_stats_t st
+    cdef epoll_event ev
+    cdef uint64_t one = 1, ring
+    cdef int epfd, efd, rc
+    uintr_adapt_init(&a, 2, NULL)
+    memset(&st, 0, sizeof(st))
+    epfd = epoll_create1(0)
+    efd = eventfd(0, 0)
+    if epfd < 0 or efd < 0:
+        raise OSError("no epoll fd or eventfd")
+    try:
+        ev.events = EPOLLIN
+        ev.data.fd = efd
+        if epoll_ctl(epfd, EPOLL_CTL_ADD, efd, &ev) != 0 or write(efd, &one, sizeof(one)) != sizeof(one):
+            raise OSError("cannot make the epoll fd ready")
+        ring = <uint64_t>(<long long>uintr_monotonic_ns() + ring_in_ns)
+        rc = uintr_alarm_wait(cell.block, &a, ring, ring, epfd, &st)
+        return rc, a.alarm_late_ns
+    finally:
+        uintr_adapt_close(&a)
+        close(efd)
+        close(epfd)
+
+
 def adapt_observe_wake(uint64_t block_ago_ns, uint64_t posted_ago_ns, bint stamped, bint hit):
     """The wake-up cost busypoll.h has learnt after one look at a post
     (uintr_adapt_observe) that ends a block begun `block_ago_ns` ago, the
