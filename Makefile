@@ -1,4 +1,4 @@
-# Two commands do all the set-up on a fresh machine (Python >= 3.10, gcc, pip):
+# Two commands do all the set-up on a fresh machine (Python >= 3.11, gcc, pip):
 #   make demo   build everything, run the flagship example
 #   make test   build everything, run the whole test suite (the model check included)
 #   make verify the protocol's model, checked exhaustively by spin (full bounds)
