@@ -65,10 +65,11 @@
  *             to spare (`peak`: the longest block within MAX that ended in
  *             a post, falling by 1/UINTR_ADAPT_PEAK_DECAY at each post). A
  *             round trip's answers often come at two speeds: anyio's worker
- *             answers in a few microseconds when its CPU is awake and 30 to
- *             40 later when the host must wake it. Halving on each quick
- *             catch left the window under the slow answers, so one in four
- *             or five was missed and cost a blocked wake on top; the peak
+ *             answers a few microseconds into the spin, or some 15 later
+ *             (most likely when it slept and the host had to wake its
+ *             vCPU). Halving on each quick catch left the window under the
+ *             slow answers, so one round trip in four to six was missed and
+ *             cost a blocked wake on top; the peak
  *             keeps them caught, and fades once they stop. A spin that
  *             catches its post early costs only what it spun, so a window
  *             longer than the typical post is paid for only by a post that
