@@ -218,20 +218,6 @@ ADAPT_START_NS = UINTR_ADAPT_START_NS
 ADAPT_MAX_NS = UINTR_ADAPT_MAX_NS
 
 
-def adapt_after_block(uint64_t window_ns, uint64_t waited_ns, bint post, bint hit):
-    """The window busypoll.h's rule leaves after one block that began with
-    window `window_ns` and ended `waited_ns` later, with a post or not,
-    caught by the spin (`hit`) or not: uintr_adapt_learn, the rule
-    uintr_adapt_observe applies to the block it timed. Only the rule runs;
-    nothing spins, sleeps or reads a clock."""
-    cdef uintr_adapt_t a
-    uintr_adapt_init(&a, 2, NULL)
-    a.window_ns = window_ns
-    a.hit = hit
-    uintr_adapt_learn(&a, waited_ns, post, 1)
-    return a.window_ns
-
-
 cdef class WindowCell:
     """One loop's window (busypoll.h: uintr_adapt_learn) over a run of
     blocks, each ended by a post `waited_ns` after it began or not: a spin as
@@ -249,13 +235,27 @@ cdef class WindowCell:
     def window_ns(self):
         return self.a.window_ns
 
-    def block(self, uint64_t waited_ns, bint post=True):
-        """One block, learnt; returns whether the spin caught its post."""
-        cdef bint hit = post and waited_ns <= self.a.window_ns
+    cdef void learn(self, uint64_t waited_ns, bint post, bint hit):
         self.a.hit = hit
         self.t += waited_ns
         uintr_adapt_learn(&self.a, waited_ns, post, self.t)
+
+    def block(self, uint64_t waited_ns, bint post=True):
+        """One block, learnt; returns whether the spin caught its post."""
+        cdef bint hit = post and waited_ns <= self.a.window_ns
+        self.learn(waited_ns, post, hit)
         return hit
+
+
+def adapt_after_block(uint64_t window_ns, uint64_t waited_ns, bint post, bint hit):
+    """The window busypoll.h's rule leaves after one block that began with
+    window `window_ns` and ended `waited_ns` later, with a post or not,
+    caught by the spin (`hit`) or not: uintr_adapt_learn, the rule
+    uintr_adapt_observe applies to the block it timed. Only the rule runs;
+    nothing spins, sleeps or reads a clock."""
+    cdef WindowCell cell = WindowCell(window_ns)
+    cell.learn(waited_ns, post, hit)
+    return cell.a.window_ns
 
 
 ALARM_GAP_MAX_NS = UINTR_ALARM_GAP_MAX_NS
@@ -356,9 +356,9 @@ def alarm_wait_after_an_event(long long ring_in_ns):
     memset(&st, 0, sizeof(st))
     epfd = epoll_create1(0)
     efd = eventfd(0, 0)
-    if epfd < 0 or efd < 0:
-        raise OSError("no epoll fd or eventfd")
     try:
+        if epfd < 0 or efd < 0:
+            raise OSError("no epoll fd or eventfd")
         ev.events = EPOLLIN
         ev.data.fd = efd
         if epoll_ctl(epfd, EPOLL_CTL_ADD, efd, &ev) != 0 or write(efd, &one, sizeof(one)) != sizeof(one):
@@ -368,8 +368,10 @@ def alarm_wait_after_an_event(long long ring_in_ns):
         return rc, a.alarm_late_ns
     finally:
         uintr_adapt_close(&a)
-        close(efd)
-        close(epfd)
+        if efd >= 0:
+            close(efd)
+        if epfd >= 0:
+            close(epfd)
 
 
 def adapt_observe_wake(uint64_t block_ago_ns, uint64_t posted_ago_ns, bint stamped, bint hit):
